@@ -1,0 +1,1 @@
+"""transfer: learn low-light enhancement from lowsim data, fine-tune on real pairs."""
