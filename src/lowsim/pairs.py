@@ -74,11 +74,10 @@ def _by_stem(files: list[Path], folder: Path) -> dict[str, Path]:
 
 def _report_unmatched(unmatched: dict[str, list[str]], matched: int, root: Path, strict: bool) -> None:
     """Raise (strict, or nothing matched) or warn about files that found no partner."""
-    problems = [f"{len(names)} {what} have no {partner} partner: {_preview(names)}"
-                for (what, partner), names in (
-                    (("dark images", "bright"), unmatched.get("dark", [])),
-                    (("bright images", "dark"), unmatched.get("bright", [])))
-                if names]
+    problems = [f"{len(names)} {side} {'image has' if len(names) == 1 else 'images have'} no "
+                f"{partner} partner: {_preview(names)}"
+                for side, partner in (("dark", "bright"), ("bright", "dark"))
+                if (names := unmatched.get(side, []))]
     if not problems:
         return
     message = "; ".join(problems)
@@ -219,8 +218,7 @@ def _sid_pairs_from_list(list_path: Path, prefix: str) -> list[Pair]:
                               list_path)
         dark, bright = (list_path.parent / f for f in fields[:2])
         missing += [str(p) for p in (dark, bright) if not p.is_file()]
-        pairs.append(Pair(prefix + dark.stem, dark.resolve(strict=False), bright.resolve(strict=False),
-                          sid_exposure_ratio(dark, bright)))
+        pairs.append(Pair(prefix + dark.stem, dark, bright, sid_exposure_ratio(dark, bright)))
     if missing:
         raise LowsimError(f"{len(missing)} files named in the list are missing: {_preview(missing)}",
                           list_path)
