@@ -1,0 +1,330 @@
+"""Training data: synthetic pairs from a lowsim manifest, real pairs from a pairs folder, patches and batches.
+
+Every batch is a pure function of (seed, step): the training stream is an endless sequence of positions;
+position p belongs to "cycle" p // n (one pass over the n training images), whose image order is a seeded
+permutation, and p's crop and flips come from its own Generator seeded with (seed, p). So a resumed run
+sees exactly the batches an uninterrupted one would, whatever the number of loader workers or processes.
+
+Decoded images are kept in RAM as stored (uint8 / uint16; packed raw as uint16) when they fit the cache
+budget; cropping and flipping a cached patch costs microseconds, so input is never the bottleneck.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from lowsim.splits import REAL_PAIR_FRACTIONS, assign_split
+from transfer.errors import TransferError
+
+MANIFEST_COLUMNS = ("split", "clean_file_name", "dark_file_name", "status")
+RAW_SCALE = 65535.0  # packed raw floats in [0, 1] are cached as uint16 (finer than the 14-bit sensor)
+_SUBSET_STREAM = 0x5EB5E7  # separate SeedSequence streams for the --frac subset and the patch plans
+_ORDER_STREAM = 0x0DE4
+_PATCH_STREAM = 0xC409
+
+
+@dataclass(frozen=True)
+class PairItem:
+    """One training/validation pair on disk; ratio multiplies the packed raw input (SID), else unused."""
+
+    name: str
+    dark: Path
+    bright: Path
+    ratio: float | None = None
+
+
+@dataclass
+class Decoded:
+    """A decoded pair: dark in the input representation (H, W, C), bright (H*s, W*s, 3), both as stored."""
+
+    dark: np.ndarray
+    bright: np.ndarray
+    ratio: float = 1.0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by both arrays."""
+        return int(self.dark.nbytes + self.bright.nbytes)
+
+
+# ------------------------------------------------------------------------------------------ finding data
+
+def load_manifest(path: str | Path, split: str) -> list[PairItem]:
+    """The ok rows of one split of a lowsim manifest (Parquet) as pairs; paths resolve against its folder."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise TransferError("manifest not found", path)
+    try:
+        table = pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a non-Parquet file
+        raise TransferError(f"cannot read the manifest as Parquet ({type(err).__name__})", path) from None
+    missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
+    if missing:
+        raise TransferError(f"manifest lacks column(s) {', '.join(missing)}; expected a manifest written "
+                            "by `lowsim generate`", path)
+    ok = table[table["status"] == "ok"]
+    if ok.empty:
+        raise TransferError(f"manifest has no rows with status 'ok' ({len(table)} rows in all); "
+                            "nothing to train on", path)
+    rows = ok[ok["split"] == split]
+    names = rows["key"].astype(str) if "key" in rows.columns else rows["dark_file_name"].astype(str)
+    return [PairItem(name, path.parent / str(dark), path.parent / str(clean))
+            for name, dark, clean in zip(names, rows["dark_file_name"], rows["clean_file_name"])]
+
+
+def load_pairs(root: str | Path, layout: str = "auto") -> list[PairItem]:
+    """Real pairs under root in any layout lowsim reads, sorted by name."""
+    from lowsim.pairs import find_pairs
+
+    return [PairItem(p.name, p.dark, p.bright, p.ratio) for p in find_pairs(root, layout)]
+
+
+def split_real_pairs(items: Sequence[PairItem], split: str) -> list[PairItem]:
+    """The pairs that lowsim.splits assigns to `split` ('pool' trains, 'val' validates) by name hash."""
+    if split not in REAL_PAIR_FRACTIONS:
+        raise TransferError(f"unknown split {split!r}, expected one of {', '.join(REAL_PAIR_FRACTIONS)}")
+    return [item for item in items if assign_split(item.name, REAL_PAIR_FRACTIONS) == split]
+
+
+def select_fraction(items: Sequence[PairItem], frac: float, seed: int) -> list[PairItem]:
+    """A seeded subset of round(frac * n) pairs (frac in (0, 1]), kept in name order."""
+    if not (isinstance(frac, (int, float)) and 0.0 < frac <= 1.0):
+        raise TransferError(f"--frac must be in (0, 1], got {frac!r}")
+    count = int(np.floor(frac * len(items) + 0.5))
+    if count == 0:
+        raise TransferError(f"--frac {frac:g} of {len(items)} training pair(s) selects no pair; "
+                            f"use at least {1 / max(len(items), 1):.3g}")
+    if count == len(items):
+        return list(items)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _SUBSET_STREAM]))
+    chosen = np.sort(rng.choice(len(items), size=count, replace=False))
+    return [items[i] for i in chosen]
+
+
+def items_sha256(items: Sequence[PairItem]) -> str:
+    """A fingerprint of a pair list: names, file names and ratios (for run configs of real-pair runs)."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(f"{item.name}\t{item.dark.name}\t{item.bright.name}\t{item.ratio}\n".encode())
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ decoding
+
+def decode_item(item: PairItem, input_kind: str) -> Decoded:
+    """Read one pair in the model's input representation and check the two images line up."""
+    from lowsim.imageio import read_bayer_packed, read_image
+
+    bright = read_image(item.bright)
+    if input_kind == "srgb":
+        dark = read_image(item.dark)
+        if dark.shape != bright.shape:
+            raise TransferError(f"pair {item.name!r}: dark image is {_wxh(dark)} but the bright image "
+                                f"{item.bright} is {_wxh(bright)}; a pair must have one size", item.dark)
+        return Decoded(dark, bright, 1.0)
+    if item.ratio is None:
+        raise TransferError(f"pair {item.name!r} has no exposure ratio; packed raw input needs one "
+                            "(SID layout, or a ratio column in a pairs CSV)", item.dark)
+    packed = read_bayer_packed(item.dark)
+    height, width = packed.shape[0] * 2, packed.shape[1] * 2
+    if bright.shape[0] < height or bright.shape[1] < width or \
+            bright.shape[0] > height + 1 or bright.shape[1] > width + 1:
+        raise TransferError(f"pair {item.name!r}: the raw dark frame packs to {width}x{height} pixels but "
+                            f"the bright image {item.bright} is {_wxh(bright)}; a pair must have one size",
+                            item.dark)
+    dark = np.round(packed * RAW_SCALE).astype(np.uint16)
+    return Decoded(dark, np.ascontiguousarray(bright[:height, :width]), float(item.ratio))
+
+
+def _wxh(img: np.ndarray) -> str:
+    """'WxH' of an image array."""
+    return f"{img.shape[1]}x{img.shape[0]}"
+
+
+def dark_to_float(dark: np.ndarray, ratio: float) -> np.ndarray:
+    """Stored dark pixels -> float32 network input; packed raw is amplified by the ratio and clipped (SID)."""
+    if dark.dtype == np.uint8:
+        return dark.astype(np.float32) * np.float32(1 / 255)
+    x = dark.astype(np.float32) * np.float32(1 / 65535)
+    if dark.shape[-1] == 4:
+        return np.minimum(x * np.float32(ratio), np.float32(1.0))
+    return x
+
+
+def bright_to_float(bright: np.ndarray) -> np.ndarray:
+    """Stored bright pixels -> float32 target in [0, 1]."""
+    scale = 1 / 255 if bright.dtype == np.uint8 else 1 / 65535
+    return bright.astype(np.float32) * np.float32(scale)
+
+
+class PairStore:
+    """Decoded pairs, cached in RAM up to a byte budget; pairs past the budget are decoded on each use."""
+
+    def __init__(self, items: Sequence[PairItem], input_kind: str, cache_bytes: int,
+                 on_item: Callable[[int], None] | None = None) -> None:
+        self.items = list(items)
+        self.input_kind = input_kind
+        self.cache: dict[int, Decoded] = {}
+        self.dark_shapes: list[tuple[int, int]] = []
+        used = 0
+        # Every pair is decoded once up front so that size mismatches and unreadable files stop the run
+        # before training starts rather than in a loader worker hours later.
+        for index, item in enumerate(self.items):
+            decoded = decode_item(item, input_kind)
+            self.dark_shapes.append(decoded.dark.shape[:2])
+            if used + decoded.nbytes <= cache_bytes:
+                self.cache[index] = decoded
+                used += decoded.nbytes
+            if on_item is not None:
+                on_item(index)
+        self.cached_bytes = used
+
+    @property
+    def fully_cached(self) -> bool:
+        """True when every pair is held in RAM."""
+        return len(self.cache) == len(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def get(self, index: int) -> Decoded:
+        """The decoded pair, from the cache or from disk."""
+        cached = self.cache.get(index)
+        return cached if cached is not None else decode_item(self.items[index], self.input_kind)
+
+    def check_patch(self, patch: int) -> None:
+        """Every dark image must be at least patch x patch (input pixels) to crop training patches."""
+        for item, (height, width) in zip(self.items, self.dark_shapes):
+            if height < patch or width < patch:
+                unit = "packed raw pixels" if self.input_kind == "raw" else "pixels"
+                raise TransferError(f"image {item.name!r} is {width}x{height} {unit}, smaller than the "
+                                    f"training patch {patch}; use a smaller --patch", item.dark)
+
+
+# ------------------------------------------------------------------------------------------ patches
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """Where and how one training patch is cut: image index, top-left corner, flips and transpose."""
+
+    index: int
+    top: int
+    left: int
+    flip_v: bool
+    flip_h: bool
+    transpose: bool
+
+
+@lru_cache(maxsize=8)
+def _cycle_order(seed: int, cycle: int, n_images: int) -> np.ndarray:
+    """The image order of one pass over the training set: a seeded permutation."""
+    return np.random.default_rng(np.random.SeedSequence([seed, _ORDER_STREAM, cycle])).permutation(n_images)
+
+
+def plan_patch(seed: int, position: int, dark_shapes: Sequence[tuple[int, int]], patch: int) -> PatchPlan:
+    """The patch at stream position `position`: a pure function of (seed, position, image sizes, patch)."""
+    n_images = len(dark_shapes)
+    index = int(_cycle_order(seed, position // n_images, n_images)[position % n_images])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _PATCH_STREAM, position]))
+    height, width = dark_shapes[index]
+    top = int(rng.integers(0, height - patch + 1))
+    left = int(rng.integers(0, width - patch + 1))
+    flip_v, flip_h, transpose = (bool(b) for b in rng.integers(0, 2, size=3))
+    return PatchPlan(index, top, left, flip_v, flip_h, transpose)
+
+
+def _augment(img: np.ndarray, plan: PatchPlan) -> np.ndarray:
+    """Apply the plan's flips and transpose to an (H, W, C) array (views; copied by the caller)."""
+    if plan.flip_v:
+        img = img[::-1]
+    if plan.flip_h:
+        img = img[:, ::-1]
+    if plan.transpose:
+        img = img.transpose(1, 0, 2)
+    return img
+
+
+def cut_patch(pair: Decoded, plan: PatchPlan, patch: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (input, target) float32 HWC patch pair for a plan; the target is `scale` times larger."""
+    dark = pair.dark[plan.top: plan.top + patch, plan.left: plan.left + patch]
+    top, left, size = plan.top * scale, plan.left * scale, patch * scale
+    bright = pair.bright[top: top + size, left: left + size]
+    return (np.ascontiguousarray(_augment(dark_to_float(dark, pair.ratio), plan)),
+            np.ascontiguousarray(_augment(bright_to_float(bright), plan)))
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Map-style dataset indexed by stream position; item = (input, target) float32 HWC patches."""
+
+    def __init__(self, store: PairStore, patch: int, seed: int, scale: int) -> None:
+        store.check_patch(patch)
+        self.store, self.patch, self.seed, self.scale = store, patch, seed, scale
+
+    def __len__(self) -> int:  # positions are unbounded; the sampler decides which ones are used
+        return 2**62
+
+    def __getitem__(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        plan = plan_patch(self.seed, position, self.store.dark_shapes, self.patch)
+        return cut_patch(self.store.get(plan.index), plan, self.patch, self.scale)
+
+
+def collate_nhwc(batch: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack HWC patches into NCHW tensors whose memory is NHWC, i.e. already channels_last."""
+    inputs = torch.from_numpy(np.stack([b[0] for b in batch])).permute(0, 3, 1, 2)
+    targets = torch.from_numpy(np.stack([b[1] for b in batch])).permute(0, 3, 1, 2)
+    return inputs, targets
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Yields this rank's positions for steps start+1..end: step s covers global positions
+    [(s-1)*B, s*B) and rank r takes its contiguous share of B/world."""
+
+    def __init__(self, start_step: int, end_step: int, global_batch: int, rank: int = 0,
+                 world: int = 1) -> None:
+        if global_batch % world:
+            raise TransferError(f"--batch {global_batch} must be divisible by the number of processes {world}")
+        self.start, self.end, self.batch, self.rank, self.world = start_step, end_step, global_batch, rank, world
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        per_rank = self.batch // self.world
+        for step in range(self.start + 1, self.end + 1):
+            first = (step - 1) * self.batch + self.rank * per_rank
+            yield list(range(first, first + per_rank))
+
+
+def default_workers(fully_cached: bool) -> int:
+    """Loader worker processes: none when everything is cached (cutting a patch costs microseconds and a
+    worker would only compete with the convolutions for the cores), else up to 2 to overlap decoding."""
+    if fully_cached:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(2, cores - 1))
+
+
+def make_loader(dataset: PatchDataset, sampler: StepBatchSampler, workers: int) -> torch.utils.data.DataLoader:
+    """A DataLoader over the step sampler; workers prefetch a couple of batches each."""
+    extra = {"prefetch_factor": 4, "persistent_workers": False} if workers > 0 else {}
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                       collate_fn=collate_nhwc, **extra)
+
+
+def check_disjoint(train: Sequence[PairItem], val: Sequence[PairItem]) -> None:
+    """Validation pairs must never be trained on: refuse a dark file that is in both lists."""
+    train_files = {item.dark.resolve() for item in train}
+    shared = sorted(item.name for item in val if item.dark.resolve() in train_files)
+    if shared:
+        raise TransferError(f"{len(shared)} validation pair(s) are also training pairs "
+                            f"({', '.join(shared[:5])}); validation pairs are never trained on")
+
