@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lowsim.errors import LowsimError
-from lowsim.imageio import list_images, read_bayer_packed, read_image, read_image_float, write_png
+from lowsim.imageio import _bayer_channel_offsets, list_images, read_bayer_packed, read_image, read_image_float, write_png
 from rawfixtures import SID_BLACK, SID_WHITE, random_bayer, write_bayer_dng
 
 
@@ -296,3 +296,12 @@ def test_read_image_decodes_dng_to_16bit_rgb_without_auto_brightening(tmp_path: 
     # Camera white balance (neutral AsShotNeutral here) keeps a grey mosaic grey.
     channel_means = dim.reshape(-1, 3).mean(axis=0)
     assert channel_means.max() - channel_means.min() < 0.02 * channel_means.mean()
+
+
+def test_non_bayer_sensor_cannot_be_packed() -> None:
+    xtrans = np.array([[1, 1, 0, 1, 1, 2], [1, 1, 2, 1, 1, 0], [2, 0, 1, 0, 2, 1],
+                       [1, 1, 2, 1, 1, 0], [1, 1, 0, 1, 1, 2], [0, 2, 1, 2, 0, 1]])
+    with pytest.raises(LowsimError, match=r"x.RAF: not a 2x2 Bayer sensor \(colour filter pattern \(6, 6\)\)"):
+        _bayer_channel_offsets(xtrans, "RGBG", Path("x.RAF"))
+    with pytest.raises(LowsimError, match="unsupported colour filter RGGG"):
+        _bayer_channel_offsets(np.array([[0, 1], [1, 1]]), "RGBG", Path("x.dng"))

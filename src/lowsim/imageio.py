@@ -79,7 +79,8 @@ def _jpeg_is_truncated(data: bytes) -> bool:
 
         from PIL import Image, ImageFile
 
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone relaxed Pillow globally: it cannot judge for us
+            return True
         with Image.open(io.BytesIO(data)) as im:
             im.load()
     except ImportError:
