@@ -10,3 +10,5 @@ class TransferError(LowsimError):
 
 class TrainingDiverged(TransferError):
     """The loss became NaN or infinite; training stopped without overwriting the last good checkpoint."""
+
+    exit_code = 3

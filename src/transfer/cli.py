@@ -1,0 +1,200 @@
+"""The `transfer` command line: pretrain, finetune, train (scratch baseline), evaluate, enhance, models.
+
+User mistakes (TransferError / LowsimError) print one line "error: ..." and exit 2 (3 for a diverged run),
+never a traceback; an interrupted training run saves `last` and says how to resume.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lowsim.errors import LowsimError
+
+app = typer.Typer(
+    name="transfer",
+    help="Train the SID U-Net on lowsim's synthetic pairs, fine-tune it on a few real pairs, evaluate, enhance.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# ---- options shared by the three training commands (typer has no option groups; these are reused) ----
+RunDir = Annotated[Optional[Path], typer.Option("--run-dir", help="Run directory (default runs/<command>).")]
+Model = Annotated[str, typer.Option("--model", help="Registered model name (see `transfer models`).")]
+Width = Annotated[Optional[int], typer.Option("--width", help="Base width (channels of the first block); "
+                                                         "default 16 (SID uses 32).")]
+Epochs = Annotated[Optional[float], typer.Option("--epochs", help="Budget in passes over the training images "
+                                                               "(one patch per image per pass).")]
+Iters = Annotated[Optional[int], typer.Option("--iters", help="Budget in optimizer steps (default 1000).")]
+Patch = Annotated[int, typer.Option("--patch", help="Patch side in input pixels (packed pixels for raw input); "
+                                                    "a multiple of 32 (sRGB) or 16 (raw).")]
+Batch = Annotated[int, typer.Option("--batch", help="Global batch size (split across torchrun processes).")]
+Lr = Annotated[float, typer.Option("--lr", help="Adam learning rate.")]
+Schedule = Annotated[str, typer.Option("--schedule", help="Learning-rate decay: cosine, step or constant.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of weights, subset, order and patches.")]
+ValEvery = Annotated[Optional[int], typer.Option("--val-every", help="Validate every N steps (default: 10 "
+                                                                  "times per run).")]
+SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Save `last` every N steps "
+                                                                    "(default: at each validation).")]
+Patience = Annotated[Optional[int], typer.Option("--patience", help="Early stopping: stop after N validations "
+                                                                 "without a better PSNR.")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Loader processes (default 0 when all images "
+                                                               "fit in the RAM cache, else up to 2).")]
+CacheMb = Annotated[float, typer.Option("--cache-mb", help="RAM budget for decoded images, MiB.")]
+Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --run-dir exactly.")]
+StopAfter = Annotated[Optional[int], typer.Option("--stop-after", help="Leave after N steps of this invocation "
+                                                                    "(continue later with --resume).")]
+Tile = Annotated[int, typer.Option("--tile", help="Tile side (input pixels) for full-image inference.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
+Layout = Annotated[str, typer.Option("--layout", help="Pairs layout: auto, lol, sid or csv.")]
+ValPairs = Annotated[Optional[Path], typer.Option("--val-pairs", help="Held-out validation pairs (never "
+                                                                   "trained on).")]
+ValSplit = Annotated[bool, typer.Option("--val-split/--no-val-split",
+                                        help="Without --val-pairs: hold out the pairs lowsim.splits assigns to "
+                                             "'val' (pool 80% / val 20% by name hash).")]
+ValLimit = Annotated[Optional[int], typer.Option("--val-limit", help="Validate on the first N validation pairs.")]
+Input = Annotated[Optional[str], typer.Option("--input", help="Input kind: srgb (default) or raw (packed Bayer "
+                                                           "times the exposure ratio, as SID).")]
+
+
+def _train(**options: object) -> None:
+    """Build a TrainConfig from CLI options and run it."""
+    from transfer.train import TrainConfig, run_training
+
+    options["progress"] = not options.pop("quiet")
+    if options.get("run_dir") is None:
+        options["run_dir"] = Path("runs") / str(options["mode"])
+    result = run_training(TrainConfig(**options))  # type: ignore[arg-type]
+    if result["stop_reason"] == "stopped_after":
+        typer.echo(f"stopped at step {result['steps']}/{result['total_steps']}; continue with --resume")
+
+
+@app.command()
+def pretrain(
+    manifest: Annotated[Path, typer.Option("--manifest", help="Parquet manifest written by `lowsim generate`.")],
+    run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, epochs: Epochs = None,
+    iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
+    seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
+    val_limit: ValLimit = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
+    resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
+) -> None:
+    """Train from scratch on synthetic pairs (ok rows; split train trains, split val validates)."""
+    _train(mode="pretrain", manifest=manifest, run_dir=run_dir, model=model, width=width, epochs=epochs,
+           iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
+           save_every=save_every, patience=patience, val_limit=val_limit, workers=workers, cache_mb=cache_mb,
+           device=device, resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
+
+
+@app.command()
+def finetune(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Pretrained run directory, checkpoint "
+                                                                  "folder or .safetensors file.")],
+    pairs: Annotated[Path, typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout).")],
+    frac: Annotated[float, typer.Option("--frac", help="Share of the training pairs to use, in (0, 1] "
+                                                       "(the paper: 0.1).")] = 0.1,
+    trainable_blocks: Annotated[int, typer.Option("--trainable-blocks", help="Train the last N blocks "
+                                                  "(the paper: 2, up4 and head).")] = 2,
+    all_blocks: Annotated[bool, typer.Option("--all", help="Train every block.")] = False,
+    layout: Layout = "auto", val_pairs: ValPairs = None, val_split: ValSplit = True, val_limit: ValLimit = None,
+    run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, epochs: Epochs = None,
+    iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
+    seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
+    workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto", resume: Resume = False,
+    stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
+) -> None:
+    """Fine-tune a pretrained model on a fraction of real pairs, all but the last N blocks frozen."""
+    _train(mode="finetune", checkpoint=checkpoint, pairs=pairs, frac=frac,
+           trainable_blocks=None if all_blocks else trainable_blocks, layout=layout, val_pairs=val_pairs,
+           val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, epochs=epochs,
+           iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
+           save_every=save_every, patience=patience, workers=workers, cache_mb=cache_mb, device=device,
+           resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
+
+
+@app.command()
+def train(
+    pairs: Annotated[Path, typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout).")],
+    frac: Annotated[float, typer.Option("--frac", help="Share of the training pairs to use, in (0, 1].")] = 1.0,
+    input_kind: Input = None, layout: Layout = "auto", val_pairs: ValPairs = None, val_split: ValSplit = True,
+    val_limit: ValLimit = None, run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None,
+    epochs: Epochs = None, iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3,
+    schedule: Schedule = "cosine", seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None,
+    patience: Patience = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
+    resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
+) -> None:
+    """Train the same model from scratch on real pairs (the baseline)."""
+    _train(mode="scratch", pairs=pairs, frac=frac, input_kind=input_kind, layout=layout, val_pairs=val_pairs,
+           val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, epochs=epochs,
+           iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
+           save_every=save_every, patience=patience, workers=workers, cache_mb=cache_mb, device=device,
+           resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
+
+
+@app.command()
+def evaluate(
+    pairs: Annotated[Path, typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout).")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Run directory, checkpoint folder "
+                                                                            "or .safetensors file.")] = None,
+    identity: Annotated[bool, typer.Option("--identity", help="Score the dark input itself.")] = False,
+    layout: Layout = "auto",
+    split: Annotated[str, typer.Option("--split", help="all, or the lowsim.splits part: pool or val.")] = "all",
+    out: Annotated[Optional[Path], typer.Option("--out", help="Per-image CSV (name,psnr,ssim).")] = None,
+    tile: Tile = 512, device: Device = "auto", quiet: Quiet = False,
+) -> None:
+    """PSNR and SSIM of every pair at full resolution; prints the means over images."""
+    from transfer.evaluate import evaluate_checkpoint
+
+    def show(index: int, count: int, row: dict) -> None:
+        if not quiet:
+            typer.echo(f"[{index + 1}/{count}] {row['name']}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
+
+    result = evaluate_checkpoint(checkpoint, pairs, layout=layout, split=split, identity=identity, out_csv=out,
+                                 tile=tile, device=device, on_image=show)
+    what = "identity (dark input)" if identity else result["checkpoint"]
+    typer.echo(f"{what}: mean PSNR {result['psnr']:.3f} dB, mean SSIM {result['ssim']:.4f} over "
+               f"{result['count']} image(s)" + (f"; rows in {out}" if out else ""))
+
+
+@app.command()
+def enhance(
+    images: Annotated[list[Path], typer.Argument(help="Images (sRGB files, or raw files for raw models).")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Run directory, checkpoint folder or "
+                                                                  ".safetensors file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (PNG per input).")],
+    ratio: Annotated[Optional[float], typer.Option("--ratio", help="Exposure amplification for raw input "
+                                                                   "(SID: 100 to 300).")] = None,
+    tile: Tile = 512, device: Device = "auto",
+) -> None:
+    """Enhance image files with a checkpoint; writes <out>/<stem>.png."""
+    from transfer.enhance import enhance_files
+
+    for path in enhance_files(checkpoint, images, out, ratio=ratio, tile=tile, device=device):
+        typer.echo(str(path))
+
+
+@app.command()
+def models(width: Width = None) -> None:
+    """List the registered models with parameter counts per block."""
+    from transfer.models import DEFAULT_WIDTH, block_parameter_counts, count_parameters, create_model, list_models
+
+    for name in list_models():
+        model = create_model(name, width=width or DEFAULT_WIDTH)
+        blocks = ", ".join(f"{b} {n:,}" for b, n in block_parameter_counts(model).items())
+        typer.echo(f"{name} (width {width or DEFAULT_WIDTH}): {count_parameters(model)[1]:,} parameters; {blocks}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; a user mistake is one line "error: ..." and exit code 2, never a traceback."""
+    try:
+        app(args=argv, prog_name="transfer")  # standalone: typer reports usage errors itself (exit 2)
+    except LowsimError as err:
+        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: `last` holds the latest step; run the same command with --resume to continue",
+                    err=True)
+        sys.exit(130)

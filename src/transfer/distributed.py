@@ -1,0 +1,81 @@
+"""torchrun support: one process per device, DDP over gloo (CPU) or nccl (GPU); a no-op when run plainly."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in the job (rank 0 of 1 when not launched by torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files and prints progress."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """True when there is more than one process."""
+        return self.world > 1
+
+
+def init_distributed(use_cuda: bool) -> DistInfo:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE, RANK, LOCAL_RANK)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if dist.is_initialized():
+        return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, False)
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(rank, world, local_rank, True)
+
+
+def shutdown(info: DistInfo) -> None:
+    """Leave the process group if this module joined it."""
+    if info.initialized_here and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The mean of a scalar tensor over all processes (itself when alone)."""
+    if not info.enabled:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / info.world
+
+
+def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """Rank 0's boolean, seen by every process (so all stop together)."""
+    if not info.enabled:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.broadcast(tensor, src=0)
+    return bool(tensor.item() > 0.5)
+
+
+def gather_strings(text: str, info: DistInfo) -> list[str]:
+    """Every process's string, in rank order (a list of one when alone)."""
+    if not info.enabled:
+        return [text]
+    out: list[str] = [""] * info.world
+    dist.all_gather_object(out, text)
+    return out
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait for every process."""
+    if info.enabled:
+        dist.barrier()

@@ -1,0 +1,88 @@
+"""Scoring a checkpoint (or the dark input itself) on real pairs at full resolution: PSNR and SSIM per image."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from lowsim.params import atomic_write_text
+from transfer.checkpoint import load_checkpoint, resolve_checkpoint
+from transfer.data import PairItem, bright_to_float, dark_to_float, decode_item, load_pairs, split_real_pairs
+from transfer.errors import TransferError
+from transfer.infer import DEFAULT_TILE, predict
+from transfer.metrics import psnr, ssim
+
+SPLITS = ("all", "pool", "val")
+
+
+def select_split(items: list[PairItem], split: str) -> list[PairItem]:
+    """All pairs, or the ones lowsim.splits assigns to 'pool' / 'val' (REAL_PAIR_FRACTIONS)."""
+    if split not in SPLITS:
+        raise TransferError(f"unknown --split {split!r}, expected one of {', '.join(SPLITS)}")
+    return list(items) if split == "all" else split_real_pairs(items, split)
+
+
+def pick_device(name: str) -> torch.device:
+    """CUDA when present (or asked for), else CPU."""
+    from transfer.train import pick_device as _pick
+
+    return _pick(name)
+
+
+def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path, layout: str = "auto",
+                        split: str = "all", identity: bool = False, out_csv: str | Path | None = None,
+                        tile: int = DEFAULT_TILE, device: str = "auto",
+                        on_image: Callable[[int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """PSNR/SSIM of every pair (the checkpoint's output, or with identity=True the dark input itself).
+
+    Returns {"rows": [{name, psnr, ssim}], "psnr": mean, "ssim": mean, "count", "checkpoint", "split"}; with
+    out_csv, also writes the rows (name,psnr,ssim) atomically.
+    """
+    if identity == (checkpoint is not None):
+        raise TransferError("give either --checkpoint or --identity (score the dark input itself)")
+    items = select_split(load_pairs(pairs, layout), split)
+    if not items:
+        raise TransferError(f"no pairs in split {split!r}", pairs)
+    model, kind, weights = None, "srgb", None
+    if not identity:
+        model, meta = load_checkpoint(checkpoint, pick_device(device))
+        model.eval()
+        kind, weights = meta["input_kind"], str(resolve_checkpoint(checkpoint))
+    rows: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        pair = decode_item(item, kind)
+        target = bright_to_float(pair.bright)
+        if model is None:
+            output = dark_to_float(pair.dark, 1.0)
+        else:
+            output = predict(model, dark_to_float(pair.dark, pair.ratio), tile=tile)
+        row = {"name": item.name, "psnr": psnr(output, target), "ssim": ssim(output, target)}
+        rows.append(row)
+        if on_image is not None:
+            on_image(index, len(items), row)
+    result = {"rows": rows, "psnr": _mean([r["psnr"] for r in rows]), "ssim": _mean([r["ssim"] for r in rows]),
+              "count": len(rows), "checkpoint": weights, "identity": identity, "split": split,
+              "input_kind": kind}
+    if out_csv is not None:
+        write_rows(Path(out_csv), rows)
+    return result
+
+
+def _mean(values: list[float]) -> float:
+    """Arithmetic mean over images (inf when any image is a perfect match)."""
+    return float(np.mean(values)) if values else math.nan
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """name,psnr,ssim per image, written atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=["name", "psnr", "ssim"], lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({"name": row["name"], "psnr": f"{row['psnr']:.6f}", "ssim": f"{row['ssim']:.6f}"})
+    atomic_write_text(path, buffer.getvalue())
