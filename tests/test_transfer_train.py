@@ -1,0 +1,159 @@
+"""The training core: run directory contents, exact resume, fine-tuning with frozen blocks, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import transfer.train as train_module
+from lowsim import __version__ as lowsim_version
+from lowsim.params import file_sha256
+from test_transfer_fixtures import lol_tiny, make_lol, make_manifest, manifest_tiny, tiny_config  # noqa: F401
+from transfer.errors import TrainingDiverged, TransferError
+from transfer.models import BLOCK_NAMES
+from transfer.train import run_training
+
+
+def weights(run_dir: Path, which: str = "last") -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / which / "model.safetensors"))
+
+
+def test_pretrain_writes_a_complete_run_directory(tmp_path: Path, manifest_tiny: Path) -> None:
+    run = tmp_path / "run"
+    result = run_training(tiny_config(run, mode="pretrain", manifest=manifest_tiny, iters=4))
+    assert result["steps"] == 4 and result["stop_reason"] == "completed"
+    assert result["train_count"] == 4 and result["val_count"] == 2 and math.isfinite(result["best_val_psnr"])
+    for name in ("config.json", "metrics.csv", "val.csv", "curves.png", "train_pairs.txt", "val_pairs.txt",
+                 "last/model.safetensors", "last/train_state.pt", "best/model.safetensors"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "sid_unet" and config["model_config"] == {"width": 4, "input_kind": "srgb",
+                                                                         "norm": "none"}
+    assert config["input_kind"] == "srgb" and config["trained_blocks"] == list(BLOCK_NAMES)
+    assert config["data_sha256"] == file_sha256(manifest_tiny) and config["seed"] == 0
+    assert config["lowsim_version"] == lowsim_version and config["metrics"]["steps"] == 4
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and all(math.isfinite(float(r["loss"])) for r in rows)
+    assert [int(r["step"]) for r in csv.DictReader(open(run / "val.csv"))] == [2, 4]
+    assert (run / "val_pairs.txt").read_text().split() == ["val00", "val01"]
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, lol_tiny: Path) -> None:
+    options = dict(pairs=lol_tiny, iters=5, val_every=2, val_split=False)
+    straight = run_training(tiny_config(tmp_path / "a", workers=0, **options))
+    # the interrupted run loads batches in a worker process: batches depend on (seed, step) only
+    first = run_training(tiny_config(tmp_path / "b", stop_after=2, workers=1, **options))
+    assert first["steps"] == 2 and first["stop_reason"] == "stopped_after"
+    resumed = run_training(tiny_config(tmp_path / "b", resume=True, workers=1, **options))
+    assert straight["steps"] == resumed["steps"] == 5
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    losses = [[r["loss"] for r in csv.DictReader(open(tmp_path / d / "metrics.csv"))] for d in "ab"]
+    assert losses[0] == losses[1] and len(losses[0]) == 5
+    other = run_training(tiny_config(tmp_path / "c", **{**options, "seed": 1}))
+    assert not torch.equal(weights(tmp_path / "c")["head.weight"], a["head.weight"])
+    assert other["steps"] == 5
+
+
+def test_existing_run_needs_resume_and_the_same_options(tmp_path: Path, lol_tiny: Path) -> None:
+    run_training(tiny_config(tmp_path / "r", pairs=lol_tiny, iters=3, stop_after=1, val_split=False))
+    with pytest.raises(TransferError, match="already holds a checkpoint; pass --resume"):
+        run_training(tiny_config(tmp_path / "r", pairs=lol_tiny, iters=3, val_split=False))
+    with pytest.raises(TransferError, match="options differ.*lr: 0.001 -> 0.01"):
+        run_training(tiny_config(tmp_path / "r", pairs=lol_tiny, iters=3, val_split=False, resume=True, lr=1e-2))
+
+
+def test_finetune_trains_only_the_last_blocks(tmp_path: Path, manifest_tiny: Path, lol_tiny: Path) -> None:
+    run_training(tiny_config(tmp_path / "pre", mode="pretrain", manifest=manifest_tiny, iters=2))
+    pre = weights(tmp_path / "pre")
+    result = run_training(tiny_config(tmp_path / "ft", mode="finetune", checkpoint=tmp_path / "pre",
+                                      pairs=lol_tiny, frac=0.5, iters=3, val_split=False))
+    tuned = weights(tmp_path / "ft")
+    assert result["trained_blocks"] == ["up4", "head"]
+    assert result["trainable_params"] == sum(v.numel() for k, v in pre.items() if k.split(".")[0] in
+                                             ("up4", "head"))
+    assert result["train_count"] == 3
+    for key in pre:
+        same = torch.equal(pre[key], tuned[key])
+        assert same == (key.split(".")[0] not in ("up4", "head")), key
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["init_checkpoint"]["sha256"] == file_sha256(tmp_path / "pre" / "best" / "model.safetensors")
+    assert len((tmp_path / "ft" / "train_pairs.txt").read_text().split()) == 3
+    everything = run_training(tiny_config(tmp_path / "all", mode="finetune", checkpoint=tmp_path / "pre",
+                                          pairs=lol_tiny, iters=1, val_split=False, trainable_blocks=None))
+    assert everything["trained_blocks"] == list(BLOCK_NAMES)
+
+
+def test_finetune_refuses_a_checkpoint_of_another_width(tmp_path: Path, manifest_tiny: Path,
+                                                         lol_tiny: Path) -> None:
+    run_training(tiny_config(tmp_path / "pre", mode="pretrain", manifest=manifest_tiny, iters=1))
+    with pytest.raises(TransferError, match="width 4 but width 8 was asked for"):
+        run_training(tiny_config(tmp_path / "ft", mode="finetune", checkpoint=tmp_path / "pre", pairs=lol_tiny,
+                                 width=8))
+    with pytest.raises(TransferError, match="checkpoint not found"):
+        run_training(tiny_config(tmp_path / "ft", mode="finetune", checkpoint=tmp_path / "none", pairs=lol_tiny))
+
+
+def test_validation_pairs_are_never_trained_on(tmp_path: Path, lol_tiny: Path) -> None:
+    run_training(tiny_config(tmp_path / "r", pairs=lol_tiny, iters=1))
+    train_names = set((tmp_path / "r" / "train_pairs.txt").read_text().split())
+    val_names = set((tmp_path / "r" / "val_pairs.txt").read_text().split())
+    assert train_names and val_names and not train_names & val_names
+    assert len(train_names | val_names) == 6
+    with pytest.raises(TransferError, match="also training pairs"):
+        run_training(tiny_config(tmp_path / "s", pairs=lol_tiny, val_pairs=lol_tiny, iters=1))
+
+
+def test_bad_data_and_options_are_refused(tmp_path: Path, lol_tiny: Path) -> None:
+    none_ok = make_manifest(tmp_path / "m", {"train": 2}, statuses=["error", "error"])
+    with pytest.raises(TransferError, match="no rows with status 'ok'"):
+        run_training(tiny_config(tmp_path / "r1", mode="pretrain", manifest=none_ok))
+    with pytest.raises(TransferError, match="smaller than the training patch 128"):
+        run_training(tiny_config(tmp_path / "r2", pairs=lol_tiny, patch=128, val_split=False))
+    with pytest.raises(TransferError, match="multiple of 32"):
+        run_training(tiny_config(tmp_path / "r3", pairs=lol_tiny, patch=48))
+    with pytest.raises(TransferError, match=r"--frac must be in \(0, 1\]"):
+        run_training(tiny_config(tmp_path / "r4", pairs=lol_tiny, frac=1.5))
+    with pytest.raises(TransferError, match="selects no pair"):
+        run_training(tiny_config(tmp_path / "r5", pairs=lol_tiny, frac=0.01))
+    with pytest.raises(TransferError, match="not both"):
+        run_training(tiny_config(tmp_path / "r6", pairs=lol_tiny, epochs=1.0))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, lol_tiny: Path) -> None:
+    run = tmp_path / "r"
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at step (\d+).*last good checkpoint"):
+        run_training(tiny_config(run, pairs=lol_tiny, lr=1e30, iters=8, save_every=1, val_split=False))
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    meta = json.loads((run / "last" / "checkpoint.json").read_text())
+    assert meta["step"] == len(rows) >= 1 and all(math.isfinite(float(r["loss"])) for r in rows)
+    assert all(torch.isfinite(t).all() for t in weights(run).values())
+
+
+def test_early_stopping_after_patience_validations(tmp_path: Path, lol_tiny: Path, monkeypatch) -> None:
+    scores = iter([20.0, 19.0, 18.0, 17.0, 16.0])
+    monkeypatch.setattr(train_module, "validate", lambda model, store, tile: [next(scores)])
+    result = run_training(tiny_config(tmp_path / "r", pairs=lol_tiny, iters=10, val_every=1, patience=2))
+    assert result["stop_reason"] == "early_stopping" and result["steps"] == 3 and result["best_step"] == 1
+    assert json.loads((tmp_path / "r" / "best" / "checkpoint.json").read_text())["step"] == 1
+
+
+def test_epoch_budget_counts_passes_over_the_images(tmp_path: Path, lol_tiny: Path) -> None:
+    result = run_training(tiny_config(tmp_path / "r", pairs=lol_tiny, iters=None, epochs=1.0, batch=4,
+                                      val_split=False))
+    assert result["steps"] == math.ceil(6 / 4)
+
+
+def test_raw_input_trains_on_sid_pairs(tmp_path: Path) -> None:
+    from rawfixtures import make_sid_tree
+
+    make_sid_tree(tmp_path / "sid", n_scenes=2, height=64, width=64, test_scenes=0)
+    result = run_training(tiny_config(tmp_path / "r", pairs=tmp_path / "sid", input_kind="raw", patch=16,
+                                      val_split=False, iters=2))
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert result["steps"] == 2 and config["input_kind"] == "raw" and config["model_config"]["input_kind"] == "raw"
