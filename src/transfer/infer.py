@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from transfer.errors import TransferError
 from transfer.models import SIDUNet
 
 # Inputs up to this many pixels (input representation) run in one pass; larger ones are tiled.
@@ -96,6 +97,8 @@ def run_tiled(model: SIDUNet, x: torch.Tensor, tile: int = DEFAULT_TILE,
 def predict(model: SIDUNet, img: np.ndarray, tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
             device: torch.device | str | None = None) -> np.ndarray:
     """Enhance one (H, W, C) float image: whole when it fits in one tile (or tile=None), else tiled; clip to [0, 1]."""
+    if tile is not None and tile < model.pad_multiple:
+        raise TransferError(f"--tile must be at least {model.pad_multiple} input pixels, got {tile}")
     if device is None:
         device = next(model.parameters()).device
     was_training = model.training
@@ -105,7 +108,7 @@ def predict(model: SIDUNet, img: np.ndarray, tile: int | None = DEFAULT_TILE, ov
         if tile is None or (x.shape[-2] <= tile and x.shape[-1] <= tile):
             out = run_padded(model, x)
         else:
-            out = run_tiled(model, x, tile, overlap)
+            out = run_tiled(model, x, tile, min(overlap, tile // 4))  # small tiles: keep a useful stride
     finally:
         model.train(was_training)
     return np.clip(to_image(out), 0.0, 1.0)
