@@ -12,17 +12,54 @@ Q      rounding to the output bit depth.
 
 Images are float arrays in [0, 1], shape (H, W, 3), in the sRGB encoding the sources come in (as the
 paper did). Every random draw comes from the `numpy.random.Generator` passed in.
+
+Two samplers realise the same model (`degrade_to_codes` picks one; the manifest records which):
+
+- ``REFERENCE_SAMPLER``: the steps above literally, in float32, with numpy's Poisson and normal samplers,
+  then `quantize`. Any input (8/16-bit, float), any output depth.
+- ``TABLE_SAMPLER`` (8-bit source, 8-bit output): an 8-bit source has at most 3×256 distinct pre-noise
+  values (one per channel and level), so everything before the noise is a lookup table, and the 8-bit
+  output code of a pixel has an exact discrete distribution given its (channel, level): shot noise
+  Poisson(λ), plus Gaussian read noise, then clip, gamma and rounding, is
+
+      P(code <= j) = P(K/s + σZ < T_j+1),   T_j = ((j − ½)/255)^γ   (the rounding thresholds pulled back
+                   = Σ_k Poisson(k; λ) Φ((T_j+1 − k/s)/σ)            through the gamma curve)
+
+  (σ = 0: a Poisson CDF). `code_cdf` computes it per distinct λ and `lowsim.sampling` draws each pixel's
+  code from it with one 32-bit uniform (inverse CDF, exact to 2^-32). No approximation is made; the
+  truncation of the Poisson sums at 7.5 sd + 8 leaves < 1e-12 of mass. It falls back to the reference
+  when the tables would cost more than the reference itself (very large λ together with read noise).
 """
 from __future__ import annotations
 
 from typing import Iterator
 
 import numpy as np
+from scipy import special
 
 from lowsim.params import DegradationParams
-from lowsim.sampling import poisson
+from lowsim.sampling import (
+    InverseCdfTable,
+    build_inverse_cdf_table,
+    poisson,
+    poisson_log_pmf,
+    poisson_window,
+    sample_inverse_cdf,
+    uniform_u32,
+)
 
 MODEL_NAME = "lowsim.degrade/v1"
+REFERENCE_SAMPLER = "numpy-reference/v1"
+TABLE_SAMPLER = "exact-table/v1"
+SAMPLERS = (REFERENCE_SAMPLER, TABLE_SAMPLER)
+# Images are degraded in bands of this many rows (bounded memory for huge sources). Part of the random
+# stream's definition: changing it changes every sample, so it is a constant, never a tuning knob.
+TILE_ROWS = 256
+READ_NOISE_SDS = 7.5  # Φ is 0 or 1 to within 3e-14 beyond this many read-noise sds
+# Table work limits (pmf entries; multiply-adds of the Poisson ⊗ Gaussian sum): beyond them the
+# reference sampler is cheaper. Measured single-threaded: 2e8 multiply-adds take ~8 ms.
+MAX_TABLE_PMF = 4e6
+MAX_TABLE_MACS = 2e8
 
 
 def apply_illumination(img: np.ndarray, alpha: float, gamma: float) -> np.ndarray:
@@ -86,11 +123,17 @@ def degrade(clean: np.ndarray, p: DegradationParams, rng: np.random.Generator) -
     return apply_gamma(x, p.gamma)
 
 
-def degrade_stages(clean: np.ndarray, p: DegradationParams,
-                   rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (label, image) after each step of the paper's Figure 3 (for `lowsim preview`)."""
+def degrade_stages(clean: np.ndarray, p: DegradationParams, rng: np.random.Generator,
+                   illumination: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (label, image) after each step of the paper's Figure 3 (for `lowsim preview`).
+
+    With `illumination`, seed 002's illumination map is applied (and shown) first, as `degrade` does.
+    """
     x = to_float(clean)
     yield "original", x
+    if illumination:
+        x = apply_illumination(x, p.illum_alpha, p.illum_gamma)
+        yield "+ illumination", x
     x = subtract_black_level(x, p.black_level)
     yield "+ black level", x
     x = apply_channel_gains(x, p.gains)
@@ -107,3 +150,191 @@ def to_float(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint16:
         return img.astype(np.float32) / np.float32(65535)
     return img.astype(np.float32, copy=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Quantized output: the samplers
+
+
+def level_intensities(p: DegradationParams, bit_depth: int = 8) -> np.ndarray:
+    """Pre-noise values CD(BL(ILLUM(v))) for every source level v and channel, shape (levels, 3), float64."""
+    levels = np.arange(1 << bit_depth, dtype=np.float64) / ((1 << bit_depth) - 1)
+    x = np.repeat(levels[:, None], 3, axis=1)
+    x = apply_illumination(x, p.illum_alpha, p.illum_gamma)
+    return apply_channel_gains(subtract_black_level(x, p.black_level), p.gains)
+
+
+def rounding_thresholds(gamma: float, bit_depth: int = 8) -> np.ndarray:
+    """T_j = ((j − ½)/top)^γ for j = 1..top: code <= j−1 exactly when the pre-gamma value is < T_j."""
+    top = (1 << bit_depth) - 1
+    return np.power((np.arange(1, top + 1, dtype=np.float64) - 0.5) / top, gamma)
+
+
+def noiseless_code(k: np.ndarray, p: DegradationParams) -> np.ndarray:
+    """The 8-bit code of k photons without read noise, computed exactly as the reference does (float32)."""
+    shot = (np.asarray(k, dtype=np.float32) / p.photon_scale).astype(np.float32, copy=False)
+    return quantize(apply_gamma(shot, p.gamma), 8)
+
+
+def photon_cut(p: DegradationParams) -> np.ndarray:
+    """cut[c] = max{k : noiseless_code(k) <= c} for c = 0..254 (−1 when none): the σ = 0 code CDF steps.
+
+    Starts from the exact-arithmetic answer ceil(s·T_{c+1}) − 1 and corrects it against the reference's
+    float32 rounding, so that ties (k/s landing exactly on a rounding threshold) break the same way.
+    """
+    cut = np.ceil(p.photon_scale * rounding_thresholds(p.gamma)) - 1.0
+    codes = np.arange(255)
+    for _ in range(8):  # float32 error moves a cut by at most a step or two
+        up = noiseless_code(cut + 1, p) <= codes
+        down = (cut >= 0) & (noiseless_code(np.maximum(cut, 0), p) > codes)
+        if not (up.any() or down.any()):
+            break
+        cut = cut + up - down
+    return cut
+
+
+def _code_windows(lam: np.ndarray, p: DegradationParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per λ: the Poisson window [k_lo, k_hi] and the code window [c_lo, c_hi] outside which P is 0 or 1."""
+    k_lo, k_hi = poisson_window(lam)
+    reach = READ_NOISE_SDS * p.read_sigma
+    thresholds = rounding_thresholds(p.gamma)
+    c_lo = np.searchsorted(thresholds, k_lo / p.photon_scale - reach, side="right")
+    c_hi = np.searchsorted(thresholds, k_hi / p.photon_scale + reach, side="right")
+    return k_lo, k_hi, c_lo, c_hi
+
+
+# Relative cost of one scipy.special.pdtr call and one element of the cumulative-sum route (measured).
+PDTR_COST = 12.0
+
+
+def _poisson_cdf_route(k_lo: np.ndarray, k_hi: np.ndarray, c_lo: np.ndarray,
+                       c_hi: np.ndarray) -> tuple[str, float]:
+    """How to evaluate the σ = 0 code CDF: ("cumsum" over each Poisson window | "pdtr" per code), cost."""
+    cumsum = k_lo.size * float((k_hi - k_lo).max() + 1)
+    pdtr = PDTR_COST * float((c_hi - c_lo + 1).sum())
+    return ("cumsum", cumsum) if cumsum <= pdtr else ("pdtr", pdtr)
+
+
+def table_cost(lam: np.ndarray, p: DegradationParams) -> float | None:
+    """Rough work (array elements) to build the exact tables for these λ, or None when unaffordable."""
+    k_lo, k_hi, c_lo, c_hi = _code_windows(lam, p)
+    if p.read_sigma == 0.0:
+        return _poisson_cdf_route(k_lo, k_hi, c_lo, c_hi)[1]
+    dense = lam.size * float(k_hi.max() - k_lo.min() + 1)
+    macs = dense * float(c_hi.max() - c_lo.min() + 1)
+    return macs / 20.0 if dense <= MAX_TABLE_PMF and macs <= MAX_TABLE_MACS else None
+
+
+def _poisson_code_cdf(lam: np.ndarray, p: DegradationParams, codes: np.ndarray, k_lo: np.ndarray,
+                      k_hi: np.ndarray, route: str) -> np.ndarray:
+    """σ = 0: P(code <= c) = P(K <= cut[c]), a Poisson CDF read at each row's codes."""
+    cut = np.append(photon_cut(p), np.inf)[codes]  # code 255 is certain
+    before = cut < k_lo[:, None]  # the CDF is < 1e-12 there
+    after = cut >= k_hi[:, None]  # and > 1 − 1e-12 there
+    cdf = np.where(after, 1.0, 0.0)
+    inside = ~(before | after)
+    rows = np.nonzero(inside)[0]
+    if route == "pdtr":
+        cdf[inside] = special.pdtr(cut[inside], lam[rows])
+        return cdf
+    # A cumulative sum of each row's Poisson window, read at cut[c].
+    log_factorial = special.gammaln(np.arange(int(k_hi.max()) + 1, dtype=np.float64) + 1.0)
+    k = k_lo[:, None] + np.arange(int((k_hi - k_lo).max()) + 1)
+    pmf = np.exp(poisson_log_pmf(np.minimum(k, k_hi[:, None]), lam[:, None], log_factorial))
+    pmf[k > k_hi[:, None]] = 0.0
+    cum = np.cumsum(pmf, axis=1)
+    cdf[inside] = cum[rows, (cut[inside] - k_lo[rows]).astype(np.int64)]
+    return cdf
+
+
+def code_cdf(lam: np.ndarray, p: DegradationParams) -> tuple[np.ndarray, np.ndarray]:
+    """Exact CDF of the 8-bit output code for each photon mean λ: (cdf (rows, m), offsets (rows,)).
+
+    cdf[r, j] = P(code <= offsets[r] + j | λ_r); the last column is 1 and codes below offsets[r] have
+    probability < 1e-12. Raises ValueError when `table_cost` says the tables are unaffordable.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    if table_cost(lam, p) is None:
+        raise ValueError("tables too large for these parameters; use the reference sampler")
+    k_lo, k_hi, c_lo, c_hi = _code_windows(lam, p)
+    width = int((c_hi - c_lo).max()) + 1
+    codes = np.minimum(c_lo[:, None].astype(np.int32) + np.arange(width, dtype=np.int32), 255)  # (rows, width)
+    if p.read_sigma == 0.0:
+        route, _ = _poisson_cdf_route(k_lo, k_hi, c_lo, c_hi)
+        cdf = _poisson_code_cdf(lam, p, codes, k_lo, k_hi, route)
+    else:
+        # P(code <= c) = Σ_k Poisson(k; λ) Φ((T_{c+1} − k/s)/σ): one matrix product over a shared k range.
+        c_first, c_last = int(c_lo.min()), int(codes.max())
+        cuts = np.append(rounding_thresholds(p.gamma), np.inf)[c_first:c_last + 1]
+        k = np.arange(int(k_lo.min()), int(k_hi.max()) + 1)
+        log_factorial = special.gammaln(np.arange(int(k_hi.max()) + 1, dtype=np.float64) + 1.0)
+        pmf = np.exp(poisson_log_pmf(k[None, :], lam[:, None], log_factorial))
+        gauss = special.ndtr((cuts[None, :] - k[:, None] / p.photon_scale) / p.read_sigma)
+        dense = np.maximum.accumulate(pmf @ gauss, axis=1)  # (rows, codes c_first..c_last); rounding
+        cdf = np.take_along_axis(dense, codes - c_first, axis=1)  # must not make it decrease
+    cdf = np.clip(cdf, 0.0, 1.0)
+    cdf[codes >= 255] = 1.0
+    return cdf, c_lo.astype(np.int64)
+
+
+def choose_sampler(dtype: np.dtype, p: DegradationParams, bit_depth: int = 8) -> str:
+    """TABLE_SAMPLER for 8-bit in and out when its tables are affordable, else REFERENCE_SAMPLER."""
+    if np.dtype(dtype) != np.uint8 or bit_depth != 8:
+        return REFERENCE_SAMPLER
+    lam = np.unique(level_intensities(p) * p.photon_scale)
+    return TABLE_SAMPLER if table_cost(lam, p) is not None else REFERENCE_SAMPLER
+
+
+def level_code_table(p: DegradationParams, pixels: int = 1 << 18) -> tuple[InverseCdfTable, np.ndarray]:
+    """The code sampler for an 8-bit source: (table, rows) where rows[v, c] is the table row of (v, c).
+
+    `pixels` (how many draws will be made) only tunes the bucket count; results never depend on it.
+    """
+    lam_levels = level_intensities(p) * p.photon_scale  # (256, 3)
+    lam, rows = np.unique(lam_levels, return_inverse=True)
+    cdf, offsets = code_cdf(lam, p)
+    # More buckets: fewer draws need the exact search, more table to build. Balance the two.
+    bits = int(np.clip(np.round(np.log2(max(pixels, 1) * cdf.shape[1] / lam.size) / 2), 6, 12))
+    return build_inverse_cdf_table(cdf, offsets, bits=bits), rows.reshape(lam_levels.shape)
+
+
+def degrade_to_codes(clean: np.ndarray, p: DegradationParams, rng: np.random.Generator,
+                     bit_depth: int = 8, sampler: str | None = None) -> np.ndarray:
+    """The whole pipeline including quantization: uint8/uint16 dark image of clean's shape.
+
+    `sampler` None picks with `choose_sampler`; pass the recorded one to reproduce a sample.
+    Rows are processed in bands of TILE_ROWS, drawing from `rng` band after band.
+    """
+    sampler = sampler or choose_sampler(clean.dtype, p, bit_depth)
+    if sampler == TABLE_SAMPLER:
+        return _table_codes(clean, p, rng, bit_depth)
+    if sampler == REFERENCE_SAMPLER:
+        return _reference_codes(clean, p, rng, bit_depth)
+    raise ValueError(f"unknown sampler {sampler!r}, expected one of {SAMPLERS}")
+
+
+def _table_codes(clean: np.ndarray, p: DegradationParams, rng: np.random.Generator,
+                 bit_depth: int) -> np.ndarray:
+    """TABLE_SAMPLER: one uniform per pixel, drawn band by band."""
+    import cv2
+
+    if clean.dtype != np.uint8 or bit_depth != 8 or clean.ndim != 3 or clean.shape[2] != 3:
+        raise ValueError("the table sampler needs an (H, W, 3) uint8 image and 8-bit output")
+    table, rows = level_code_table(p, pixels=clean.size)
+    # (v, c) -> row << bits, as a 3-channel LUT so OpenCV maps the interleaved image in one pass.
+    lut = np.ascontiguousarray((rows.astype(np.int32) << table.bits)[None, :, :])
+    out = np.empty(clean.shape, dtype=np.uint8)
+    for top in range(0, clean.shape[0], TILE_ROWS):
+        band = np.ascontiguousarray(clean[top:top + TILE_ROWS])
+        uniforms = uniform_u32(rng, band.size).reshape(band.shape)
+        out[top:top + TILE_ROWS] = sample_inverse_cdf(table, cv2.LUT(band, lut), uniforms)
+    return out
+
+
+def _reference_codes(clean: np.ndarray, p: DegradationParams, rng: np.random.Generator,
+                     bit_depth: int) -> np.ndarray:
+    """REFERENCE_SAMPLER: `degrade` then `quantize`, band by band."""
+    out = np.empty(clean.shape, dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    for top in range(0, clean.shape[0], TILE_ROWS):
+        out[top:top + TILE_ROWS] = quantize(degrade(clean[top:top + TILE_ROWS], p, rng), bit_depth)
+    return out
