@@ -58,7 +58,7 @@ def save_checkpoint(directory: str | Path, model: torch.nn.Module, meta: dict[st
     return directory
 
 
-def _existing_dir(path: Path) -> Path | None:
+def existing_checkpoint_dir(path: Path) -> Path | None:
     """The checkpoint folder, or the `.previous` copy left by a crash in the middle of a swap."""
     if (path / WEIGHTS_FILE).is_file():
         return path
@@ -77,7 +77,7 @@ def resolve_checkpoint(path: str | Path, prefer: str = "best") -> Path:
         return path
     order = [prefer, "last" if prefer == "best" else "best"]
     for candidate in [path] + [path / name for name in order]:
-        found = _existing_dir(candidate)
+        found = existing_checkpoint_dir(candidate)
         if found is not None:
             return found / WEIGHTS_FILE
     raise TransferError(f"no checkpoint here: expected {WEIGHTS_FILE}, or a run directory with best/ or "

@@ -384,6 +384,10 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
     store.check_patch(config.patch)
     val_store = PairStore(data.val, model.input_kind, max(0, cache_bytes - store.cached_bytes)) \
         if info.is_main and data.val else None
+    cached_mib = (store.cached_bytes + (val_store.cached_bytes if val_store else 0)) / 2**20
+    reporter.print(f"data: {len(data.train)} training pair(s), {len(data.val)} validation pair(s); "
+                   f"{cached_mib:.0f} MiB of decoded images cached in RAM"
+                   + ("" if store.fully_cached else " (training set larger than --cache-mb: decoded per patch)"))
     total = total_steps(config, len(data.train))
     val_every = config.val_every or max(1, total // 10)
     save_every = config.save_every or val_every
@@ -391,7 +395,7 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
     run_dir = Path(config.run_dir)
     last_dir, best_dir = run_dir / "last", run_dir / "best"
     prints = fingerprint(config, model, data, init, total)
-    has_last = ckpt._existing_dir(last_dir) is not None
+    has_last = ckpt.existing_checkpoint_dir(last_dir) is not None
     if has_last and not config.resume:
         raise TransferError("run directory already holds a checkpoint; pass --resume to continue it or choose "
                             "another --run-dir", run_dir)
@@ -548,7 +552,7 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
 def _resume(run_dir: Path, last_dir: Path, model: SIDUNet, optimizer: torch.optim.Optimizer,
             scheduler: Any, prints: dict) -> tuple[int, float, int | None, int]:
     """Load weights, optimizer, scheduler and RNG states of `last`; the run must be the same one."""
-    found = ckpt._existing_dir(last_dir)
+    found = ckpt.existing_checkpoint_dir(last_dir)
     state = ckpt.load_train_state(found)
     saved = json.loads(state["fingerprint"])
     changed = sorted(k for k in set(saved) | set(prints) if saved.get(k) != prints.get(k))
