@@ -1,0 +1,84 @@
+"""`lowsim generate`, `lowsim regenerate` and `lowsim preview`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lowsim.cli import app
+from lowsim.errors import LowsimError
+
+
+def _params_or_default(params: Optional[Path]) -> Path:
+    """--params, or the checkout's params/lol.json with a hint when that is missing."""
+    from lowsim.generate import default_params_path
+
+    if params is not None:
+        return params
+    default = default_params_path()
+    if not default.is_file():
+        raise LowsimError("default params file not found; run `lowsim calibrate` or pass --params", default)
+    return default
+
+
+@app.command()
+def generate(
+    src: Optional[Path] = typer.Option(None, "--src", help="Folder of clean photos (recursive) "
+                                       "[scikit-image's sample photos]."),
+    n: int = typer.Option(..., "--n", help="Number of ok samples to make."),
+    params: Optional[Path] = typer.Option(None, "--params", help="Params JSON (default: params/lol.json)."),
+    out: Path = typer.Option(Path("data/synthetic"), "--out", help="Dataset folder (resumable)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest",
+                                            help="Manifest Parquet (default: manifests/<out name>.parquet)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Random size x size crops (with flips); "
+                                       "default: whole images."),
+    seed: int = typer.Option(0, "--seed", help="Run seed: with the same inputs, the same dataset."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes (the result does not depend on it)."),
+    bit_depth: int = typer.Option(8, "--bit-depth", help="8 or 16-bit PNG output."),
+    split_fractions: str = typer.Option("train=0.9,val=0.05,test=0.05", "--split-fractions",
+                                        help="Split names and fractions, assigned by source photo."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest)."""
+    from lowsim.generate import generate as run, ignore_file_size_signal
+
+    ignore_file_size_signal()
+    result = run(src=src, n=n, params=_params_or_default(params), out=out, manifest=manifest, size=size,
+                 seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
+                 progress=progress)
+    errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
+    typer.echo(f"{result.n_ok} samples in {result.out} ({result.n_made} made now{errors}); "
+               f"manifest {result.manifest}")
+
+
+@app.command()
+def regenerate(
+    manifest: Path = typer.Argument(..., help="Manifest Parquet written by `lowsim generate`."),
+    key: str = typer.Option(..., "--key", help="Key of the sample to rebuild."),
+    out: Path = typer.Option(..., "--out", help="PNG to write the rebuilt dark image to."),
+    clean_out: Optional[Path] = typer.Option(None, "--clean-out", help="Also write the clean target here."),
+    src: Optional[Path] = typer.Option(None, "--src", help="Source folder, if it moved since generation."),
+) -> None:
+    """Rebuild one sample bit-exactly from its manifest row."""
+    from lowsim.generate import regenerate as rebuild
+    from lowsim.imageio import write_png
+
+    clean, dark, _ = rebuild(manifest, key, src)
+    write_png(out, dark)
+    if clean_out is not None:
+        write_png(clean_out, clean)
+    typer.echo(f"wrote {out}" + (f" and {clean_out}" if clean_out is not None else ""))
+
+
+@app.command()
+def preview(
+    src: Path = typer.Option(..., "--src", help="One photo."),
+    params: Optional[Path] = typer.Option(None, "--params", help="Params JSON (default: params/lol.json)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the parameter draw and the noise."),
+    out: Path = typer.Option(..., "--out", help="PNG to write."),
+) -> None:
+    """Show the degradation step by step (the paper's Figure 3), without and with the illumination map."""
+    from lowsim.preview import preview as render
+
+    typer.echo(f"wrote {render(src, _params_or_default(params), out, seed)}")

@@ -1,0 +1,97 @@
+"""`lowsim preview`: the founding paper's Figure 3 strip for one photo and one parameter draw.
+
+Row 1 is the paper's pipeline step by step (original, + black level, + colour, + noise, + gamma); row 2 is
+the same draw with seed 002's illumination map applied first (original, + illumination, ... , + gamma), the
+pipeline `lowsim generate` actually runs. Parameters are one seeded draw from the params file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lowsim.degrade import degrade_stages
+from lowsim.errors import LowsimError
+from lowsim.imageio import read_image
+from lowsim.params import DegradationParams, ParamDistribution
+
+PREVIEW_MAX_SIDE = 384  # pixels per panel: enough to see noise, small enough for a README
+
+
+def shrink(img: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:
+    """Downscale (area averaging) so the longer side is at most max_side; never upscale."""
+    import cv2
+
+    scale = max_side / max(img.shape[:2])
+    if scale >= 1:
+        return img
+    size = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def preview_rows(clean: np.ndarray, p: DegradationParams,
+                 seed: int) -> list[list[tuple[str, np.ndarray]]]:
+    """The two rows of (label, float image in [0, 1]) panels; each row draws its noise from its own stream."""
+    streams = np.random.SeedSequence(seed).spawn(2)
+    rows = []
+    for illumination, stream in zip((False, True), streams):
+        stages = degrade_stages(clean, p, np.random.default_rng(stream), illumination=illumination)
+        rows.append([(label, np.clip(img, 0.0, 1.0)) for label, img in stages])
+    return rows
+
+
+def draw_params(dist: ParamDistribution, seed: int) -> DegradationParams:
+    """The parameter draw shown: the same stream layout as a generated sample's params stream."""
+    return dist.sample(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)).spawn(3)[1]))
+
+
+def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParams, title: str,
+                   out: Path) -> Path:
+    """Lay the panels out with matplotlib (labels, parameter caption) and save a PNG atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_cols = max(len(r) for r in rows)
+    height, width = rows[0][0][1].shape[:2]
+    panel = 2.6
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(panel * n_cols, panel * height / width * len(rows) + 1.0),
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.axis("off")
+            if c < len(row):
+                label, img = row[c]
+                ax.imshow(img, vmin=0.0, vmax=1.0, interpolation="nearest")
+                ax.set_title(label, fontsize=9)
+    values = ", ".join(f"{k}={v:.3g}" for k, v in p.to_dict().items())
+    fig.suptitle(f"{title}\n{values}", fontsize=8)
+    fig.tight_layout()
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, out)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise LowsimError(f"cannot write ({err.strerror or err})", out) from None
+    finally:
+        plt.close(fig)
+    return out
+
+
+def preview(src: Path, params: Path, out: Path, seed: int = 0) -> Path:
+    """Read the photo, draw parameters, render both rows, write the PNG; return its path."""
+    if Path(out).suffix.lower() != ".png":
+        raise LowsimError("--out must be a .png file", out)
+    dist = ParamDistribution.load(params)
+    if Path(src).is_dir():
+        raise LowsimError("--src must be one image file, got a folder", src)
+    clean = shrink(read_image(src))
+    p = draw_params(dist, seed)
+    rows = preview_rows(clean, p, seed)
+    return render_preview(rows, p, f"{Path(src).name} — lowsim preview (seed {seed})", out)
