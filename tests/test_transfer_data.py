@@ -28,6 +28,19 @@ def test_manifest_ok_rows_by_split_with_paths_relative_to_it(tmp_path: Path) -> 
     assert train[0].bright == path.parent / "clean" / "train00.png"
 
 
+def test_manifest_paths_follow_the_recorded_dataset_dir(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    local = make_manifest(tmp_path / "out", {"train": 2})
+    table = pq.read_table(local)
+    moved = tmp_path / "manifests" / "m.parquet"  # as `lowsim generate` writes it: OUT relative to the manifest
+    moved.parent.mkdir()
+    pq.write_table(table.replace_schema_metadata({"lowsim.dataset_dir": "../out"}), moved)
+    items = load_manifest(moved, "train")
+    assert items[0].dark.resolve() == (tmp_path / "out" / "dark" / "train00.png").resolve()
+    assert items[0].dark.is_file() and items[0].bright.is_file()
+
+
 def test_manifest_errors(tmp_path: Path) -> None:
     none_ok = make_manifest(tmp_path / "a", {"train": 2}, statuses=["error", "error"])
     with pytest.raises(TransferError, match="no rows with status 'ok'"):

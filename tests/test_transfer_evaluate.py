@@ -72,3 +72,16 @@ def test_checkpoint_and_identity_are_exclusive(tmp_path: Path, lol_tiny: Path) -
         evaluate_checkpoint(None, lol_tiny)
     with pytest.raises(TransferError, match="checkpoint not found"):
         evaluate_checkpoint(tmp_path / "missing", lol_tiny)
+
+
+def test_manifest_split_is_scored(tmp_path: Path) -> None:
+    from test_transfer_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "m", {"train": 2, "test": 3})
+    result = evaluate_checkpoint(None, None, manifest=manifest, split="test", identity=True)
+    assert [r["name"] for r in result["rows"]] == ["test00", "test01", "test02"]
+    assert evaluate_checkpoint(None, None, manifest=manifest, identity=True)["count"] == 5
+    with pytest.raises(TransferError, match="either --pairs .* or --manifest"):
+        evaluate_checkpoint(None, tmp_path, manifest=manifest, identity=True)
+    with pytest.raises(TransferError, match="no pairs in split 'val'"):
+        evaluate_checkpoint(None, None, manifest=manifest, split="val", identity=True)

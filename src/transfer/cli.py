@@ -136,16 +136,19 @@ def train(
 
 @app.command()
 def evaluate(
-    pairs: Annotated[Path, typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout).")],
+    pairs: Annotated[Optional[Path], typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout).")] = None,
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Or a lowsim manifest (synthetic pairs; "
+                                                                       "--split test for its test set).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Run directory, checkpoint folder "
                                                                             "or .safetensors file.")] = None,
     identity: Annotated[bool, typer.Option("--identity", help="Score the dark input itself.")] = False,
     layout: Layout = "auto",
-    split: Annotated[str, typer.Option("--split", help="all, or the lowsim.splits part: pool or val.")] = "all",
+    split: Annotated[str, typer.Option("--split", help="all; for pairs the lowsim.splits part pool or val; for "
+                                                       "a manifest its split column (train, val, test).")] = "all",
     out: Annotated[Optional[Path], typer.Option("--out", help="Per-image CSV (name,psnr,ssim).")] = None,
     tile: Tile = 512, device: Device = "auto", quiet: Quiet = False,
 ) -> None:
-    """PSNR and SSIM of every pair at full resolution; prints the means over images."""
+    """PSNR and SSIM of every pair (real pairs or a synthetic manifest) at full resolution; prints the means."""
     from transfer.evaluate import evaluate_checkpoint
 
     def show(index: int, count: int, row: dict) -> None:
@@ -153,7 +156,7 @@ def evaluate(
             typer.echo(f"[{index + 1}/{count}] {row['name']}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
 
     result = evaluate_checkpoint(checkpoint, pairs, layout=layout, split=split, identity=identity, out_csv=out,
-                                 tile=tile, device=device, on_image=show)
+                                 tile=tile, device=device, on_image=show, manifest=manifest)
     what = "identity (dark input)" if identity else result["checkpoint"]
     typer.echo(f"{what}: mean PSNR {result['psnr']:.3f} dB, mean SSIM {result['ssim']:.4f} over "
                f"{result['count']} image(s)" + (f"; rows in {out}" if out else ""))

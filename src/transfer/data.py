@@ -56,28 +56,36 @@ class Decoded:
 
 # ------------------------------------------------------------------------------------------ finding data
 
-def load_manifest(path: str | Path, split: str) -> list[PairItem]:
-    """The ok rows of one split of a lowsim manifest (Parquet) as pairs; paths resolve against its folder."""
-    import pandas as pd
+def load_manifest(path: str | Path, split: str | None) -> list[PairItem]:
+    """The ok rows of one split (None: every split) of a lowsim manifest (Parquet) as pairs.
+
+    File names are relative to the dataset folder, which `lowsim generate` records in the Parquet metadata as
+    `lowsim.dataset_dir` (relative to the manifest's folder); without it, to the manifest's own folder
+    (OUT/metadata.parquet, or a hand-written manifest).
+    """
+    import pyarrow.parquet as pq
 
     path = Path(path)
     if not path.is_file():
         raise TransferError("manifest not found", path)
     try:
-        table = pd.read_parquet(path)
+        table = pq.read_table(path)
     except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a non-Parquet file
         raise TransferError(f"cannot read the manifest as Parquet ({type(err).__name__})", path) from None
-    missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
+    metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    frame = table.to_pandas()
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise TransferError(f"manifest lacks column(s) {', '.join(missing)}; expected a manifest written "
                             "by `lowsim generate`", path)
-    ok = table[table["status"] == "ok"]
+    ok = frame[frame["status"] == "ok"]
     if ok.empty:
-        raise TransferError(f"manifest has no rows with status 'ok' ({len(table)} rows in all); "
+        raise TransferError(f"manifest has no rows with status 'ok' ({len(frame)} rows in all); "
                             "nothing to train on", path)
-    rows = ok[ok["split"] == split]
+    base = path.parent / metadata.get("lowsim.dataset_dir", ".")
+    rows = ok if split is None else ok[ok["split"] == split]
     names = rows["key"].astype(str) if "key" in rows.columns else rows["dark_file_name"].astype(str)
-    return [PairItem(name, path.parent / str(dark), path.parent / str(clean))
+    return [PairItem(name, base / str(dark), base / str(clean))
             for name, dark, clean in zip(names, rows["dark_file_name"], rows["clean_file_name"])]
 
 

@@ -12,7 +12,8 @@ import torch
 
 from lowsim.params import atomic_write_text
 from transfer.checkpoint import load_checkpoint, resolve_checkpoint
-from transfer.data import PairItem, bright_to_float, dark_to_float, decode_item, load_pairs, split_real_pairs
+from transfer.data import (PairItem, bright_to_float, dark_to_float, decode_item, load_manifest, load_pairs,
+                           split_real_pairs)
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE, predict
 from transfer.metrics import psnr, ssim
@@ -34,20 +35,33 @@ def pick_device(name: str) -> torch.device:
     return _pick(name)
 
 
-def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path, layout: str = "auto",
+def find_items(pairs: str | Path | None, manifest: str | Path | None, layout: str, split: str) -> list[PairItem]:
+    """Real pairs (split all/pool/val by name hash) or a manifest's ok rows (split all or its own split names)."""
+    if (pairs is None) == (manifest is None):
+        raise TransferError("give either --pairs (real pairs) or --manifest (a lowsim synthetic manifest)")
+    if manifest is not None:
+        items = load_manifest(manifest, None if split == "all" else split)
+    else:
+        items = select_split(load_pairs(pairs, layout), split)
+    if not items:
+        raise TransferError(f"no pairs in split {split!r}", pairs if pairs is not None else manifest)
+    return items
+
+
+def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None, layout: str = "auto",
                         split: str = "all", identity: bool = False, out_csv: str | Path | None = None,
                         tile: int = DEFAULT_TILE, device: str = "auto",
-                        on_image: Callable[[int, int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                        on_image: Callable[[int, int, dict[str, Any]], None] | None = None,
+                        manifest: str | Path | None = None) -> dict[str, Any]:
     """PSNR/SSIM of every pair (the checkpoint's output, or with identity=True the dark input itself).
 
-    Returns {"rows": [{name, psnr, ssim}], "psnr": mean, "ssim": mean, "count", "checkpoint", "split"}; with
-    out_csv, also writes the rows (name,psnr,ssim) atomically.
+    Pairs come from a real pairs folder, or from a lowsim manifest (`manifest=`, e.g. split "test" for the
+    synthetic test set). Returns {"rows": [{name, psnr, ssim}], "psnr": mean, "ssim": mean, "count",
+    "checkpoint", "split"}; with out_csv, also writes the rows (name,psnr,ssim) atomically.
     """
     if identity == (checkpoint is not None):
         raise TransferError("give either --checkpoint or --identity (score the dark input itself)")
-    items = select_split(load_pairs(pairs, layout), split)
-    if not items:
-        raise TransferError(f"no pairs in split {split!r}", pairs)
+    items = find_items(pairs, manifest, layout, split)
     model, kind, weights = None, "srgb", None
     if not identity:
         model, meta = load_checkpoint(checkpoint, pick_device(device))
