@@ -379,15 +379,6 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
     reporter.print(f"{config.mode}: {model.config} on {device}, {info.world} process(es); "
                    f"training {n_trainable:,} of {n_total:,} parameters (blocks {', '.join(trained)})")
 
-    cache_bytes = int(config.cache_mb * 2**20)
-    store = PairStore(data.train, model.input_kind, cache_bytes)
-    store.check_patch(config.patch)
-    val_store = PairStore(data.val, model.input_kind, max(0, cache_bytes - store.cached_bytes)) \
-        if info.is_main and data.val else None
-    cached_mib = (store.cached_bytes + (val_store.cached_bytes if val_store else 0)) / 2**20
-    reporter.print(f"data: {len(data.train)} training pair(s), {len(data.val)} validation pair(s); "
-                   f"{cached_mib:.0f} MiB of decoded images cached in RAM"
-                   + ("" if store.fully_cached else " (training set larger than --cache-mb: decoded per patch)"))
     total = total_steps(config, len(data.train))
     val_every = config.val_every or max(1, total // 10)
     save_every = config.save_every or val_every
@@ -399,6 +390,17 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
     if has_last and not config.resume:
         raise TransferError("run directory already holds a checkpoint; pass --resume to continue it or choose "
                             "another --run-dir", run_dir)
+
+    cache_bytes = int(config.cache_mb * 2**20)
+    store = PairStore(data.train, model.input_kind, cache_bytes)
+    store.check_patch(config.patch)
+    val_store = PairStore(data.val, model.input_kind, max(0, cache_bytes - store.cached_bytes)) \
+        if info.is_main and data.val else None
+    cached_mib = (store.cached_bytes + (val_store.cached_bytes if val_store else 0)) / 2**20
+    reporter.print(f"data: {len(data.train)} training pair(s), {len(data.val)} validation pair(s); "
+                   f"{cached_mib:.0f} MiB of decoded images cached in RAM"
+                   + ("" if store.fully_cached else " (training set larger than --cache-mb: decoded per patch)")
+                   + ("" if data.val else "; no validation pairs, so no `best` checkpoint (use `last`)"))
 
     # Channels-last before the optimizer exists, so that Adam's moments share the parameters' layout in both
     # a fresh and a resumed run (the same layout means the same floating-point results).
