@@ -135,6 +135,7 @@ class ParamDistribution:
     method: str = "manual"
     source: str = ""
     shrinkage: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)  # free-form provenance (e.g. calibration summary)
     lowsim_version: str = __version__
     schema_version: int = SCHEMA_VERSION
 
@@ -236,6 +237,7 @@ class ParamDistribution:
             "fixed": self.fixed,
             "natural_mean": self.natural_mean(),
             "excluded": self.excluded,
+            **({"info": self.info} if self.info else {}),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -278,6 +280,7 @@ class ParamDistribution:
                        n_pairs=int(data.get("n_pairs", 0)), excluded=list(data.get("excluded", [])),
                        method=str(data.get("method", "")), source=str(data.get("source", "")),
                        shrinkage=float(data.get("shrinkage", 0.0)),
+                       info=dict(data.get("info", {})) if isinstance(data.get("info", {}), dict) else {},
                        lowsim_version=str(data.get("lowsim_version", "")), schema_version=version)
         except LowsimError as err:
             raise LowsimError(str(err), path) from None

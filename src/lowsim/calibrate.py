@@ -1,0 +1,726 @@
+"""Calibrate the degradation model (`lowsim.degrade`) on real dark/bright pairs.
+
+Per pair, one of two methods turns (dark, bright) into a `DegradationParams`:
+
+- ``paper``: the founding paper's estimators (seed 001 §3.1), exactly: on the 0–255 scale, over values in
+  [5, 250], bl = mean(b − d), w_c = mean(d/b) per channel, 1/γ = mean(log_b d). The paper applies its chain
+  on the 0–255 scale, so its gamma x^(1/γ) also divides by 255^(1/γ − 1); `paper_params` maps that exactly
+  onto our [0, 1] model (see there). It estimates no illumination and no noise.
+- ``joint`` (default): a robust least-squares fit of the whole noiseless forward model
+  `expected_dark(bright, p)` (illumination, black level, gains, gamma) on a seeded pixel subsample,
+  started from a log-log regression; then the shot/read noise from how the spread of the residuals grows
+  with intensity, matched by simulation of the same model (handles the gamma, the clip at 0 and the 8-bit
+  rounding exactly instead of by a delta-method approximation).
+
+Pairs that do not match (different scene, misaligned, saturated, empty, too few usable pixels) are flagged
+and left out of the distribution fit. The per-pair values are then fitted by `ParamDistribution.fit`.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from scipy import optimize, stats
+
+from lowsim.degrade import expected_dark
+from lowsim.errors import LowsimError
+from lowsim.pairs import Pair, read_pair
+from lowsim.params import PARAM_NAMES, DegradationParams, ParamDistribution
+
+METHODS = ("joint", "paper")
+
+# The paper's valid range for every estimate (values in [0, 5) carry no information, (250, 255] are
+# saturated light sources).
+PAPER_RANGE_DN = (5.0, 250.0)
+# Pixels at or above this (in either image) are saturated: their true value is unknown.
+SATURATED = 250.0 / 255.0
+LSB = 1.0 / 255.0
+
+# Mismatch detection. Spearman correlation of 8x8-block mean luminance: blocks average the noise away
+# (a very dark, noisy but well matched pair still scores > 0.9) while a different scene or a shift does
+# not average away; the rank correlation is blind to any monotone tone curve. On lol-dev the good pairs
+# score 0.93–1.00 (median 0.99); 648 (different scene) 0.49, 141 0.79.
+MISMATCH_BLOCK = 8
+MIN_BLOCK_SPEARMAN = 0.90
+MAX_SATURATED_FRACTION = 0.05  # of dark pixels: a saturated "dark" image is not a low-light image
+MIN_DARK_P99 = 2.0 * LSB  # 99th percentile below 2 levels: (nearly) empty dark image
+MIN_VALID_PIXELS = 2000  # unsaturated pixels needed to fit anything
+
+# Joint fit settings.
+FIT_PIXELS = 10_000  # subsampled pixel locations per pair (x3 channels) for the final fit
+START_PIXELS = 3_000  # the multi-start runs on a smaller subsample of those, then the best is polished
+NOISE_PIXEL_PAIRS = 20_000  # horizontal neighbour pairs for the noise fit (x3 channels)
+NOISE_BINS = 12
+# Weak priors pulling illum_alpha to 0 and log(illum_gamma) to 0. The illumination map is nearly
+# degenerate with the gains and gamma (alpha = 1 with bl = 0 is exactly a power law, the same curve as
+# alpha = 0 with another gamma), so among (nearly) equal fits we prefer the one without a map. Per unit of
+# alpha or log(illum_gamma) each costs 1e-6 per residual, ~1 % of the data cost of a dark pair with 2-3
+# levels of noise: it breaks ties but yields to any curve change the data can see.
+ILLUM_PRIOR = 1e-3
+# Optimizer bounds (natural units). Strictly inside the schema's ranges so the logit/log transforms
+# of ParamDistribution stay finite; a value at a bound is recorded in the pair's notes.
+BOUNDS: dict[str, tuple[float, float]] = {
+    # alpha = 0.01 changes I' by at most 0.01*max I(1-I^g) <= 0.0025 (0.6 levels): no visible map
+    "illum_alpha": (0.01, 1.98),
+    "illum_gamma": (0.1, 10.0),
+    "black_level": (1e-3, 0.9),  # 1e-3 = 0.26 levels: no visible black level
+    "gain": (1e-4, 1e4),
+    "gamma": (0.05, 20.0),
+    # shot noise of 1e6 photons at full scale has sd 1e-3 (0.26 levels): no visible shot noise
+    "photon_scale": (1.0, 1e6),
+    "read_sigma": (1e-4, 0.5),  # 0.03 levels: no visible read noise
+}
+MEAN_PARAMS = ("illum_alpha", "illum_gamma", "black_level", "gain_r", "gain_g", "gain_b", "gamma")
+NOISE_PARAMS = ("photon_scale", "read_sigma")
+# Fixed for the paper method (it estimates no illumination and no read noise).
+PAPER_FIXED = {"illum_alpha": 0.0, "illum_gamma": 1.0, "read_sigma": 0.0}
+
+
+# ============================================================================================ paper method
+
+@dataclass(frozen=True)
+class PaperEstimate:
+    """The paper's raw per-pair estimates, on its own 0–255 scale."""
+
+    black_level_dn: float
+    w_r: float
+    w_g: float
+    w_b: float
+    inv_gamma: float
+    n_values: int
+
+
+def paper_estimate(dark: np.ndarray, bright: np.ndarray) -> PaperEstimate:
+    """Seed 001 §3.1 estimators over the values where both images lie in [5, 250] (0–255 scale)."""
+    d = dark.astype(np.float64) * 255.0
+    b = bright.astype(np.float64) * 255.0
+    lo, hi = PAPER_RANGE_DN
+    ok = (d >= lo) & (d <= hi) & (b >= lo) & (b <= hi)
+    n = int(ok.sum())
+    if n == 0:
+        raise LowsimError("no values in [5, 250] in both images; the paper's estimators are undefined")
+    ratios = []
+    for c in range(3):
+        okc = ok[..., c]
+        # The paper's formula divides by 3mn (a typo for one channel); we take the mean over the channel.
+        ratios.append(float(np.mean(d[..., c][okc] / b[..., c][okc])) if okc.any() else math.nan)
+    return PaperEstimate(
+        black_level_dn=float(np.mean(b[ok] - d[ok])),
+        w_r=ratios[0], w_g=ratios[1], w_b=ratios[2],
+        inv_gamma=float(np.mean(np.log(d[ok]) / np.log(b[ok]))),  # log base b of d
+        n_values=n,
+    )
+
+
+def paper_params(est: PaperEstimate) -> tuple[DegradationParams, list[str]]:
+    """Map the paper's estimates onto our schema so that expected_dark reproduces the paper's chain.
+
+    The paper runs f = GC(PN(CD(BL(B)))) on the 0–255 scale: d' = (w·(b' − bl'))^(1/γ) with primes for
+    0–255 values. In [0, 1] units that is d = (w·255^(1−γ)·(b − bl'/255))^(1/γ), so black_level = bl'/255,
+    gain = w·255^(1−γ), gamma = γ. Its noise poisson(B'/255)·255 on the pre-gamma 0–255 value becomes
+    photon_scale = 255^(γ−1) in our pre-gamma units (= 1 only when γ = 1). Returns (params, notes).
+    """
+    notes: list[str] = []
+    values = [est.w_r, est.w_g, est.w_b, est.inv_gamma, est.black_level_dn]
+    if not all(math.isfinite(v) for v in values) or est.inv_gamma <= 0 or min(values[:3]) <= 0:
+        raise LowsimError(f"paper estimates are not usable ({est})")
+    gamma = 1.0 / est.inv_gamma
+    black = est.black_level_dn / 255.0
+    lo, hi = BOUNDS["black_level"]
+    if not lo <= black <= hi:
+        notes.append(f"paper black level {est.black_level_dn:.2f}/255 clipped into [{lo:g}, {hi:g}]")
+        black = min(max(black, lo), hi)
+    scale = 255.0 ** (1.0 - gamma)
+    params = DegradationParams(
+        **PAPER_FIXED, black_level=black, gamma=gamma, photon_scale=255.0 ** (gamma - 1.0),
+        gain_r=est.w_r * scale, gain_g=est.w_g * scale, gain_b=est.w_b * scale)
+    return params, notes
+
+
+# ============================================================================================ pair checks
+
+@dataclass(frozen=True)
+class PairChecks:
+    """Cheap measurements that tell a usable pair from a mismatched or degenerate one."""
+
+    block_spearman: float  # dark vs bright over the blocks the fit does not crush to black
+    block_spearman_bright: float  # dark vs bright over all blocks
+    dark_saturated: float
+    bright_saturated: float
+    dark_p99: float
+    valid_pixels: int
+
+
+def block_means(img: np.ndarray, block: int = MISMATCH_BLOCK) -> np.ndarray:
+    """Mean luminance (channel mean) over non-overlapping block x block tiles."""
+    lum = img.mean(axis=2)
+    h, w = (lum.shape[0] // block) * block, (lum.shape[1] // block) * block
+    return lum[:h, :w].reshape(h // block, block, w // block, block).mean(axis=(1, 3))
+
+
+def block_spearman(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> float:
+    """Spearman rank correlation of the block-mean luminances of two images (0 when undefined).
+
+    `keep` (a boolean block mask) restricts it to some blocks.
+    """
+    ba, bb = block_means(a), block_means(b)
+    if keep is not None:
+        ba, bb = ba[keep], bb[keep]
+    ba, bb = ba.ravel(), bb.ravel()
+    if ba.size < 3 or np.ptp(ba) == 0 or np.ptp(bb) == 0:
+        return 0.0
+    rho = float(stats.spearmanr(ba, bb).statistic)
+    return rho if math.isfinite(rho) else 0.0
+
+
+def valid_mask(dark: np.ndarray, bright: np.ndarray) -> np.ndarray:
+    """Pixels (H, W) where no channel of either image is saturated."""
+    return (dark.max(axis=2) < SATURATED) & (bright.max(axis=2) < SATURATED)
+
+
+def pair_checks(dark: np.ndarray, bright: np.ndarray, predicted: np.ndarray | None = None) -> PairChecks:
+    """Structure agreement, saturation, emptiness and usable pixels of one pair.
+
+    With a model prediction, the structure check skips the blocks the model crushes to black (mean
+    prediction below 1 level): there the dark image is clipped noise whose ranks are random, which would
+    lower a good pair's score. The ranks compared are still dark vs bright, not vs the prediction, so a
+    flexible fit cannot hide a different scene.
+    """
+    keep = None if predicted is None else block_means(predicted) >= LSB
+    if keep is not None and keep.sum() < 3:
+        keep = None
+    return PairChecks(
+        block_spearman=block_spearman(dark, bright, keep),
+        block_spearman_bright=block_spearman(dark, bright),
+        dark_saturated=float(np.mean(dark.max(axis=2) >= SATURATED)),
+        bright_saturated=float(np.mean(bright.max(axis=2) >= SATURATED)),
+        dark_p99=float(np.percentile(dark, 99)),
+        valid_pixels=int(valid_mask(dark, bright).sum()),
+    )
+
+
+def exclusion_reason(checks: PairChecks) -> str:
+    """Why a pair must not enter the distribution fit ('' when it may)."""
+    if checks.valid_pixels < MIN_VALID_PIXELS:
+        return f"too few unsaturated pixels ({checks.valid_pixels} < {MIN_VALID_PIXELS})"
+    if checks.dark_p99 < MIN_DARK_P99:
+        return f"dark image nearly empty (99th percentile {checks.dark_p99 * 255:.1f}/255)"
+    if checks.dark_saturated > MAX_SATURATED_FRACTION:
+        return f"dark image saturated ({checks.dark_saturated:.1%} of pixels >= 250/255)"
+    if checks.block_spearman < MIN_BLOCK_SPEARMAN:
+        return (f"images do not match (different scene or misaligned): block rank correlation "
+                f"{checks.block_spearman:.2f} < {MIN_BLOCK_SPEARMAN}")
+    return ""
+
+
+# ============================================================================================ fit quality
+
+def fit_quality(dark: np.ndarray, bright: np.ndarray, p: DegradationParams) -> dict[str, float]:
+    """RMSE (in 8-bit levels) and R^2 of expected_dark vs dark over all pixels, and R^2 of 8x8 block means."""
+    pred = expected_dark(bright.astype(np.float32), p).astype(np.float64)
+    d = dark.astype(np.float64)
+    resid = d - pred
+    ss_tot = float(np.sum((d - d.mean()) ** 2))
+    bd, bp = block_means(d), block_means(pred)
+    ss_tot_b = float(np.sum((bd - bd.mean()) ** 2))
+    return {
+        "rmse_dn": float(np.sqrt(np.mean(resid**2)) * 255.0),
+        "r2": 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else math.nan,
+        "r2_blocks": 1.0 - float(np.sum((bd - bp) ** 2)) / ss_tot_b if ss_tot_b > 0 else math.nan,
+    }
+
+
+# ============================================================================================ joint fit
+
+def _mean_model(theta: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(pre-gamma value, post-gamma value) of the noiseless model for parameter vector theta."""
+    alpha, log_ig, black, log_gr, log_gg, log_gb, log_gamma = theta
+    light = np.maximum(alpha * np.power(b, math.exp(log_ig)) + (1.0 - alpha), 0.0)
+    x = np.maximum(b * light - black, 0.0) * np.exp([log_gr, log_gg, log_gb])
+    return x, np.power(np.clip(x, 0.0, 1.0), math.exp(-log_gamma))
+
+
+def _theta_to_dict(theta: np.ndarray) -> dict[str, float]:
+    alpha, log_ig, black, log_gr, log_gg, log_gb, log_gamma = (float(t) for t in theta)
+    return {"illum_alpha": alpha, "illum_gamma": math.exp(log_ig), "black_level": black,
+            "gain_r": math.exp(log_gr), "gain_g": math.exp(log_gg), "gain_b": math.exp(log_gb),
+            "gamma": math.exp(log_gamma)}
+
+
+def _theta_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of theta = (alpha, log ig, bl, log g_r, log g_g, log g_b, log gamma)."""
+    b = BOUNDS
+    lo = [b["illum_alpha"][0], math.log(b["illum_gamma"][0]), b["black_level"][0],
+          *[math.log(b["gain"][0])] * 3, math.log(b["gamma"][0])]
+    hi = [b["illum_alpha"][1], math.log(b["illum_gamma"][1]), b["black_level"][1],
+          *[math.log(b["gain"][1])] * 3, math.log(b["gamma"][1])]
+    return np.array(lo), np.array(hi)
+
+
+def loglog_init(d: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Initial theta from ln d_c = a_c + (1/γ) ln b_c (no illumination, no black level)."""
+    ok = (d >= 2 * LSB) & (b >= 5 * LSB)
+    lo, hi = _theta_bounds()
+    if ok.sum() < 30:
+        theta = np.array([lo[0], 0.0, lo[2], 0.0, 0.0, 0.0, 0.0])
+    else:
+        rows = np.nonzero(ok)
+        design = np.zeros((rows[0].size, 4))
+        design[np.arange(rows[0].size), rows[1]] = 1.0
+        design[:, 3] = np.log(b[rows])
+        coef, *_ = np.linalg.lstsq(design, np.log(d[rows]), rcond=None)
+        slope = max(float(coef[3]), 0.05)  # = 1/gamma
+        theta = np.array([lo[0], 0.0, lo[2], *(coef[:3] / slope), -math.log(slope)])
+    return np.clip(theta, lo + 1e-9, hi - 1e-9)
+
+
+def sample_pixels(mask: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of up to n distinct pixels where mask is true."""
+    flat = np.flatnonzero(mask)
+    if flat.size > n:
+        flat = np.sort(rng.choice(flat, size=n, replace=False))
+    return np.unravel_index(flat, mask.shape)
+
+
+@dataclass
+class MeanFit:
+    """Result of the noiseless-model fit: parameters, standard errors, degeneracy diagnostics."""
+
+    values: dict[str, float]
+    stderr: dict[str, float]  # of alpha, bl (natural) and of log(ig), log(gains), log(gamma)
+    max_correlation: float
+    most_correlated: str
+    cost: float
+    success: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def fit_mean(dark: np.ndarray, bright: np.ndarray, rng: np.random.Generator,
+             n_pixels: int = FIT_PIXELS) -> MeanFit:
+    """Robust least-squares fit of illumination, black level, gains and gamma on a pixel subsample."""
+    rows, cols = sample_pixels(valid_mask(dark, bright), n_pixels, rng)
+    d = dark[rows, cols].astype(np.float64)
+    b = bright[rows, cols].astype(np.float64)
+    lo, hi = _theta_bounds()
+    init = loglog_init(d, b)
+    start_resid = (_mean_model(init, b)[1] - d).ravel()
+    # soft_l1 switches from squares to absolute values at about 2x the robust noise level of the start.
+    f_scale = max(2.0 * 1.4826 * float(np.median(np.abs(start_resid - np.median(start_resid)))), LSB)
+    # Multi-start over the illumination strength on a small subsample (alpha trades off against gains
+    # and gamma, with separate basins for "no map" and "strong map"), then polish the best on all.
+    few = rng.permutation(len(d))[:START_PIXELS]
+    starts = []
+    for alpha0 in (lo[0], 0.5, 1.0):
+        start = init.copy()
+        start[0] = alpha0
+        starts.append(_robust_fit(start, d[few], b[few], f_scale, (lo, hi)))
+    best = _robust_fit(min(starts, key=lambda r: r.cost).x, d, b, f_scale, (lo, hi))
+    n_data = d.size
+    stderr, max_corr, pair_name = _identifiability(best.jac[:n_data], best.fun[:n_data])
+    values = _theta_to_dict(best.x)
+    notes = [f"{name} at its bound" for name, t, l, h in zip(MEAN_PARAMS, best.x, lo, hi)
+             if name not in ("illum_alpha", "illum_gamma")
+             and (t - l < 1e-6 * max(1.0, abs(l)) or h - t < 1e-6 * max(1.0, abs(h)))]
+    return MeanFit(values=values, stderr=stderr, max_correlation=max_corr, most_correlated=pair_name,
+                   cost=float(best.cost), success=bool(best.status > 0), notes=notes)
+
+
+def _robust_fit(start: np.ndarray, d: np.ndarray, b: np.ndarray, f_scale: float,
+                bounds: tuple[np.ndarray, np.ndarray]) -> optimize.OptimizeResult:
+    """One soft_l1 least-squares run of the noiseless model with the weak illumination priors."""
+    prior_weight = math.sqrt(d.size) * ILLUM_PRIOR
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        return np.concatenate([(_mean_model(theta, b)[1] - d).ravel(), prior_weight * theta[:2]])
+
+    return optimize.least_squares(residuals, start, bounds=bounds, loss="soft_l1", f_scale=f_scale,
+                                  x_scale="jac", ftol=1e-6, xtol=1e-6, max_nfev=200)
+
+
+def _identifiability(jac: np.ndarray, resid: np.ndarray) -> tuple[dict[str, float], float, str]:
+    """Gauss–Newton standard errors and the largest parameter correlation at the solution.
+
+    They assume independent residuals, so they are optimistic in absolute size; their use is relative:
+    which parameters are pinned down by the data and which trade off against each other.
+    """
+    jac = np.asarray(jac, dtype=np.float64)
+    dof = max(resid.size - jac.shape[1], 1)
+    sigma2 = float(np.sum(resid**2)) / dof
+    cov = np.linalg.pinv(jac.T @ jac) * sigma2
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    names = ("illum_alpha", "log_illum_gamma", "black_level", "log_gain_r", "log_gain_g", "log_gain_b",
+             "log_gamma")
+    stderr = {n: (float(s) if s > 0 else math.inf) for n, s in zip(names, sd)}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(sd, sd)
+    corr[~np.isfinite(corr)] = 0.0
+    np.fill_diagonal(corr, 0.0)
+    i, j = np.unravel_index(int(np.argmax(np.abs(corr))), corr.shape)
+    return stderr, float(abs(corr[i, j])), f"{names[i]}~{names[j]}"
+
+
+# ============================================================================================ noise fit
+
+@dataclass
+class NoiseFit:
+    """Shot and read noise from the residual spread, with the per-bin data for the report."""
+
+    photon_scale: float
+    read_sigma: float
+    bin_intensity: np.ndarray
+    bin_spread: np.ndarray
+    model_spread: np.ndarray
+    correlated_ratio: float  # spread of single residuals / neighbour differences; ~1 for white noise
+    notes: list[str] = field(default_factory=list)
+
+
+def _robust_var(x: np.ndarray) -> float:
+    """Variance from the median absolute deviation (1.4826·MAD)^2, robust to edges and misfit."""
+    return float((1.4826 * np.median(np.abs(x - np.median(x)))) ** 2)
+
+
+def fit_noise(dark: np.ndarray, bright: np.ndarray, p: DegradationParams, rng: np.random.Generator,
+              n_pairs: int = NOISE_PIXEL_PAIRS, n_bins: int = NOISE_BINS) -> NoiseFit:
+    """Fit photon_scale and read_sigma to the residual spread of horizontal neighbour differences.
+
+    Differences of horizontal neighbours cancel the spatially smooth model misfit; their spread per bin
+    of predicted intensity is matched by simulating the same statistic through the model (Gaussian
+    approximation of Poisson-Gaussian noise before the gamma, clip to [0, 1], gamma, ±0.5 LSB uniform
+    rounding error), with common random numbers so the objective is smooth in the two parameters.
+    """
+    mask = valid_mask(dark, bright)
+    left = mask[:, :-1] & mask[:, 1:]
+    rows, cols = sample_pixels(left, n_pairs, rng)
+    b1 = bright[rows, cols].astype(np.float64)
+    b2 = bright[rows, cols + 1].astype(np.float64)
+    d1 = dark[rows, cols].astype(np.float64).ravel()
+    d2 = dark[rows, cols + 1].astype(np.float64).ravel()
+    theta = _params_to_theta(p)
+    x1, m1 = (a.ravel() for a in _mean_model(theta, b1))
+    x2, m2 = (a.ravel() for a in _mean_model(theta, b2))
+    resid_diff = (d1 - d2) - (m1 - m2)
+    level = 0.5 * (m1 + m2)
+    edges = np.unique(np.quantile(level, np.linspace(0.0, 1.0, n_bins + 1)))
+    which = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, len(edges) - 2)
+    bins = [np.flatnonzero(which == k) for k in range(len(edges) - 1)]
+    bins = [k for k in bins if k.size >= 50]
+    if len(bins) < 2:
+        raise LowsimError("too few pixels to fit the noise")
+    data_var = np.array([_robust_var(resid_diff[k]) for k in bins])
+    counts = np.array([k.size for k in bins], dtype=np.float64)
+    z1, z2 = rng.standard_normal(x1.size), rng.standard_normal(x2.size)
+    u = (rng.random(x1.size) - rng.random(x1.size)) * LSB  # difference of two rounding errors
+    inv_gamma = 1.0 / p.gamma
+
+    def simulated_var(log_scale: float, log_sigma: float) -> np.ndarray:
+        var_pre1 = x1 * math.exp(-log_scale) + math.exp(2 * log_sigma)
+        var_pre2 = x2 * math.exp(-log_scale) + math.exp(2 * log_sigma)
+        s1 = np.power(np.clip(x1 + np.sqrt(var_pre1) * z1, 0.0, 1.0), inv_gamma)
+        s2 = np.power(np.clip(x2 + np.sqrt(var_pre2) * z2, 0.0, 1.0), inv_gamma)
+        sim = (s1 - s2 + u) - (m1 - m2)
+        return np.array([_robust_var(sim[k]) for k in bins])
+
+    floor = (0.05 * LSB) ** 2  # keeps log() finite for an exactly noiseless bin
+
+    def residuals(theta_noise: np.ndarray) -> np.ndarray:
+        sim = simulated_var(*theta_noise)
+        return np.sqrt(counts) * (np.log(sim + floor) - np.log(data_var + floor))
+
+    lo = np.log([BOUNDS["photon_scale"][0], BOUNDS["read_sigma"][0]])
+    hi = np.log([BOUNDS["photon_scale"][1], BOUNDS["read_sigma"][1]])
+    # Coarse grid first (the objective is flat far from the answer), then a local refinement.
+    grid = [(math.log(s), math.log(r)) for s in np.logspace(0.5, 5.5, 6) for r in np.logspace(-3.5, -1.5, 3)]
+    start = min(grid, key=lambda t: float(np.sum(residuals(np.array(t)) ** 2)))
+    res = optimize.least_squares(residuals, np.array(start), bounds=(lo, hi), diff_step=1e-2,
+                                 x_scale=1.0, max_nfev=100)
+    photon_scale, read_sigma = (float(math.exp(v)) for v in res.x)
+    notes = []
+    if res.x[0] - lo[0] < 1e-3 or hi[0] - res.x[0] < 1e-3:
+        notes.append("photon_scale at its bound")
+    if res.x[1] - lo[1] < 1e-3:
+        notes.append("read_sigma at its lower bound (no read noise detectable)")
+    # Spatial correlation check: single residuals (no differencing) vs neighbour differences / 2.
+    single = d1 - m1
+    ratio = _robust_var(single) / max(_robust_var(resid_diff) / 2.0, 1e-20)
+    return NoiseFit(photon_scale=photon_scale, read_sigma=read_sigma,
+                    bin_intensity=np.array([float(np.median(level[k])) for k in bins]),
+                    bin_spread=np.sqrt(data_var), model_spread=np.sqrt(simulated_var(*res.x)),
+                    correlated_ratio=float(ratio), notes=notes)
+
+
+def _params_to_theta(p: DegradationParams) -> np.ndarray:
+    return np.array([p.illum_alpha, math.log(p.illum_gamma), p.black_level, math.log(p.gain_r),
+                     math.log(p.gain_g), math.log(p.gain_b), math.log(p.gamma)])
+
+
+# ============================================================================================ per pair
+
+def pair_seed(seed: int, name: str) -> np.random.SeedSequence:
+    """A pair's own seed, from the run seed and a stable hash of its name (not its position or worker)."""
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+    return np.random.SeedSequence(entropy=seed, spawn_key=(key,))
+
+
+def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: str,
+                     seed: int) -> dict[str, Any]:
+    """Everything calibration records about one pair (a flat row of the per-pair table).
+
+    Both methods' fit quality is always measured (so they can be compared), and the joint noiseless fit
+    always runs because the mismatch check compares the dark image with its prediction. The noise fit
+    runs for the joint method only (the paper's noise is fixed).
+    """
+    if method not in METHODS:
+        raise LowsimError(f"unknown calibration method {method!r}, expected one of {', '.join(METHODS)}")
+    if dark.shape != bright.shape or dark.ndim != 3 or dark.shape[2] != 3:
+        raise LowsimError(f"pair {name!r}: images must be (H, W, 3) of the same shape, got "
+                          f"{dark.shape} and {bright.shape}")
+    rng = np.random.default_rng(pair_seed(seed, name))
+    row: dict[str, Any] = {"name": name, "method": method, "height": dark.shape[0], "width": dark.shape[1]}
+    notes: list[str] = []
+    failure = ""
+    chosen: DegradationParams | None = None
+
+    try:
+        est = paper_estimate(dark, bright)
+        paper, paper_notes = paper_params(est)
+        row.update({f"paper_raw_{k}": v for k, v in est.__dict__.items()})
+        row.update({f"paper_{k}": v for k, v in fit_quality(dark, bright, paper).items()})
+        # The same estimates read as a gamma on the [0, 1] scale (an alternative reading of the paper,
+        # not what its 0-255 formulas say); recorded to show the comparison does not hinge on it.
+        naive = DegradationParams(**{**paper.to_dict(), "photon_scale": 1.0, "gain_r": est.w_r,
+                                     "gain_g": est.w_g, "gain_b": est.w_b})
+        row.update({f"paper01_{k}": v for k, v in fit_quality(dark, bright, naive).items()})
+        if method == "paper":
+            chosen = paper
+            notes += paper_notes
+    except LowsimError as err:
+        notes.append(f"paper estimators failed: {err}")
+        if method == "paper":
+            failure = f"paper estimators failed: {err}"
+
+    predicted = None
+    if int(valid_mask(dark, bright).sum()) >= MIN_VALID_PIXELS:
+        try:
+            mean = fit_mean(dark, bright, rng)
+            provisional = DegradationParams(**mean.values, photon_scale=1e3, read_sigma=0.0)
+            predicted = expected_dark(bright.astype(np.float32), provisional)
+            row.update({f"stderr_{k}": v for k, v in mean.stderr.items()})
+            row.update({"max_param_correlation": mean.max_correlation,
+                        "most_correlated": mean.most_correlated, "fit_success": mean.success})
+            if method == "joint":
+                notes += mean.notes
+                noise = fit_noise(dark, bright, provisional, rng)
+                notes += noise.notes
+                chosen = DegradationParams(**mean.values, photon_scale=noise.photon_scale,
+                                           read_sigma=noise.read_sigma)
+                row.update({"noise_correlated_ratio": noise.correlated_ratio,
+                            "noise_bin_intensity": noise.bin_intensity.tolist(),
+                            "noise_bin_spread": noise.bin_spread.tolist(),
+                            "noise_model_spread": noise.model_spread.tolist()})
+                if not mean.success:
+                    failure = "joint fit did not converge"
+            joint = chosen if method == "joint" and chosen is not None else provisional
+            row.update({f"joint_{k}": v for k, v in fit_quality(dark, bright, joint).items()})
+        except LowsimError as err:
+            if method == "joint":
+                failure = f"joint fit failed: {err}"
+                chosen = None
+
+    checks = pair_checks(dark, bright, predicted)
+    row.update({f"check_{k}": v for k, v in checks.__dict__.items()})
+    reason = exclusion_reason(checks) or failure or ("" if chosen is not None else "no fit possible")
+    row.update(chosen.to_dict() if chosen is not None else {n: math.nan for n in PARAM_NAMES})
+    row["excluded"] = bool(reason)
+    row["reason"] = reason
+    row["notes"] = "; ".join(notes)
+    return row
+
+
+def calibrate_pair(pair: Pair, method: str, seed: int) -> dict[str, Any]:
+    """Read one pair and calibrate it (the unit of work of the process pool)."""
+    started = time.perf_counter()
+    dark, bright = read_pair(pair)
+    row = calibrate_arrays(pair.name, dark, bright, method, seed)
+    row["dark_path"], row["bright_path"] = str(pair.dark), str(pair.bright)
+    row["seconds"] = time.perf_counter() - started
+    return row
+
+
+def _calibrate_pair_star(args: tuple[Pair, str, int]) -> dict[str, Any]:
+    return calibrate_pair(*args)
+
+
+def calibrate_pairs(pairs: Sequence[Pair], method: str = "joint", seed: int = 0, workers: int = 1,
+                    on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Calibrate every pair (in a process pool when workers > 1); rows in the order of `pairs`."""
+    jobs = [(p, method, seed) for p in pairs]
+    rows: list[dict[str, Any]] = []
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            rows.append(_calibrate_pair_star(job))
+            if on_done:
+                on_done(rows[-1])
+        return rows
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for row in pool.map(_calibrate_pair_star, jobs, chunksize=1):
+            rows.append(row)
+            if on_done:
+                on_done(row)
+    return rows
+
+
+def fitted_names(method: str) -> tuple[list[str], dict[str, float]]:
+    """(sampled parameter names, fixed values) of the distribution a method produces."""
+    fixed = dict(PAPER_FIXED) if method == "paper" else {}
+    return [n for n in PARAM_NAMES if n not in fixed], fixed
+
+
+def fit_distribution(rows: Iterable[dict[str, Any]], method: str, source: str) -> ParamDistribution:
+    """ParamDistribution over the included pairs; the excluded ones are listed with their reasons."""
+    rows = list(rows)
+    names, fixed = fitted_names(method)
+    used = [r for r in rows if not r["excluded"]]
+    excluded = [{"name": r["name"], "reason": r["reason"]} for r in rows if r["excluded"]]
+    if len(used) < 2:
+        raise LowsimError(f"only {len(used)} usable pairs after excluding {len(excluded)} "
+                          f"({'; '.join(e['name'] + ': ' + e['reason'] for e in excluded[:3])}); "
+                          "need at least 2 to fit a distribution")
+    samples = {n: [r[n] for r in used] for n in names}
+    return ParamDistribution.fit(samples, fixed=fixed, method=method, source=source, excluded=excluded)
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Mean and median fit quality of both methods (and the paper's [0, 1] reading) over included pairs."""
+    used = [r for r in rows if not r["excluded"]]
+    out: dict[str, float] = {"n_pairs": float(len(rows)), "n_used": float(len(used))}
+    for prefix in ("paper", "paper01", "joint"):
+        for metric in ("rmse_dn", "r2", "r2_blocks"):
+            vals = [r.get(f"{prefix}_{metric}", math.nan) for r in used]
+            vals = [v for v in vals if v is not None and math.isfinite(v)]
+            if vals:
+                out[f"{prefix}_{metric}_mean"] = float(np.mean(vals))
+                out[f"{prefix}_{metric}_median"] = float(np.median(vals))
+    return out
+
+
+# ============================================================================================ whole run
+
+SPLITS = ("all", "pool")
+
+
+def select_split(pairs: Sequence[Pair], split: str) -> list[Pair]:
+    """All pairs, or only those `assign_split(name, REAL_PAIR_FRACTIONS)` puts in the pool split."""
+    from lowsim.splits import REAL_PAIR_FRACTIONS, assign_split
+
+    if split not in SPLITS:
+        raise LowsimError(f"unknown split {split!r}, expected one of {', '.join(SPLITS)}")
+    if split == "all":
+        return list(pairs)
+    return [p for p in pairs if assign_split(p.name, REAL_PAIR_FRACTIONS) == split]
+
+
+def table_path_for(params_path: str | Path) -> Path:
+    """The per-pair table beside a params file: same stem, `.pairs.parquet`."""
+    params_path = Path(params_path)
+    return params_path.with_name(params_path.stem + ".pairs.parquet")
+
+
+def write_table(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write the per-pair table as Parquet, atomically."""
+    import io
+
+    import pandas as pd
+
+    from lowsim.params import atomic_write_bytes
+
+    frame = pd.DataFrame(list(rows))
+    first = ["name", "excluded", "reason", *PARAM_NAMES]
+    frame = frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    path = Path(path)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def identifiability(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Median Gauss–Newton standard error per fitted quantity over the included pairs."""
+    used = [r for r in rows if not r["excluded"]]
+    keys = sorted({k for r in used for k in r if k.startswith("stderr_")})
+    out = {}
+    for key in keys:
+        vals = [r.get(key) for r in used if r.get(key) is not None]
+        out[key.removeprefix("stderr_")] = float(np.median(vals)) if vals else math.nan
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf to None (JSON has no NaN), recursively."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class CalibrationResult:
+    """What a calibration run produced and where it wrote it."""
+
+    distribution: ParamDistribution
+    rows: list[dict[str, Any]]
+    summary: dict[str, float]
+    params_path: Path
+    table_path: Path
+    report_path: Path | None
+    n_found: int
+    seconds: float
+
+
+def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "auto",
+                    method: str = "joint", report: str | Path | None = None, split: str = "all",
+                    seed: int = 0, workers: int = 1, source: str = "",
+                    on_start: Callable[[int], None] | None = None,
+                    on_done: Callable[[dict[str, Any]], None] | None = None) -> CalibrationResult:
+    """Find pairs, calibrate each, fit the distribution, write params JSON, per-pair Parquet and report."""
+    from lowsim.pairs import find_pairs
+
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise LowsimError(f"unknown calibration method {method!r}, expected one of {', '.join(METHODS)}")
+    found = find_pairs(pairs_root, layout=layout)
+    pairs = select_split(found, split)
+    if not pairs:
+        raise LowsimError(f"none of the {len(found)} pairs falls in the {split!r} split", pairs_root)
+    if on_start:
+        on_start(len(pairs))
+    rows = calibrate_pairs(pairs, method=method, seed=seed, workers=workers, on_done=on_done)
+    summary = summarize(rows)
+    dist = fit_distribution(rows, method, source or f"lowsim calibrate --pairs {pairs_root}")
+    out = Path(out)
+    table = table_path_for(out)
+    dist.info = _json_safe({
+        "pairs_found": len(found), "split": split, "pairs_in_split": len(pairs), "seed": seed,
+        "layout": layout, "pairs_table": table.name, "fit_quality": summary,
+        "median_stderr": identifiability(rows),
+        "checks": {"min_block_spearman": MIN_BLOCK_SPEARMAN, "max_saturated_fraction": MAX_SATURATED_FRACTION,
+                   "min_dark_p99": MIN_DARK_P99, "min_valid_pixels": MIN_VALID_PIXELS},
+    })
+    write_table(rows, table)
+    dist.save(out)
+    report_path = None
+    if report is not None:
+        from lowsim.report import write_report
+
+        report_path = write_report(report, rows, dist)
+    return CalibrationResult(distribution=dist, rows=rows, summary=summary, params_path=out,
+                             table_path=table, report_path=report_path, n_found=len(found),
+                             seconds=time.perf_counter() - started)

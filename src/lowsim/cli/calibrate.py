@@ -1,0 +1,109 @@
+"""`lowsim calibrate`: fit the degradation model on real dark/bright pairs."""
+from __future__ import annotations
+
+import math
+import os
+import shlex
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from lowsim.cli import app
+from lowsim.errors import LowsimError
+
+
+def _command_line(pairs: Path, layout: str, method: str, out: Path, report: Path | None, split: str,
+                  seed: int) -> str:
+    """The command as run (without --workers, which cannot change the result)."""
+    args = ["lowsim", "calibrate", "--pairs", str(pairs), "--layout", layout, "--method", method,
+            "--split", split, "--seed", str(seed), "--out", str(out)]
+    if report is not None:
+        args += ["--report", str(report)]
+    return shlex.join(args)
+
+
+def _print_summary(result: Any) -> None:
+    """Fit quality of both methods, excluded pairs, fitted means and timing, as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    used = [r for r in result.rows if not r["excluded"]]
+    quality = Table(title=f"fit quality of expected_dark vs dark over {len(used)} included pairs")
+    for column in ("method", "RMSE mean (levels)", "RMSE median", "R² mean", "R² median", "R² 8x8 blocks"):
+        quality.add_column(column)
+    for prefix, label in (("paper", "paper (seed 001 §3.1)"), ("paper01", "paper, gamma on [0,1]"),
+                          ("joint", "joint fit")):
+        s = result.summary
+
+        def cell(key: str) -> str:
+            value = s.get(f"{prefix}_{key}", math.nan)
+            return "—" if not math.isfinite(value) else f"{value:.3f}"
+
+        quality.add_row(label, cell("rmse_dn_mean"), cell("rmse_dn_median"), cell("r2_mean"),
+                        cell("r2_median"), cell("r2_blocks_mean"))
+    console.print(quality)
+    excluded = [r for r in result.rows if r["excluded"]]
+    if excluded:
+        table = Table(title=f"{len(excluded)} excluded pairs")
+        table.add_column("pair")
+        table.add_column("reason")
+        for r in excluded:
+            table.add_row(r["name"], r["reason"])
+        console.print(table)
+    means = Table(title=f"fitted distribution ({result.distribution.method}), natural-unit means")
+    means.add_column("parameter")
+    means.add_column("mean")
+    means.add_column("")
+    for name, value in result.distribution.natural_mean().items():
+        means.add_row(name, f"{value:.4g}", "fixed" if name in result.distribution.fixed else "")
+    console.print(means)
+    console.print(f"{len(result.rows)} of {result.n_found} pairs calibrated in {result.seconds:.1f} s; "
+                  f"wrote {result.params_path}, {result.table_path}"
+                  + (f", {result.report_path}" if result.report_path else ""))
+
+
+@app.command()
+def calibrate(
+    pairs: Path = typer.Option(..., "--pairs", help="Folder (or CSV) of real dark/bright pairs."),
+    layout: str = typer.Option("auto", "--layout", help="auto, sid, lol or csv."),
+    method: str = typer.Option("joint", "--method",
+                               help="joint (fit the whole model + noise) or paper (seed 001's estimators)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Report PNG [beside --out, same stem]."),
+    split: str = typer.Option("all", "--split",
+                              help="all, or pool: only pairs that assign_split puts in the pool (not val)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the pixel subsampling and noise simulation."),
+    workers: int = typer.Option(0, "--workers", help="Processes over pairs; 0 = one per CPU core."),
+) -> None:
+    """Calibrate the degradation model on real pairs: params JSON + per-pair Parquet + report PNG."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from lowsim.calibrate import run_calibration
+
+    if workers < 0:
+        raise LowsimError(f"--workers must be >= 0, got {workers}")
+    if out is None:
+        out = Path("params") / f"{pairs.resolve().stem or 'params'}.json"
+    if out.suffix.lower() != ".json":
+        raise LowsimError("--out must name a .json file", out)
+    if report is None:
+        report = out.with_suffix(".png")
+    n_workers = workers or os.cpu_count() or 1
+    source = _command_line(pairs, layout, method, out, report, split, seed)
+    with Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as progress:
+        task = progress.add_task("", total=None)
+
+        def on_start(total: int) -> None:
+            progress.update(task, total=total)
+
+        def on_done(row: dict[str, Any]) -> None:
+            progress.update(task, advance=1, description=f"pair {row['name']}")
+
+        result = run_calibration(pairs, out, layout=layout, method=method, report=report, split=split,
+                                 seed=seed, workers=n_workers, source=source, on_start=on_start,
+                                 on_done=on_done)
+    _print_summary(result)

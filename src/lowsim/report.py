@@ -1,0 +1,124 @@
+"""The calibration report: one PNG with the per-parameter histograms (the paper's Figure 2), the fitted
+correlation matrix, the per-pair fit quality of both methods and the noise fit."""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from lowsim.params import SPECS_BY_NAME, ParamDistribution, atomic_write_bytes
+
+
+def _finite(values: Sequence[Any]) -> np.ndarray:
+    """The finite numbers among values, as a float array."""
+    arr = np.array([v for v in values if v is not None], dtype=np.float64)
+    return arr[np.isfinite(arr)]
+
+
+def _histogram(ax: Any, name: str, used: Sequence[dict[str, Any]], dist: ParamDistribution) -> None:
+    """Histogram of one parameter over the included pairs (log axis for wide log-type ranges)."""
+    values = _finite([r.get(name) for r in used])
+    if name in dist.fixed:
+        ax.text(0.5, 0.5, f"fixed at {dist.fixed[name]:g}", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(name)
+        ax.set_yticks([])
+        return
+    log_axis = SPECS_BY_NAME[name].transform == "log" and values.size and values.min() > 0 \
+        and values.max() / values.min() > 20
+    if values.size:
+        bins = np.geomspace(values.min(), values.max(), 20) if log_axis else 20
+        if not log_axis and np.ptp(values) == 0:
+            bins = 5
+        ax.hist(values, bins=bins, color="#4477aa", edgecolor="white")
+        if log_axis:
+            ax.set_xscale("log")
+    ax.axvline(dist.natural_mean()[name], color="#cc3311", lw=1.5, label="fitted mean")
+    ax.set_title(f"{name} (n={values.size})")
+    ax.tick_params(labelsize=7)
+
+
+def _correlation(ax: Any, dist: ParamDistribution) -> None:
+    """The fitted correlation matrix (unconstrained space) with its values written in."""
+    sd = np.sqrt(np.diag(dist.cov))
+    corr = dist.cov / np.outer(sd, sd)
+    image = ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
+    k = len(dist.names)
+    ax.set_xticks(range(k), dist.names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(k), dist.names, fontsize=7)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{corr[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if abs(corr[i, j]) > 0.6 else "black")
+    ax.set_title(f"correlation (unconstrained space), shrinkage {dist.shrinkage:.2f}", fontsize=9)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046)
+
+
+def _fit_quality(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Per-pair RMSE of expected_dark vs dark for both methods; excluded pairs marked."""
+    order = np.argsort([r.get("joint_rmse_dn", math.nan) for r in rows])
+    x = np.arange(len(rows))
+    for key, label, colour in (("paper_rmse_dn", "paper", "#ee7733"), ("joint_rmse_dn", "joint", "#0077bb")):
+        y = np.array([rows[i].get(key, math.nan) for i in order], dtype=np.float64)
+        ax.scatter(x, y, s=6, color=colour, label=label)
+    bad = [k for k, i in enumerate(order) if rows[i]["excluded"]]
+    if bad:
+        y = [rows[order[k]].get("joint_rmse_dn", math.nan) for k in bad]
+        ax.scatter(bad, y, s=40, facecolors="none", edgecolors="red", label="excluded")
+    ax.set_yscale("log")
+    ax.set_xlabel("pair (sorted by joint RMSE)")
+    ax.set_ylabel("RMSE (8-bit levels)")
+    ax.set_title("fit quality per pair", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _noise(ax: Any, used: Sequence[dict[str, Any]]) -> None:
+    """Observed vs modelled residual spread per intensity bin, pooled over the included pairs."""
+    observed, modelled = [], []
+    for r in used:
+        obs, mod = r.get("noise_bin_spread"), r.get("noise_model_spread")
+        if obs is not None and mod is not None and len(obs) == len(mod):
+            observed += list(obs)
+            modelled += list(mod)
+    if not observed:
+        ax.text(0.5, 0.5, "no noise fit (paper method)", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title("noise fit", fontsize=9)
+        return
+    o, m = np.array(observed) * 255, np.array(modelled) * 255
+    ax.scatter(o, m, s=4, alpha=0.5)
+    top = float(max(o.max(), m.max()))
+    ax.plot([0, top], [0, top], color="grey", lw=1)
+    ax.set_xlabel("observed spread of neighbour differences (levels)")
+    ax.set_ylabel("model spread (levels)")
+    ax.set_title("noise fit, all bins of all pairs", fontsize=9)
+
+
+def write_report(path: str | Path, rows: Sequence[dict[str, Any]], dist: ParamDistribution,
+                 title: str = "") -> Path:
+    """Render the calibration report PNG (Agg backend) and write it atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    used = [r for r in rows if not r["excluded"]]
+    fig = plt.figure(figsize=(18, 12), dpi=90)
+    grid = fig.add_gridspec(3, 5)
+    names = [s for s in SPECS_BY_NAME]
+    for k, name in enumerate(names):
+        _histogram(fig.add_subplot(grid[k // 3, k % 3]), name, used, dist)
+    _correlation(fig.add_subplot(grid[0:2, 3:5]), dist)
+    _fit_quality(fig.add_subplot(grid[2, 3]), rows)
+    _noise(fig.add_subplot(grid[2, 4]), used)
+    excluded = len(rows) - len(used)
+    fig.suptitle(title or f"lowsim calibrate ({dist.method}): {len(used)} pairs used, {excluded} excluded",
+                 fontsize=12)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    path = Path(path)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
