@@ -168,3 +168,12 @@ def test_noiseless_code_ties_follow_the_reference() -> None:
         codes = D.noiseless_code(k, p)
         expected = np.array([k[codes <= c].max(initial=-1) for c in range(255)])
         assert np.array_equal(cut, expected), case
+
+
+def test_table_sampler_result_does_not_depend_on_band_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    clean = np.random.default_rng(0).integers(0, 256, (101, 33, 3), dtype=np.uint8)
+    p = params("read-noise")
+    whole = D.degrade_to_codes(clean, p, np.random.default_rng(8))
+    monkeypatch.setattr(D, "TABLE_BAND_PIXELS", 500)  # bands of 4 rows (even, as required)
+    assert D.table_band_rows(33) == 4
+    assert np.array_equal(D.degrade_to_codes(clean, p, np.random.default_rng(8)), whole)

@@ -52,9 +52,11 @@ MODEL_NAME = "lowsim.degrade/v1"
 REFERENCE_SAMPLER = "numpy-reference/v1"
 TABLE_SAMPLER = "exact-table/v1"
 SAMPLERS = (REFERENCE_SAMPLER, TABLE_SAMPLER)
-# Images are degraded in bands of this many rows (bounded memory for huge sources). Part of the random
-# stream's definition: changing it changes every sample, so it is a constant, never a tuning knob.
+# The reference sampler degrades images in bands of this many rows (bounded memory for huge sources).
+# Part of its random stream's definition: changing it changes every sample, so it is a constant.
 TILE_ROWS = 256
+# The table sampler's bands (memory only: its result does not depend on them, see table_band_rows).
+TABLE_BAND_PIXELS = 1 << 21
 READ_NOISE_SDS = 7.5  # Φ is 0 or 1 to within 3e-14 beyond this many read-noise sds
 # Table work limits (pmf entries; multiply-adds of the Poisson ⊗ Gaussian sum): beyond them the
 # reference sampler is cheaper. Measured single-threaded: 2e8 multiply-adds take ~8 ms.
@@ -293,8 +295,9 @@ def level_code_table(p: DegradationParams, pixels: int = 1 << 18) -> tuple[Inver
     lam_levels = level_intensities(p) * p.photon_scale  # (256, 3)
     lam, rows = np.unique(lam_levels, return_inverse=True)
     cdf, offsets = code_cdf(lam, p)
-    # More buckets: fewer draws need the exact search, more table to build. Balance the two.
-    bits = int(np.clip(np.round(np.log2(max(pixels, 1) * cdf.shape[1] / lam.size) / 2), 6, 12))
+    # More buckets: fewer draws need the exact search (~1 % with 16 buckets per code of the window),
+    # more table to build (not worth it beyond ~8 buckets per draw). Measured on 512x512 crops.
+    bits = int(np.clip(np.round(np.log2(min(16 * cdf.shape[1], 8 * max(pixels, 1) / lam.size))), 6, 12))
     return build_inverse_cdf_table(cdf, offsets, bits=bits), rows.reshape(lam_levels.shape)
 
 
@@ -324,11 +327,21 @@ def _table_codes(clean: np.ndarray, p: DegradationParams, rng: np.random.Generat
     # (v, c) -> row << bits, as a 3-channel LUT so OpenCV maps the interleaved image in one pass.
     lut = np.ascontiguousarray((rows.astype(np.int32) << table.bits)[None, :, :])
     out = np.empty(clean.shape, dtype=np.uint8)
-    for top in range(0, clean.shape[0], TILE_ROWS):
-        band = np.ascontiguousarray(clean[top:top + TILE_ROWS])
+    rows_per_band = table_band_rows(clean.shape[1])
+    for top in range(0, clean.shape[0], rows_per_band):
+        band = np.ascontiguousarray(clean[top:top + rows_per_band])
         uniforms = uniform_u32(rng, band.size).reshape(band.shape)
-        out[top:top + TILE_ROWS] = sample_inverse_cdf(table, cv2.LUT(band, lut), uniforms)
+        out[top:top + rows_per_band] = sample_inverse_cdf(table, cv2.LUT(band, lut), uniforms)
     return out
+
+
+def table_band_rows(width: int) -> int:
+    """Rows per band of the table sampler: about TABLE_BAND_PIXELS values, and always an even number.
+
+    Even, so every band but the last draws a whole number of 64-bit raw outputs: the uniforms then
+    concatenate to the same stream whatever the band size, and the result does not depend on it.
+    """
+    return max(2, (TABLE_BAND_PIXELS // max(1, 3 * width)) & ~1)
 
 
 def _reference_codes(clean: np.ndarray, p: DegradationParams, rng: np.random.Generator,

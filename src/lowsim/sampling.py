@@ -120,15 +120,19 @@ def build_inverse_cdf_table(cdf: np.ndarray, offsets: np.ndarray | int = 0,
 
 
 def sample_inverse_cdf(table: InverseCdfTable, shifted_rows: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """One outcome (uint16) per element: from row `shifted_rows >> bits` (int32) with uniform `uniforms` (uint32)."""
+    """One outcome (uint16) per element: from row `shifted_rows >> bits` (int32) with uniform `uniforms` (uint32).
+
+    `shifted_rows` is overwritten (it becomes the bucket index): the caller's scratch, to avoid copies.
+    """
     shift = UNIFORM_BITS - table.bits
-    flat = shifted_rows | (uniforms >> np.uint32(shift)).view(np.int32)
-    out = table.buckets.ravel().take(flat)
-    pending = np.flatnonzero(out.ravel() >= AMBIGUOUS_FLAG)
+    flat = shifted_rows.reshape(-1)
+    u = uniforms.reshape(-1)
+    np.bitwise_or(flat, (u >> np.uint32(shift)).view(np.int32), out=flat)
+    out = table.buckets.reshape(-1).take(flat)
+    pending = np.flatnonzero(out >= AMBIGUOUS_FLAG)
     if pending.size:
-        flat_pending = flat.ravel()[pending]
-        out.ravel()[pending] = _resolve(table, flat_pending, uniforms.ravel()[pending])
-    return out
+        out[pending] = _resolve(table, flat[pending], u[pending])
+    return out.reshape(uniforms.shape)
 
 
 def _resolve(table: InverseCdfTable, flat: np.ndarray, uniforms: np.ndarray) -> np.ndarray:

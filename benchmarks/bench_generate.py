@@ -1,0 +1,241 @@
+"""Throughput and memory of `lowsim generate`, side by side with a plain-numpy degrade and the I/O floor.
+
+    .venv/bin/python benchmarks/bench_generate.py [--data DIR] [--params FILE] [--n 48] [--workers 1,2]
+
+Data: 512x512 crops of the clean photos in DIR/clean (default ../shared/data, or $LOWSIM_DATA); without
+them the benchmark says so and exits 0. Three pipelines run in the same worker pools, one after another,
+on the same samples (same sources, crops and parameter draws):
+
+- lowsim:  what `lowsim generate` runs per sample (`lowsim.generate.make_sample`): read the source, crop,
+           draw, degrade (the exact table sampler for 8-bit sources), write dark + clean PNGs, hash them.
+- numpy:   the same, with the degradation replaced by benchmarks/reference_degrade.py (numpy's Poisson
+           sampler, np.power gamma): what a straightforward implementation costs.
+- floor:   read the source, crop, write two PNGs (the clean crop and a dark-looking noisy image of the
+           same size), nothing else: the I/O every generator of this dataset must do.
+
+Reported: images/s per core for each worker count, and the ratios. Also the degradation maths alone
+(ms per 512x512x3 image, one core) and the peak memory of one sample from a 4000x6000 source.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core per process, like the generator's workers
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from lowsim import generate as G  # noqa: E402
+from lowsim.degrade import choose_sampler, degrade_to_codes  # noqa: E402
+from lowsim.imageio import list_images, read_image, write_png  # noqa: E402
+from lowsim.params import ParamDistribution  # noqa: E402
+from reference_degrade import reference_degrade  # noqa: E402
+
+PIPELINES = ("lowsim", "numpy", "floor")
+
+
+def representative_params(path: Path) -> Path:
+    """A stand-in for params/lol.json while it does not exist: dark, noisy, gamma near 1."""
+    rng = np.random.default_rng(0)
+    samples = {"black_level": rng.uniform(0.01, 0.05, 30), "gain_r": rng.uniform(0.1, 0.3, 30),
+               "gain_g": rng.uniform(0.1, 0.3, 30), "gain_b": rng.uniform(0.1, 0.3, 30),
+               "photon_scale": rng.uniform(200, 1000, 30), "read_sigma": rng.uniform(0.002, 0.01, 30),
+               "gamma": rng.uniform(0.8, 1.3, 30)}
+    return ParamDistribution.fit(samples, fixed={"illum_alpha": 0.3, "illum_gamma": 1.0},
+                                 method="benchmark stand-in").save(path)
+
+
+# ------------------------------------------------------------------------------------------ workers
+
+_STATE: dict[str, Any] = {}
+
+
+def _init(pipeline: str, spec: G.RunSpec, dist: ParamDistribution) -> None:
+    """Worker start: the generator's own initializer, then swap the degradation for the pipeline's."""
+    G._init_worker(spec, dist)
+    _STATE.update(pipeline=pipeline, spec=spec, dist=dist)
+    if pipeline == "numpy":
+        G.degrade_to_codes = lambda clean, p, rng, bit_depth=8, sampler=None: reference_degrade(clean, p, rng)
+
+
+def _floor_sample(spec: G.RunSpec, index: int) -> None:
+    """Read + crop + write two PNGs: the clean crop and a noisy dark-looking image."""
+    source = spec.sources[G.source_index(spec.seed, index, len(spec.sources))]
+    image = read_image(Path(spec.src_root) / source)
+    geometry = G.draw_geometry(G.sample_streams(spec.seed, index)["geometry"], *image.shape[:2], spec.size)
+    clean = G.apply_geometry(image, geometry)
+    pattern = _STATE.get("pattern")
+    if pattern is None or pattern.shape != clean.shape:
+        pattern = _STATE["pattern"] = np.random.default_rng(0).integers(0, 6, clean.shape, dtype=np.uint8)
+    key = G.sample_key(index)
+    write_png(Path(spec.out) / "clean" / f"{key}.png", clean)
+    write_png(Path(spec.out) / "dark" / f"{key}.png", (clean >> 3) + pattern)
+
+
+def _work(indices: list[int]) -> int:
+    for i in indices:
+        if _STATE["pipeline"] == "floor":
+            _floor_sample(_STATE["spec"], i)
+        else:
+            G.make_sample(_STATE["spec"], _STATE["dist"], i)
+    return len(indices)
+
+
+def throughput(pipeline: str, spec: G.RunSpec, dist: ParamDistribution, n: int, workers: int) -> float:
+    """Images per second over n samples with `workers` processes (pool start and warm-up excluded)."""
+    with G._worker_environment(), ProcessPoolExecutor(workers, mp_context=G._spawn_context(),
+                                                      initializer=_init, initargs=(pipeline, spec, dist)) as pool:
+        list(pool.map(_work, [[n + w] for w in range(workers)]))  # start and warm every worker
+        chunks = [list(range(s, min(n, s + 4))) for s in range(0, n, 4)]
+        start = time.perf_counter()
+        done = sum(pool.map(_work, chunks))
+        return done / (time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------ maths only
+
+
+def degrade_timings(sources: list[Path], dist: ParamDistribution, size: int, repeats: int) -> dict[str, float]:
+    """ms per image of the degradation maths alone (one core): table sampler vs plain numpy."""
+    rng = np.random.default_rng(1)
+    crops, params = [], []
+    for path in sources[:repeats]:
+        image = read_image(path)
+        if image.dtype != np.uint8:
+            continue
+        g = G.draw_geometry(rng, *image.shape[:2], size)
+        crops.append(G.apply_geometry(image, g))
+        params.append(dist.sample(rng))
+    timings: dict[str, float] = {}
+    for name, fn in (("table", lambda c, p, r: degrade_to_codes(c, p, r)),
+                     ("numpy", lambda c, p, r: reference_degrade(c, p, r))):
+        fn(crops[0], params[0], np.random.default_rng(0))
+        start = time.perf_counter()
+        for c, p in zip(crops, params):
+            fn(c, p, np.random.default_rng(0))
+        timings[name] = (time.perf_counter() - start) / len(crops) * 1e3
+    timings["table_share"] = sum(choose_sampler(np.uint8, p) == "exact-table/v1" for p in params) / len(params)
+    return timings
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+MEMORY_CHILD = r"""
+import json, sys, tracemalloc
+from pathlib import Path
+from lowsim import generate as G
+from lowsim.params import ParamDistribution
+src, params, out, size, depth = sys.argv[1:6]
+dist = ParamDistribution.load(params)
+spec = G.RunSpec(src_root=src, sources=("big.png",), params_path=params, params_sha256="-", seed=0,
+                 size=None if size == "none" else int(size), bit_depth=int(depth), fractions=(("train", 1.0),),
+                 out=out)
+def high_water_mb():
+    # VmHWM: peak resident memory of this process image (ru_maxrss would include the parent's, from fork)
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+base = high_water_mb()
+tracemalloc.start()
+row = G.make_sample(spec, dist, 0)
+peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({"status": row["status"], "sampler": row.get("sampler"), "tracemalloc_mb": peak / 2**20,
+                  "maxrss_mb": high_water_mb(), "import_rss_mb": base}))
+"""
+
+
+def memory_report(params: Path, tmp: Path) -> list[dict[str, Any]]:
+    """Peak memory of one sample from a 4000x6000 8-bit source: cropped, whole, and whole at 16 bits."""
+    import cv2
+
+    src = tmp / "big"
+    src.mkdir()
+    y, x = np.mgrid[0:4000, 0:6000].astype(np.float32)
+    big = np.stack([x / 6000, y / 4000, (x + y) / 10000], axis=-1) * 200 + 20
+    big += np.random.default_rng(0).normal(0, 6, big.shape).astype(np.float32)
+    cv2.imwrite(str(src / "big.png"), np.clip(big, 0, 255).astype(np.uint8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    del big, x, y
+    results = []
+    for size, depth in (("512", "8"), ("none", "8"), ("none", "16")):
+        out = tmp / f"mem-{size}-{depth}"
+        done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(src), str(params), str(out), size, depth],
+                              capture_output=True, text=True, check=True)
+        results.append({"crop": size, "bit_depth": depth, **json.loads(done.stdout)})
+    return results
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def main() -> int:
+    default_data = Path(os.environ.get("LOWSIM_DATA", REPO.parent / "shared" / "data"))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=default_data, help="folder holding clean/")
+    parser.add_argument("--params", type=Path, default=None, help="params JSON [params/lol.json, else a stand-in]")
+    parser.add_argument("--n", type=int, default=48, help="samples per pipeline and worker count")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--no-memory", action="store_true", help="skip the 4000x6000 memory measurement")
+    args = parser.parse_args()
+
+    clean = args.data / "clean"
+    if not clean.is_dir():
+        print(f"skipped: no clean photos at {clean} (pass --data or set LOWSIM_DATA)")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp_name:
+        tmp = Path(tmp_name)
+        params = args.params or G.default_params_path()
+        if not params.is_file():
+            params = representative_params(tmp / "params.json")
+            print(f"params/lol.json not found: using a stand-in distribution ({params})")
+        dist = ParamDistribution.load(params)
+        sources = list_images(clean)
+        root = clean.resolve()
+        print(f"{len(sources)} sources in {clean}; {args.size}x{args.size} crops; n={args.n} per run; "
+              f"{os.cpu_count()} CPUs")
+
+        maths = degrade_timings(sources[::7], dist, args.size, repeats=24)
+        print(f"\ndegradation maths alone, one core, {args.size}x{args.size}x3: table sampler "
+              f"{maths['table']:.1f} ms, plain numpy {maths['numpy']:.1f} ms "
+              f"(x{maths['numpy'] / maths['table']:.1f}; table sampler chosen for "
+              f"{maths['table_share']:.0%} of draws)")
+
+        rates: dict[tuple[str, int], float] = {}
+        for workers in [int(w) for w in args.workers.split(",")]:
+            for pipeline in PIPELINES:
+                out = tmp / f"{pipeline}-{workers}"
+                spec = G.RunSpec(src_root=str(root), sources=tuple(p.relative_to(root).as_posix() for p in sources),
+                                 params_path=str(params), params_sha256="-", seed=0, size=args.size, bit_depth=8,
+                                 fractions=(("train", 1.0),), out=str(out))
+                rates[pipeline, workers] = throughput(pipeline, spec, dist, args.n, workers)
+
+        print("\nimages/s per core (read + crop + degrade + write dark and clean PNGs)")
+        print(f"{'workers':>7} | {'lowsim':>7} | {'numpy':>7} | {'floor':>7} | lowsim/numpy | floor/lowsim")
+        for workers in sorted({w for _, w in rates}):
+            r = {p: rates[p, workers] / workers for p in PIPELINES}
+            print(f"{workers:>7} | {r['lowsim']:7.1f} | {r['numpy']:7.1f} | {r['floor']:7.1f} | "
+                  f"{r['lowsim'] / r['numpy']:12.2f} | {r['floor'] / r['lowsim']:12.2f}")
+
+        if not args.no_memory:
+            print("\npeak memory, one sample from a 4000x6000 8-bit PNG (fresh process each)")
+            for m in memory_report(params, tmp):
+                print(f"  crop {m['crop']:>4}, {m['bit_depth']:>2}-bit out, {m['sampler']}: peak RSS "
+                      f"{m['maxrss_mb']:.0f} MB (after imports {m['import_rss_mb']:.0f} MB), "
+                      f"numpy peak (tracemalloc) {m['tracemalloc_mb']:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
