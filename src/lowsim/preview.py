@@ -59,6 +59,7 @@ def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParam
     panel = 2.6
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(panel * n_cols, panel * height / width * len(rows) + 1.0),
                              squeeze=False)
+    row_names = ("paper's pipeline (seed 001)", "with illumination map (seed 002)")
     for r, row in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -69,7 +70,10 @@ def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParam
                 ax.set_title(label, fontsize=9)
     values = ", ".join(f"{k}={v:.3g}" for k, v in p.to_dict().items())
     fig.suptitle(f"{title}\n{values}", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.025, 0.0, 1.0, 1.0))
+    for r, name in enumerate(row_names[:len(rows)]):  # row labels in the left margin
+        box = axes[r][0].get_position()
+        fig.text(0.012, (box.y0 + box.y1) / 2, name, rotation=90, va="center", ha="center", fontsize=8)
     out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:

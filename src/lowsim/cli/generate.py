@@ -38,12 +38,17 @@ def generate(
     bit_depth: int = typer.Option(8, "--bit-depth", help="8 or 16-bit PNG output."),
     split_fractions: str = typer.Option("train=0.9,val=0.05,test=0.05", "--split-fractions",
                                         help="Split names and fractions, assigned by source photo."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="Progress bar on stderr (default: when it is a terminal)."),
 ) -> None:
     """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest)."""
     from lowsim.generate import generate as run, ignore_file_size_signal
 
+    import sys
+
     ignore_file_size_signal()
+    if progress is None:
+        progress = sys.stderr.isatty()
     result = run(src=src, n=n, params=_params_or_default(params), out=out, manifest=manifest, size=size,
                  seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
                  progress=progress)
