@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -320,7 +320,7 @@ def assert_clean_error(result: subprocess.CompletedProcess, pattern: str) -> Non
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert pytest.importorskip("re").search(pattern, lines[0]), lines[0]
+    assert re.search(pattern, lines[0]), lines[0]
 
 
 @pytest.fixture(scope="module")
