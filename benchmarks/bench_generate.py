@@ -187,6 +187,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=48, help="samples per pipeline and worker count")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="interleaved rounds over the pipelines; the best round of each is reported "
+                             "(the least disturbed by other load on the machine)")
     parser.add_argument("--no-memory", action="store_true", help="skip the 4000x6000 memory measurement")
     args = parser.parse_args()
 
@@ -206,20 +209,23 @@ def main() -> int:
         print(f"{len(sources)} sources in {clean}; {args.size}x{args.size} crops; n={args.n} per run; "
               f"{os.cpu_count()} CPUs")
 
-        maths = degrade_timings(sources[::7], dist, args.size, repeats=24)
+        runs = [degrade_timings(sources[::7], dist, args.size, repeats=24) for _ in range(args.rounds)]
+        maths = {key: min(r[key] for r in runs) for key in runs[0]}
         print(f"\ndegradation maths alone, one core, {args.size}x{args.size}x3: table sampler "
               f"{maths['table']:.1f} ms, plain numpy {maths['numpy']:.1f} ms "
               f"(x{maths['numpy'] / maths['table']:.1f}; table sampler chosen for "
               f"{maths['table_share']:.0%} of draws)")
 
         rates: dict[tuple[str, int], float] = {}
-        for workers in [int(w) for w in args.workers.split(",")]:
-            for pipeline in PIPELINES:
-                out = tmp / f"{pipeline}-{workers}"
-                spec = G.RunSpec(src_root=str(root), sources=tuple(p.relative_to(root).as_posix() for p in sources),
-                                 params_path=str(params), params_sha256="-", seed=0, size=args.size, bit_depth=8,
-                                 fractions=(("train", 1.0),), out=str(out))
-                rates[pipeline, workers] = throughput(pipeline, spec, dist, args.n, workers)
+        names = tuple(p.relative_to(root).as_posix() for p in sources)
+        for round_ in range(args.rounds):
+            for workers in [int(w) for w in args.workers.split(",")]:
+                for pipeline in PIPELINES:
+                    out = tmp / f"{pipeline}-{workers}-{round_}"
+                    spec = G.RunSpec(src_root=str(root), sources=names, params_path=str(params), params_sha256="-",
+                                     seed=0, size=args.size, bit_depth=8, fractions=(("train", 1.0),), out=str(out))
+                    rate = throughput(pipeline, spec, dist, args.n, workers)
+                    rates[pipeline, workers] = max(rate, rates.get((pipeline, workers), 0.0))
 
         print("\nimages/s per core (read + crop + degrade + write dark and clean PNGs)")
         print(f"{'workers':>7} | {'lowsim':>7} | {'numpy':>7} | {'floor':>7} | lowsim/numpy | floor/lowsim")

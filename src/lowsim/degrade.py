@@ -295,9 +295,9 @@ def level_code_table(p: DegradationParams, pixels: int = 1 << 18) -> tuple[Inver
     lam_levels = level_intensities(p) * p.photon_scale  # (256, 3)
     lam, rows = np.unique(lam_levels, return_inverse=True)
     cdf, offsets = code_cdf(lam, p)
-    # More buckets: fewer draws need the exact search (~1 % with 16 buckets per code of the window),
-    # more table to build (not worth it beyond ~8 buckets per draw). Measured on 512x512 crops.
-    bits = int(np.clip(np.round(np.log2(min(16 * cdf.shape[1], 8 * max(pixels, 1) / lam.size))), 6, 12))
+    # More buckets: fewer draws need the exact search (~2 % with 8 buckets per code of the window), but
+    # more table to build and a table too big for the cache. Measured on 512x512 crops.
+    bits = int(np.clip(np.round(np.log2(min(8 * cdf.shape[1], 8 * max(pixels, 1) / lam.size))), 6, 12))
     return build_inverse_cdf_table(cdf, offsets, bits=bits), rows.reshape(lam_levels.shape)
 
 

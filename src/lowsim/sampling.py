@@ -64,10 +64,10 @@ def poisson_log_pmf(k: np.ndarray, lam: np.ndarray, log_factorial: np.ndarray | 
     lam = np.asarray(lam, dtype=np.float64)
     log_kfact = special.gammaln(k + 1.0) if log_factorial is None else log_factorial[k]
     positive = lam > 0
-    log_lam = np.log(np.where(positive, lam, 1.0))
-    log_pmf = k * log_lam - (lam + log_kfact)
-    if not positive.all():
-        log_pmf = np.where(positive, log_pmf, np.where(k == 0, 0.0, -np.inf))
+    log_pmf = k * np.log(np.where(positive, lam, 1.0)) - (lam + log_kfact)
+    if not positive.all():  # lam = 0: all mass at k = 0 (only those entries are touched)
+        zero = np.broadcast_to(~positive, log_pmf.shape)
+        log_pmf[zero] = np.where(np.broadcast_to(k, log_pmf.shape)[zero] == 0, 0.0, -np.inf)
     return log_pmf
 
 
