@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import math
+import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from lowsim.degrade import expected_dark
 from lowsim.errors import LowsimError
@@ -221,9 +224,18 @@ def exclusion_reason(checks: PairChecks) -> str:
 
 # ============================================================================================ fit quality
 
-def fit_quality(dark: np.ndarray, bright: np.ndarray, p: DegradationParams) -> dict[str, float]:
-    """RMSE (in 8-bit levels) and R^2 of expected_dark vs dark over all pixels, and R^2 of 8x8 block means."""
-    pred = expected_dark(bright.astype(np.float32), p).astype(np.float64)
+def fit_quality(dark: np.ndarray, bright: np.ndarray, p: DegradationParams,
+                noisy: bool = False) -> dict[str, float]:
+    """RMSE (in 8-bit levels) and R^2 of the model vs dark over all pixels, and R^2 of 8x8 block means.
+
+    The model is expected_dark (the noiseless forward model) or, with noisy=True, the mean of the dark
+    image under the model's noise (what `degrade` produces on average).
+    """
+    if noisy:
+        table = noisy_mean_table(_params_to_theta(p), p.photon_scale, p.read_sigma)
+        pred = _interp_channels(bright.reshape(-1, 3).astype(np.float64), table).reshape(bright.shape)
+    else:
+        pred = expected_dark(bright.astype(np.float32), p).astype(np.float64)
     d = dark.astype(np.float64)
     resid = d - pred
     ss_tot = float(np.sum((d - d.mean()) ** 2))
@@ -343,6 +355,64 @@ def _robust_fit(start: np.ndarray, d: np.ndarray, b: np.ndarray, f_scale: float,
                                   x_scale="jac", ftol=1e-6, xtol=1e-6, max_nfev=200)
 
 
+# The model is a per-channel function of the bright value alone, so its noisy mean is tabulated on a
+# grid (exact at 8-bit values) and interpolated.
+_B_GRID = np.linspace(0.0, 1.0, 256)
+# 8-bit rounding thresholds of the output: round(255 y) >= k  <=>  y >= (k - 0.5) / 255.
+_ROUNDING_THRESHOLDS = (np.arange(1, 256) - 0.5) / 255.0
+
+
+def noisy_mean_table(theta: np.ndarray, photon_scale: float, read_sigma: float) -> np.ndarray:
+    """E[round(255 GC(clip(x + noise))) / 255] per channel on _B_GRID, shape (256, 3).
+
+    Exact for Gaussian noise of the model's variance x/scale + sigma^2 (the Poisson part approximated
+    by a Gaussian): E[round(255 Y)] = sum_k P(Y >= (k - 1/2)/255) and, GC being increasing, each term
+    is P(x + noise >= ((k - 1/2)/255)^gamma), a normal tail. The clips at 0 and 1 come for free.
+    """
+    x, _ = _mean_model(theta, np.repeat(_B_GRID[:, None], 3, axis=1))
+    sd = np.sqrt(np.maximum(x, 0.0) / photon_scale + read_sigma**2)
+    pre_thresholds = np.power(_ROUNDING_THRESHOLDS, math.exp(theta[6]))
+    z = (x[..., None] - pre_thresholds) / sd[..., None]
+    return special.ndtr(z).sum(axis=-1) / 255.0
+
+
+def _interp_channels(b: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Per-channel linear interpolation of a (256, 3) table at bright values b (N, 3)."""
+    return np.column_stack([np.interp(b[:, c], _B_GRID, table[:, c]) for c in range(3)])
+
+
+def refit_mean_with_noise(dark: np.ndarray, bright: np.ndarray, first: MeanFit, photon_scale: float,
+                          read_sigma: float, rng: np.random.Generator,
+                          n_pixels: int = FIT_PIXELS) -> MeanFit:
+    """Refit the mean parameters to E[dark] under the fitted noise instead of the noiseless curve.
+
+    Noise raises the mean where the clip at 0 cuts it off and bends it through the gamma (Jensen), so
+    the noiseless fit biases the black level and gamma of noisy pairs; this removes most of that bias.
+    """
+    rows, cols = sample_pixels(valid_mask(dark, bright), n_pixels, rng)
+    d = dark[rows, cols].astype(np.float64)
+    b = bright[rows, cols].astype(np.float64)
+    lo, hi = _theta_bounds()
+    theta0 = np.clip(_params_to_theta(DegradationParams(**first.values)), lo + 1e-9, hi - 1e-9)
+    prior_weight = math.sqrt(d.size) * ILLUM_PRIOR
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        pred = _interp_channels(b, noisy_mean_table(theta, photon_scale, read_sigma))
+        return np.concatenate([(pred - d).ravel(), prior_weight * theta[:2]])
+
+    start = residuals(theta0)[: d.size]
+    f_scale = max(2.0 * 1.4826 * float(np.median(np.abs(start - np.median(start)))), LSB)
+    res = optimize.least_squares(residuals, theta0, bounds=(lo, hi), loss="soft_l1", f_scale=f_scale,
+                                 x_scale="jac", ftol=1e-6, xtol=1e-6, max_nfev=200)
+    stderr, max_corr, pair_name = _identifiability(res.jac[: d.size], res.fun[: d.size])
+    notes = [f"{name} at its bound" for name, t, l, h in zip(MEAN_PARAMS, res.x, lo, hi)
+             if name not in ("illum_alpha", "illum_gamma")
+             and (t - l < 1e-6 * max(1.0, abs(l)) or h - t < 1e-6 * max(1.0, abs(h)))]
+    return MeanFit(values=_theta_to_dict(res.x), stderr=stderr, max_correlation=max_corr,
+                   most_correlated=pair_name, cost=float(res.cost), success=bool(res.status > 0),
+                   notes=notes)
+
+
 def _identifiability(jac: np.ndarray, resid: np.ndarray) -> tuple[dict[str, float], float, str]:
     """Gauss–Newton standard errors and the largest parameter correlation at the solution.
 
@@ -415,15 +485,14 @@ def fit_noise(dark: np.ndarray, bright: np.ndarray, p: DegradationParams, rng: n
     data_var = np.array([_robust_var(resid_diff[k]) for k in bins])
     counts = np.array([k.size for k in bins], dtype=np.float64)
     z1, z2 = rng.standard_normal(x1.size), rng.standard_normal(x2.size)
-    u = (rng.random(x1.size) - rng.random(x1.size)) * LSB  # difference of two rounding errors
     inv_gamma = 1.0 / p.gamma
 
     def simulated_var(log_scale: float, log_sigma: float) -> np.ndarray:
         var_pre1 = x1 * math.exp(-log_scale) + math.exp(2 * log_sigma)
         var_pre2 = x2 * math.exp(-log_scale) + math.exp(2 * log_sigma)
-        s1 = np.power(np.clip(x1 + np.sqrt(var_pre1) * z1, 0.0, 1.0), inv_gamma)
-        s2 = np.power(np.clip(x2 + np.sqrt(var_pre2) * z2, 0.0, 1.0), inv_gamma)
-        sim = (s1 - s2 + u) - (m1 - m2)
+        s1 = np.rint(np.power(np.clip(x1 + np.sqrt(var_pre1) * z1, 0.0, 1.0), inv_gamma) * 255.0)
+        s2 = np.rint(np.power(np.clip(x2 + np.sqrt(var_pre2) * z2, 0.0, 1.0), inv_gamma) * 255.0)
+        sim = (s1 - s2) * LSB - (m1 - m2)
         return np.array([_robust_var(sim[k]) for k in bins])
 
     floor = (0.05 * LSB) ** 2  # keeps log() finite for an exactly noiseless bin
@@ -434,11 +503,15 @@ def fit_noise(dark: np.ndarray, bright: np.ndarray, p: DegradationParams, rng: n
 
     lo = np.log([BOUNDS["photon_scale"][0], BOUNDS["read_sigma"][0]])
     hi = np.log([BOUNDS["photon_scale"][1], BOUNDS["read_sigma"][1]])
-    # Coarse grid first (the objective is flat far from the answer), then a local refinement.
+    # Two starts: the delta-method estimate (close unless the gamma/clip/rounding matter) and the best
+    # point of a coarse grid (the objective is a narrow valley); refine both, keep the better.
+    pre_level = np.array([float(np.median(0.5 * (x1 + x2)[k])) for k in bins])
     grid = [(math.log(s), math.log(r)) for s in np.logspace(0.5, 5.5, 6) for r in np.logspace(-3.5, -1.5, 3)]
-    start = min(grid, key=lambda t: float(np.sum(residuals(np.array(t)) ** 2)))
-    res = optimize.least_squares(residuals, np.array(start), bounds=(lo, hi), diff_step=1e-2,
-                                 x_scale=1.0, max_nfev=100)
+    starts = [_delta_method_start(pre_level, data_var, counts, p.gamma),
+              min(grid, key=lambda t: float(np.sum(residuals(np.array(t)) ** 2)))]
+    res = min((optimize.least_squares(residuals, np.clip(np.array(t), lo + 1e-6, hi - 1e-6),
+                                      bounds=(lo, hi), diff_step=5e-2, x_scale=1.0, max_nfev=100)
+               for t in starts), key=lambda r: r.cost)
     photon_scale, read_sigma = (float(math.exp(v)) for v in res.x)
     notes = []
     if res.x[0] - lo[0] < 1e-3 or hi[0] - res.x[0] < 1e-3:
@@ -452,6 +525,26 @@ def fit_noise(dark: np.ndarray, bright: np.ndarray, p: DegradationParams, rng: n
                     bin_intensity=np.array([float(np.median(level[k])) for k in bins]),
                     bin_spread=np.sqrt(data_var), model_spread=np.sqrt(simulated_var(*res.x)),
                     correlated_ratio=float(ratio), notes=notes)
+
+
+def _delta_method_start(pre_level: np.ndarray, diff_var: np.ndarray, counts: np.ndarray,
+                        gamma: float) -> tuple[float, float]:
+    """(log photon_scale, log read_sigma) from var(d1 - d2) ~ 2 GC'(x)^2 (x/scale + sigma^2) + 2/12 LSB^2.
+
+    Weighted non-negative least squares per bin; ignores the clip at 0 and the rounding's non-linearity,
+    so it is only a starting point.
+    """
+    x = np.maximum(pre_level, 1e-6)
+    slope2 = ((1.0 / gamma) * np.power(x, 1.0 / gamma - 1.0)) ** 2
+    target = diff_var / 2.0 - LSB**2 / 12.0
+    weight = np.sqrt(counts) / np.maximum(diff_var / 2.0, 1e-12)
+    design = np.column_stack([slope2 * x, slope2]) * weight[:, None]
+    (inv_scale, sigma2), _ = optimize.nnls(design, target * weight)
+    lo_s, hi_s = BOUNDS["photon_scale"]
+    lo_r, hi_r = BOUNDS["read_sigma"]
+    scale = min(max(1.0 / inv_scale, lo_s), hi_s) if inv_scale > 0 else hi_s
+    sigma = min(max(math.sqrt(sigma2), lo_r), hi_r)
+    return math.log(scale), math.log(sigma)
 
 
 def _params_to_theta(p: DegradationParams) -> np.ndarray:
@@ -510,21 +603,22 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
             mean = fit_mean(dark, bright, rng)
             provisional = DegradationParams(**mean.values, photon_scale=1e3, read_sigma=0.0)
             predicted = expected_dark(bright.astype(np.float32), provisional)
-            row.update({f"stderr_{k}": v for k, v in mean.stderr.items()})
-            row.update({"max_param_correlation": mean.max_correlation,
-                        "most_correlated": mean.most_correlated, "fit_success": mean.success})
             if method == "joint":
-                notes += mean.notes
                 noise = fit_noise(dark, bright, provisional, rng)
-                notes += noise.notes
+                mean = refit_mean_with_noise(dark, bright, mean, noise.photon_scale, noise.read_sigma, rng)
+                notes += mean.notes + noise.notes
                 chosen = DegradationParams(**mean.values, photon_scale=noise.photon_scale,
                                            read_sigma=noise.read_sigma)
                 row.update({"noise_correlated_ratio": noise.correlated_ratio,
                             "noise_bin_intensity": noise.bin_intensity.tolist(),
                             "noise_bin_spread": noise.bin_spread.tolist(),
                             "noise_model_spread": noise.model_spread.tolist()})
+                row.update({f"joint_noisy_{k}": v for k, v in fit_quality(dark, bright, chosen, noisy=True).items()})
                 if not mean.success:
                     failure = "joint fit did not converge"
+            row.update({f"stderr_{k}": v for k, v in mean.stderr.items()})
+            row.update({"max_param_correlation": mean.max_correlation,
+                        "most_correlated": mean.most_correlated, "fit_success": mean.success})
             joint = chosen if method == "joint" and chosen is not None else provisional
             row.update({f"joint_{k}": v for k, v in fit_quality(dark, bright, joint).items()})
         except LowsimError as err:
@@ -556,18 +650,42 @@ def _calibrate_pair_star(args: tuple[Pair, str, int]) -> dict[str, Any]:
     return calibrate_pair(*args)
 
 
+# Worker processes run single-threaded BLAS: the fits do many small SVDs (30k x 7), where OpenBLAS
+# threads only spin (measured: ~10x the CPU time for the same wall time on 2 cores), and a fixed thread
+# count keeps the floating-point results identical whatever the number of workers.
+_SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Set the BLAS thread variables while worker processes are spawned (they read them at start)."""
+    saved = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
+    os.environ.update(_SINGLE_THREAD_ENV)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def calibrate_pairs(pairs: Sequence[Pair], method: str = "joint", seed: int = 0, workers: int = 1,
                     on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Calibrate every pair (in a process pool when workers > 1); rows in the order of `pairs`."""
+    """Calibrate every pair in `workers` fresh processes; rows in the order of `pairs`.
+
+    Always in spawned processes (even one) so every pair runs under the same single-threaded BLAS;
+    each pair's random draws come from its own name-derived seed, so neither the worker count nor the
+    order of completion changes any result.
+    """
     jobs = [(p, method, seed) for p in pairs]
     rows: list[dict[str, Any]] = []
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            rows.append(_calibrate_pair_star(job))
-            if on_done:
-                on_done(rows[-1])
+    if not jobs:
         return rows
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    context = multiprocessing.get_context("spawn")
+    with _single_threaded_children(), \
+            ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))), mp_context=context) as pool:
         for row in pool.map(_calibrate_pair_star, jobs, chunksize=1):
             rows.append(row)
             if on_done:
@@ -599,7 +717,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Mean and median fit quality of both methods (and the paper's [0, 1] reading) over included pairs."""
     used = [r for r in rows if not r["excluded"]]
     out: dict[str, float] = {"n_pairs": float(len(rows)), "n_used": float(len(used))}
-    for prefix in ("paper", "paper01", "joint"):
+    for prefix in ("paper", "paper01", "joint", "joint_noisy"):
         for metric in ("rmse_dn", "r2", "r2_blocks"):
             vals = [r.get(f"{prefix}_{metric}", math.nan) for r in used]
             vals = [v for v in vals if v is not None and math.isfinite(v)]

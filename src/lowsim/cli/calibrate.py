@@ -34,7 +34,7 @@ def _print_summary(result: Any) -> None:
     for column in ("method", "RMSE mean (levels)", "RMSE median", "R² mean", "R² median", "R² 8x8 blocks"):
         quality.add_column(column)
     for prefix, label in (("paper", "paper (seed 001 §3.1)"), ("paper01", "paper, gamma on [0,1]"),
-                          ("joint", "joint fit")):
+                          ("joint", "joint fit"), ("joint_noisy", "joint, mean under its noise")):
         s = result.summary
 
         def cell(key: str) -> str:
