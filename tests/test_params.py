@@ -1,0 +1,177 @@
+"""The parameter schema: DegradationParams validation, ParamDistribution fit/sample/save/load."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lowsim.errors import LowsimError
+from lowsim.params import (
+    PARAM_NAMES,
+    PARAM_SPECS,
+    SCHEMA_VERSION,
+    SPECS_BY_NAME,
+    DegradationParams,
+    ParamDistribution,
+    from_unconstrained,
+    to_unconstrained,
+)
+
+
+def _samples(n: int, seed: int) -> dict[str, list[float]]:
+    """n valid per-pair parameter sets, as fit() receives them (natural units)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "illum_alpha": list(rng.uniform(0.05, 0.9, n)),
+        "illum_gamma": list(rng.uniform(0.5, 3.0, n)),
+        "black_level": list(rng.uniform(0.001, 0.1, n)),
+        "gain_r": list(rng.uniform(0.2, 0.6, n)),
+        "gain_g": list(rng.uniform(0.2, 0.6, n)),
+        "gain_b": list(rng.uniform(0.2, 0.6, n)),
+        "photon_scale": list(rng.uniform(100, 5000, n)),
+        "read_sigma": list(rng.uniform(0.001, 0.02, n)),
+        "gamma": list(rng.uniform(0.4, 1.2, n)),
+    }
+
+
+def _is_positive_definite(matrix: np.ndarray) -> bool:
+    try:
+        np.linalg.cholesky(matrix)
+    except np.linalg.LinAlgError:
+        return False
+    return True
+
+
+def test_transforms_are_inverse_and_map_into_the_valid_range():
+    z = np.linspace(-30, 30, 61)
+    for spec in PARAM_SPECS:
+        values = from_unconstrained(spec.name, z)
+        assert np.all(values >= spec.low) and np.all(values <= spec.high), spec.name
+        inner = np.abs(z) < 15  # away from float saturation of the logistic
+        np.testing.assert_allclose(to_unconstrained(spec.name, values[inner]), z[inner], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name, value", [("black_level", -0.1), ("black_level", 1.0), ("gamma", 0.0),
+                                         ("gain_r", -1.0), ("illum_alpha", 2.0), ("read_sigma", math.nan),
+                                         ("photon_scale", math.inf)])
+def test_degradation_params_refuse_out_of_range_values(name, value):
+    with pytest.raises(LowsimError, match=name):
+        DegradationParams(**{name: value})
+
+
+def test_round_trip_keeps_everything(tmp_path: Path):
+    dist = ParamDistribution.fit(_samples(30, 1), fixed={"illum_alpha": 0.0}, method="joint",
+                                 source="lowsim calibrate --pairs x",
+                                 excluded=[{"name": "648", "reason": "images do not match"}])
+    dist.info = {"fit_quality": {"joint_r2_mean": 0.9}}
+    path = dist.save(tmp_path / "p.json")
+    back = ParamDistribution.load(path)
+    assert back.names == dist.names and back.fixed == dist.fixed
+    np.testing.assert_array_equal(back.mean, dist.mean)
+    np.testing.assert_array_equal(back.cov, dist.cov)
+    assert back.excluded == dist.excluded and back.info == dist.info
+    assert (back.method, back.source, back.n_pairs) == ("joint", "lowsim calibrate --pairs x", 30)
+    assert back.sample(np.random.default_rng(5)) == dist.sample(np.random.default_rng(5))
+    data = json.loads(path.read_text())
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert set(data["transforms"]) == set(dist.names)
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
+
+
+def test_fit_recovers_mean_and_covariance_of_many_samples():
+    rng = np.random.default_rng(2)
+    names = list(PARAM_NAMES)
+    true_mean = np.array([to_unconstrained(n, v) for n, v in zip(names, (0.4, 1.5, 0.03, 0.4, 0.45, 0.35,
+                                                                           800.0, 0.005, 0.7))])
+    a = rng.normal(size=(9, 9)) * 0.2
+    true_cov = a @ a.T + np.eye(9) * 0.02
+    z = rng.multivariate_normal(true_mean, true_cov, size=4000)
+    samples = {n: list(from_unconstrained(n, z[:, j])) for j, n in enumerate(names)}
+    dist = ParamDistribution.fit(samples)
+    np.testing.assert_allclose(dist.mean, true_mean, atol=0.02)
+    np.testing.assert_allclose(dist.cov, true_cov, atol=0.02)
+    assert dist.shrinkage < 0.05  # plenty of samples: little shrinkage
+
+
+def test_every_sample_is_valid_even_from_a_wide_distribution():
+    dist = ParamDistribution(names=list(PARAM_NAMES), mean=np.zeros(9), cov=np.eye(9) * 25.0)
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        p = dist.sample(rng)  # the constructor validates every value
+        for spec in PARAM_SPECS:
+            assert spec.low <= getattr(p, spec.name) < spec.high
+
+
+def test_shrinkage_keeps_covariance_positive_definite_with_fewer_pairs_than_parameters():
+    samples = _samples(4, 4)
+    raw = np.column_stack([to_unconstrained(n, np.array(samples[n])) for n in PARAM_NAMES])
+    assert not _is_positive_definite(np.cov(raw, rowvar=False))  # rank <= 3: singular without shrinkage
+    dist = ParamDistribution.fit(samples)
+    assert _is_positive_definite(dist.cov)
+    assert 0.0 < dist.shrinkage <= 1.0
+    dist.sample(np.random.default_rng(0))
+
+
+def test_a_constant_parameter_stays_sampleable():
+    samples = _samples(10, 5)
+    samples["gamma"] = [0.7] * 10
+    dist = ParamDistribution.fit(samples)
+    assert _is_positive_definite(dist.cov)
+    draws = [dist.sample(np.random.default_rng(s)).gamma for s in range(20)]
+    assert np.allclose(draws, 0.7, rtol=0.01)
+
+
+def test_fit_needs_two_pairs():
+    with pytest.raises(LowsimError, match="at least 2"):
+        ParamDistribution.fit(_samples(1, 6))
+
+
+def _valid_file(tmp_path: Path) -> tuple[Path, dict]:
+    path = ParamDistribution.fit(_samples(12, 7)).save(tmp_path / "good.json")
+    return path, json.loads(path.read_text())
+
+
+def _bad_files(tmp_path: Path) -> dict[str, Path]:
+    """One broken params file per kind of damage."""
+    _, data = _valid_file(tmp_path)
+    files = {"missing": tmp_path / "absent.json"}
+    files["malformed"] = tmp_path / "malformed.json"
+    files["malformed"].write_text('{"schema_version": 1, "names": [')
+    files["version"] = tmp_path / "version.json"
+    files["version"].write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION + 1}))
+    nan_mean = list(data["mean"])
+    nan_mean[2] = math.nan
+    files["nan"] = tmp_path / "nan.json"
+    files["nan"].write_text(json.dumps({**data, "mean": nan_mean}))  # json writes NaN, as a buggy tool would
+    not_pd = np.eye(len(data["names"]))
+    not_pd[0, 1] = not_pd[1, 0] = 2.0  # symmetric but indefinite: 1 - 2^2 < 0
+    files["not_pd"] = tmp_path / "not_pd.json"
+    files["not_pd"].write_text(json.dumps({**data, "cov": not_pd.tolist()}))
+    files["not_object"] = tmp_path / "list.json"
+    files["not_object"].write_text("[1, 2]")
+    files["transform"] = tmp_path / "transform.json"
+    files["transform"].write_text(json.dumps({**data, "transforms": {**data["transforms"], "gamma": "logit"}}))
+    return files
+
+
+@pytest.mark.parametrize("kind, expected", [
+    ("missing", "not found"), ("malformed", "not valid JSON"), ("version", "schema version"),
+    ("nan", "finite"), ("not_pd", "positive definite"), ("not_object", "JSON object"),
+    ("transform", "transform"),
+])
+def test_bad_params_files_give_one_line_errors_naming_the_file(tmp_path: Path, kind: str, expected: str):
+    path = _bad_files(tmp_path)[kind]
+    with pytest.raises(LowsimError) as info:
+        ParamDistribution.load(path)
+    message = str(info.value)
+    assert str(path) in message and expected in message
+    assert "\n" not in message
+
+
+def test_the_valid_file_itself_loads(tmp_path: Path):
+    path, _ = _valid_file(tmp_path)
+    dist = ParamDistribution.load(path)
+    assert dist.names == [n for n in PARAM_NAMES if n in SPECS_BY_NAME]
