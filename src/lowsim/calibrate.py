@@ -103,7 +103,8 @@ def paper_estimate(dark: np.ndarray, bright: np.ndarray) -> PaperEstimate:
     """Seed 001 §3.1 estimators over the values where both images lie in [5, 250] (0–255 scale)."""
     d = dark.astype(np.float64) * 255.0
     b = bright.astype(np.float64) * 255.0
-    lo, hi = PAPER_RANGE_DN
+    # The rule is on integer levels: a tolerance keeps 250/255 in float32 (250.00002 after * 255) in.
+    lo, hi = PAPER_RANGE_DN[0] - 1e-3, PAPER_RANGE_DN[1] + 1e-3
     ok = (d >= lo) & (d <= hi) & (b >= lo) & (b <= hi)
     n = int(ok.sum())
     if n == 0:
@@ -210,12 +211,12 @@ def pair_checks(dark: np.ndarray, bright: np.ndarray, predicted: np.ndarray | No
 
 def exclusion_reason(checks: PairChecks) -> str:
     """Why a pair must not enter the distribution fit ('' when it may)."""
-    if checks.valid_pixels < MIN_VALID_PIXELS:
-        return f"too few unsaturated pixels ({checks.valid_pixels} < {MIN_VALID_PIXELS})"
     if checks.dark_p99 < MIN_DARK_P99:
         return f"dark image nearly empty (99th percentile {checks.dark_p99 * 255:.1f}/255)"
     if checks.dark_saturated > MAX_SATURATED_FRACTION:
         return f"dark image saturated ({checks.dark_saturated:.1%} of pixels >= 250/255)"
+    if checks.valid_pixels < MIN_VALID_PIXELS:
+        return f"too few unsaturated pixels ({checks.valid_pixels} < {MIN_VALID_PIXELS})"
     if checks.block_spearman < MIN_BLOCK_SPEARMAN:
         return (f"images do not match (different scene or misaligned): block rank correlation "
                 f"{checks.block_spearman:.2f} < {MIN_BLOCK_SPEARMAN}")

@@ -195,9 +195,9 @@ class ParamDistribution:
             **meta: Any) -> "ParamDistribution":
         """Fit the normal to per-pair values (natural units), shrinking the covariance when pairs are few.
 
-        Shrinkage is Ledoit–Wolf towards the diagonal of the sample covariance (the correlations are
-        shrunk, the variances kept), so the result is positive definite even with fewer pairs than
-        parameters. A small floor on each variance keeps a parameter that never varied sampleable.
+        Shrinkage is Ledoit–Wolf-type towards the diagonal of the sample covariance (the correlations are
+        shrunk, the variances kept; intensity estimated on standardized values), so the result is
+        positive definite even with fewer pairs than parameters. A small floor on each variance keeps a parameter that never varied sampleable.
         """
         fixed = dict(fixed or {})
         names = [n for n in PARAM_NAMES if n in samples and n not in fixed]
@@ -287,15 +287,24 @@ class ParamDistribution:
 
 
 def _ledoit_wolf_intensity(xc: np.ndarray, sample_cov: np.ndarray) -> float:
-    """Ledoit–Wolf (2004) shrinkage intensity towards the diagonal of the sample covariance, in [0, 1]."""
+    """Shrinkage intensity in [0, 1] of the correlations towards 0 (the variances are kept).
+
+    Ledoit–Wolf's estimate for the diagonal target, computed on standardized values (Schäfer & Strimmer
+    2005, target "D"): intensity = sum of the estimation variances of the off-diagonal correlations over
+    the sum of their squares. Standardizing makes it scale-free; on raw values one parameter with a wide,
+    heavy-tailed spread (e.g. a logit near its bound) dominates both sums and shrinks every correlation.
+    """
     n = xc.shape[0]
-    outer = xc[:, :, None] * xc[:, None, :]
-    pi_mat = np.mean((outer - sample_cov) ** 2, axis=0)  # variance of each sample-covariance entry
-    pi_off = float(pi_mat.sum() - np.trace(pi_mat))  # the diagonal target keeps variances as they are
-    gamma = float(np.sum((sample_cov - np.diag(np.diag(sample_cov))) ** 2))
-    if gamma <= 0:
+    sd = np.sqrt(np.diag(sample_cov))
+    xs = np.divide(xc, sd, out=np.zeros_like(xc), where=sd > 0)  # a constant column contributes nothing
+    corr = xs.T @ xs / n
+    outer = xs[:, :, None] * xs[:, None, :]
+    var_corr = np.mean((outer - corr) ** 2, axis=0) / n  # estimation variance of each correlation
+    off = ~np.eye(corr.shape[0], dtype=bool)
+    signal = float(np.sum(corr[off] ** 2))
+    if signal <= 0:
         return 1.0
-    return float(np.clip(pi_off / gamma / n, 0.0, 1.0))
+    return float(np.clip(np.sum(var_corr[off]) / signal, 0.0, 1.0))
 
 
 def _json_float(x: float) -> float | str:
