@@ -20,6 +20,12 @@ CASES = {
     "illumination": dict(illum_alpha=0.7, illum_gamma=2.0, black_level=0.01, gain_r=0.2, gain_g=0.2,
                          gain_b=0.2, photon_scale=3000.0, read_sigma=0.002, gamma=0.8),
     "paper-scale-1": dict(photon_scale=1.0),
+    # like the LOL calibration: ~1e5 photons, read noise dominating (the Edgeworth rows)
+    "lol-like": dict(illum_alpha=0.12, illum_gamma=2.5, black_level=0.012, gain_r=0.37, gain_g=0.38,
+                     gain_b=0.36, photon_scale=2e5, read_sigma=0.006, gamma=0.7),
+    # read noise of 30 photons: the darkest rows (up to ~70 photons) by Edgeworth, the others by the sum
+    "mixed-rows": dict(gain_r=0.2, gain_g=0.2, gain_b=0.2, photon_scale=3000.0, read_sigma=0.01,
+                       gamma=1.0),
 }
 
 
@@ -63,7 +69,7 @@ def test_degrade_stages_show_illumination_only_when_asked() -> None:
 
 def brute_force_code_pmf(lam: float, p: DegradationParams) -> np.ndarray:
     """P(code = c) by summing the model over photon counts directly (scipy's pmf and normal CDF)."""
-    k = np.arange(0, int(lam + 40 * np.sqrt(lam) + 60))
+    k = np.arange(max(0, int(lam - 40 * np.sqrt(lam) - 60)), int(lam + 40 * np.sqrt(lam) + 60))
     pk = stats.poisson.pmf(k, lam)
     if p.read_sigma == 0:
         codes = D.noiseless_code(k, p)  # the reference's own float32 arithmetic, ties included
@@ -77,7 +83,8 @@ def brute_force_code_pmf(lam: float, p: DegradationParams) -> np.ndarray:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_code_cdf_matches_brute_force(case: str) -> None:
     p = params(case)
-    lam = np.unique(D.level_intensities(p) * p.photon_scale)[:: 37]
+    lam = np.unique(D.level_intensities(p) * p.photon_scale)
+    lam = lam[np.linspace(0, lam.size - 1, 12).astype(int)]  # dark to bright
     cdf, offsets = D.code_cdf(lam, p)
     for r, value in enumerate(lam):
         full = np.ones(256)
@@ -141,8 +148,9 @@ def test_sampler_choice() -> None:
     assert D.choose_sampler(np.uint16, p, 8) == D.REFERENCE_SAMPLER
     assert D.choose_sampler(np.uint8, p, 16) == D.REFERENCE_SAMPLER
     assert D.choose_sampler(np.float32, p, 8) == D.REFERENCE_SAMPLER
-    # a million photons with read noise: the Poisson x Gaussian tables would cost more than numpy
-    huge = DegradationParams(gain_r=1.0, gain_g=1.0, gain_b=1.0, photon_scale=1e6, read_sigma=0.01)
+    # a million photons and read noise too small to smooth their lattice: the exact Poisson x Gaussian
+    # sum would cost more than numpy's sampler
+    huge = DegradationParams(gain_r=1.0, gain_g=1.0, gain_b=1.0, photon_scale=1e6, read_sigma=1e-6)
     assert D.choose_sampler(np.uint8, huge, 8) == D.REFERENCE_SAMPLER
     with pytest.raises(ValueError):
         D.code_cdf(np.unique(D.level_intensities(huge) * huge.photon_scale), huge)
@@ -157,6 +165,30 @@ def test_reference_sampler_handles_16_bit() -> None:
     expected = D.quantize(D.expected_dark(D.to_float(clean), p), 16).astype(float)
     assert np.allclose(dark.mean(axis=(0, 1)), expected[0, 0], rtol=2e-3)
     assert dark[..., 0].std() > 0  # shot noise survives at 16 bits
+
+
+def test_edgeworth_rows_are_used_where_promised() -> None:
+    lol = params("lol-like")
+    lam = np.unique(D.level_intensities(lol) * lol.photon_scale)
+    assert D.edgeworth_rows(lam, lol).all()
+    mixed = params("mixed-rows")
+    rows = D.edgeworth_rows(np.unique(D.level_intensities(mixed) * mixed.photon_scale), mixed)
+    assert rows.any() and not rows.all()
+    assert not D.edgeworth_rows(lam, params("paper-like")).any()  # no read noise: exact sums only
+
+
+@pytest.mark.parametrize("case", ["mixed-rows", "lol-like"])
+def test_edgeworth_matches_the_exact_sum_up_to_its_boundary(case: str) -> None:
+    """Where it is used, even at the edge of its domain, the expansion agrees with the exact sum."""
+    p = params(case)
+    lam = np.unique(D.level_intensities(p) * p.photon_scale)
+    used = lam[D.edgeworth_rows(lam, p)]
+    lam = used[np.linspace(0, used.size - 1, 16).astype(int)]  # includes the largest λ it is used for
+    k_lo, k_hi, c_lo, c_hi = D._code_windows(lam, p)
+    codes = np.minimum(c_lo[:, None] + np.arange(int((c_hi - c_lo).max()) + 1), 255)
+    exact = D._lattice_code_cdf(lam, p, codes, k_lo, k_hi)
+    series = D._edgeworth_code_cdf(lam, p, codes)
+    assert np.abs(series - exact)[codes < 255].max() < 1e-9
 
 
 def test_noiseless_code_ties_follow_the_reference() -> None:
