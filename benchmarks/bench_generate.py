@@ -47,13 +47,14 @@ PIPELINES = ("lowsim", "numpy", "floor")
 
 
 def representative_params(path: Path) -> Path:
-    """A stand-in for params/lol.json while it does not exist: dark, noisy, gamma near 1."""
+    """A stand-in for params/lol.json while it does not exist, shaped like a LOL calibration run:
+    ~1e4-1e6 photons at full scale, read noise of 0.5-2.5 levels, gains ~0.35, gamma ~0.7."""
     rng = np.random.default_rng(0)
-    samples = {"black_level": rng.uniform(0.01, 0.05, 30), "gain_r": rng.uniform(0.1, 0.3, 30),
-               "gain_g": rng.uniform(0.1, 0.3, 30), "gain_b": rng.uniform(0.1, 0.3, 30),
-               "photon_scale": rng.uniform(200, 1000, 30), "read_sigma": rng.uniform(0.002, 0.01, 30),
-               "gamma": rng.uniform(0.8, 1.3, 30)}
-    return ParamDistribution.fit(samples, fixed={"illum_alpha": 0.3, "illum_gamma": 1.0},
+    samples = {"black_level": rng.uniform(0.005, 0.03, 30), "gain_r": rng.uniform(0.25, 0.45, 30),
+               "gain_g": rng.uniform(0.25, 0.45, 30), "gain_b": rng.uniform(0.25, 0.45, 30),
+               "photon_scale": np.exp(rng.uniform(np.log(1e4), np.log(1e6), 30)),
+               "read_sigma": rng.uniform(0.002, 0.01, 30), "gamma": rng.uniform(0.6, 0.9, 30)}
+    return ParamDistribution.fit(samples, fixed={"illum_alpha": 0.1, "illum_gamma": 2.5},
                                  method="benchmark stand-in").save(path)
 
 
