@@ -396,7 +396,7 @@ def test_cli_full_disk_is_a_clean_error(cli_inputs: dict[str, Path], tmp_path: P
 @pytest.mark.slow
 def test_cli_kill_9_then_resume(cli_inputs: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    args = gen_args(cli_inputs, out, "--workers", "2", n="120")
+    args = gen_args(cli_inputs, out, "--workers", "2", n="240")  # long enough to be caught mid-run
     proc = subprocess.Popen([str(LOWSIM), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     deadline = time.monotonic() + 120
@@ -415,8 +415,8 @@ def test_cli_kill_9_then_resume(cli_inputs: dict[str, Path], tmp_path: Path) -> 
         read_manifest(out.parent / "out.parquet")  # the manifest appears only at the end
     resumed = lowsim(*args)
     assert resumed.returncode == 0, resumed.stderr
-    assert "made now" in resumed.stdout and "(120 made now" not in resumed.stdout
-    frame = assert_dataset_consistent(out, out.parent / "out.parquet", 120)
+    assert "made now" in resumed.stdout and "(240 made now" not in resumed.stdout
+    frame = assert_dataset_consistent(out, out.parent / "out.parquet", 240)
     for key in frame["key"]:
         _, dark, row = G.regenerate(out.parent / "out.parquet", key)
         assert np.array_equal(dark, read_image(out / row["dark_file_name"]))
