@@ -714,6 +714,34 @@ def fit_distribution(rows: Iterable[dict[str, Any]], method: str, source: str) -
     return ParamDistribution.fit(samples, fixed=fixed, method=method, source=source, excluded=excluded)
 
 
+# Within this distance of a bound in unconstrained units (2 % for a log-transformed value), a per-pair
+# value counts as "at the bound" (optimizers stop just inside their bounds).
+AT_BOUND = 0.02
+
+
+def clip_bounds(method: str) -> dict[str, tuple[float, float]]:
+    """The bounds each method clips its per-pair values to (a value there means "this far or beyond")."""
+    if method == "paper":
+        return {"black_level": BOUNDS["black_level"]}
+    bounds = {n: BOUNDS[n] for n in ("illum_alpha", "illum_gamma", "black_level", "gamma", "photon_scale",
+                                     "read_sigma")}
+    bounds.update({g: BOUNDS["gain"] for g in ("gain_r", "gain_g", "gain_b")})
+    return bounds
+
+
+def count_at_bounds(rows: Sequence[dict[str, Any]], method: str) -> dict[str, list[int]]:
+    """Per parameter, how many included pairs sit at its (low, high) bound."""
+    from lowsim.params import to_unconstrained
+
+    used = [r for r in rows if not r["excluded"]]
+    out = {}
+    for name, (low, high) in clip_bounds(method).items():
+        z = to_unconstrained(name, np.array([r[name] for r in used], dtype=np.float64))
+        z_low, z_high = to_unconstrained(name, low), to_unconstrained(name, high)
+        out[name] = [int(np.sum(z <= z_low + AT_BOUND)), int(np.sum(z >= z_high - AT_BOUND))]
+    return out
+
+
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Mean and median fit quality of both methods (and the paper's [0, 1] reading) over included pairs."""
     used = [r for r in rows if not r["excluded"]]
@@ -830,6 +858,7 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
         "pairs_found": len(found), "split": split, "pairs_in_split": len(pairs), "seed": seed,
         "layout": layout, "pairs_table": table.name, "fit_quality": summary,
         "median_stderr": identifiability(rows),
+        "pairs_at_bounds_low_high": count_at_bounds(rows, method),
         "checks": {"min_block_spearman": MIN_BLOCK_SPEARMAN, "max_saturated_fraction": MAX_SATURATED_FRACTION,
                    "min_dark_p99": MIN_DARK_P99, "min_valid_pixels": MIN_VALID_PIXELS},
     })

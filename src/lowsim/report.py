@@ -18,8 +18,10 @@ def _finite(values: Sequence[Any]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
-def _histogram(ax: Any, name: str, used: Sequence[dict[str, Any]], dist: ParamDistribution) -> None:
-    """Histogram of one parameter over the included pairs (log axis for wide log-type ranges)."""
+def _histogram(ax: Any, name: str, used: Sequence[dict[str, Any]], dist: ParamDistribution,
+               drawn: np.ndarray) -> None:
+    """Histogram of one parameter over the included pairs (log axis for wide log-type ranges), with the
+    fitted distribution's samples of it drawn over it (scaled to the same count)."""
     values = _finite([r.get(name) for r in used])
     if name in dist.fixed:
         ax.text(0.5, 0.5, f"fixed at {dist.fixed[name]:g}", ha="center", va="center", transform=ax.transAxes)
@@ -32,10 +34,16 @@ def _histogram(ax: Any, name: str, used: Sequence[dict[str, Any]], dist: ParamDi
         bins = np.geomspace(values.min(), values.max(), 20) if log_axis else 20
         if not log_axis and np.ptp(values) == 0:
             bins = 5
-        ax.hist(values, bins=bins, color="#4477aa", edgecolor="white")
+        counts, edges, _ = ax.hist(values, bins=bins, color="#4477aa", edgecolor="white", label="pairs")
+        inside = drawn[(drawn >= edges[0]) & (drawn <= edges[-1])]
+        if inside.size:
+            ax.hist(inside, bins=edges, weights=np.full(inside.size, values.size / drawn.size),
+                    histtype="step", color="#cc3311", lw=1.2,
+                    label=f"fitted normal ({inside.size / drawn.size:.0%} in range)")
+        ax.legend(fontsize=6)
         if log_axis:
             ax.set_xscale("log")
-    ax.axvline(dist.natural_mean()[name], color="#cc3311", lw=1.5, label="fitted mean")
+    ax.axvline(dist.natural_mean()[name], color="#cc3311", lw=1.0, ls="--")
     ax.set_title(f"{name} (n={values.size})")
     ax.tick_params(labelsize=7)
 
@@ -107,8 +115,11 @@ def write_report(path: str | Path, rows: Sequence[dict[str, Any]], dist: ParamDi
     fig = plt.figure(figsize=(18, 12), dpi=90)
     grid = fig.add_gridspec(3, 5)
     names = [s for s in SPECS_BY_NAME]
+    rng = np.random.default_rng(0)
+    drawn = [dist.sample(rng) for _ in range(4000)]
     for k, name in enumerate(names):
-        _histogram(fig.add_subplot(grid[k // 3, k % 3]), name, used, dist)
+        _histogram(fig.add_subplot(grid[k // 3, k % 3]), name, used, dist,
+                   np.array([getattr(p, name) for p in drawn]))
     _correlation(fig.add_subplot(grid[0:2, 3:5]), dist)
     _fit_quality(fig.add_subplot(grid[2, 3]), rows)
     _noise(fig.add_subplot(grid[2, 4]), used)
