@@ -6,11 +6,15 @@ Per pair, one of two methods turns (dark, bright) into a `DegradationParams`:
   [5, 250], bl = mean(b − d), w_c = mean(d/b) per channel, 1/γ = mean(log_b d). The paper applies its chain
   on the 0–255 scale, so its gamma x^(1/γ) also divides by 255^(1/γ − 1); `paper_params` maps that exactly
   onto our [0, 1] model (see there). It estimates no illumination and no noise.
-- ``joint`` (default): a robust least-squares fit of the whole noiseless forward model
+- ``joint`` (default): a robust (soft_l1) least-squares fit of the whole noiseless forward model
   `expected_dark(bright, p)` (illumination, black level, gains, gamma) on a seeded pixel subsample,
-  started from a log-log regression; then the shot/read noise from how the spread of the residuals grows
-  with intensity, matched by simulation of the same model (handles the gamma, the clip at 0 and the 8-bit
-  rounding exactly instead of by a delta-method approximation).
+  started from a log-log regression with a multi-start over the illumination strength; then the shot and
+  read noise from how the spread of neighbour-difference residuals grows with intensity, matched by
+  simulating the same statistic through the model (gamma, clip at 0 and 8-bit rounding included, rather
+  than a delta-method approximation); finally the mean parameters are refitted to the model's mean under
+  that noise (the clip at 0 and the gamma bend the mean of a noisy image away from the noiseless curve).
+  Weakly identified directions (illum_alpha/illum_gamma vs gains and gamma) are reported per pair as
+  Gauss–Newton standard errors and the largest parameter correlation.
 
 Pairs that do not match (different scene, misaligned, saturated, empty, too few usable pixels) are flagged
 and left out of the distribution fit. The per-pair values are then fitted by `ParamDistribution.fit`.
@@ -462,8 +466,8 @@ def fit_noise(dark: np.ndarray, bright: np.ndarray, p: DegradationParams, rng: n
 
     Differences of horizontal neighbours cancel the spatially smooth model misfit; their spread per bin
     of predicted intensity is matched by simulating the same statistic through the model (Gaussian
-    approximation of Poisson-Gaussian noise before the gamma, clip to [0, 1], gamma, ±0.5 LSB uniform
-    rounding error), with common random numbers so the objective is smooth in the two parameters.
+    approximation of Poisson-Gaussian noise before the gamma, clip to [0, 1], gamma, 8-bit rounding),
+    with common random numbers so the objective changes continuously with the two parameters.
     """
     mask = valid_mask(dark, bright)
     left = mask[:, :-1] & mask[:, 1:]

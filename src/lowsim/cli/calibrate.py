@@ -81,8 +81,12 @@ def calibrate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    from lowsim.calibrate import run_calibration
+    from lowsim.calibrate import METHODS, SPLITS, run_calibration
 
+    if method not in METHODS:
+        raise LowsimError(f"unknown --method {method!r}, expected one of {', '.join(METHODS)}")
+    if split not in SPLITS:
+        raise LowsimError(f"unknown --split {split!r}, expected one of {', '.join(SPLITS)}")
     if workers < 0:
         raise LowsimError(f"--workers must be >= 0, got {workers}")
     if out is None:
@@ -93,17 +97,23 @@ def calibrate(
         report = out.with_suffix(".png")
     n_workers = workers or os.cpu_count() or 1
     source = _command_line(pairs, layout, method, out, report, split, seed)
-    with Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as progress:
-        task = progress.add_task("", total=None)
+    # The bar starts once the pairs are found, so a bad --pairs gives its one-line error alone.
+    progress = Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn())
+    task = progress.add_task("", total=None)
 
-        def on_start(total: int) -> None:
-            progress.update(task, total=total)
+    def on_start(total: int) -> None:
+        progress.update(task, total=total)
+        progress.start()
 
-        def on_done(row: dict[str, Any]) -> None:
-            progress.update(task, advance=1, description=f"pair {row['name']}")
+    def on_done(row: dict[str, Any]) -> None:
+        progress.update(task, advance=1, description=f"pair {row['name']}")
 
+    try:
         result = run_calibration(pairs, out, layout=layout, method=method, report=report, split=split,
                                  seed=seed, workers=n_workers, source=source, on_start=on_start,
                                  on_done=on_done)
+    finally:
+        if progress.live.is_started:
+            progress.stop()
     _print_summary(result)
