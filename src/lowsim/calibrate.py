@@ -565,6 +565,15 @@ def pair_seed(seed: int, name: str) -> np.random.SeedSequence:
     return np.random.SeedSequence(entropy=seed, spawn_key=(key,))
 
 
+QUALITY_PIXELS = 4_000_000
+
+
+def quality_view(img: np.ndarray, max_pixels: int = QUALITY_PIXELS) -> np.ndarray:
+    """The image itself, or a strided view of it with at most about max_pixels pixels."""
+    step = math.ceil(math.sqrt(img.shape[0] * img.shape[1] / max_pixels))
+    return img if step <= 1 else img[::step, ::step]
+
+
 def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: str,
                      seed: int) -> dict[str, Any]:
     """Everything calibration records about one pair (a flat row of the per-pair table).
@@ -579,21 +588,24 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
         raise LowsimError(f"pair {name!r}: images must be (H, W, 3) of the same shape, got "
                           f"{dark.shape} and {bright.shape}")
     rng = np.random.default_rng(pair_seed(seed, name))
+    # Whole-image measurements (estimators, quality, checks) on a strided view of very large images
+    # (camera raw: 12+ Mpx) to bound memory; the fits sample pixels from the full images.
+    dark_view, bright_view = quality_view(dark), quality_view(bright)
     row: dict[str, Any] = {"name": name, "method": method, "height": dark.shape[0], "width": dark.shape[1]}
     notes: list[str] = []
     failure = ""
     chosen: DegradationParams | None = None
 
     try:
-        est = paper_estimate(dark, bright)
+        est = paper_estimate(dark_view, bright_view)
         paper, paper_notes = paper_params(est)
         row.update({f"paper_raw_{k}": v for k, v in est.__dict__.items()})
-        row.update({f"paper_{k}": v for k, v in fit_quality(dark, bright, paper).items()})
+        row.update({f"paper_{k}": v for k, v in fit_quality(dark_view, bright_view, paper).items()})
         # The same estimates read as a gamma on the [0, 1] scale (an alternative reading of the paper,
         # not what its 0-255 formulas say); recorded to show the comparison does not hinge on it.
         naive = DegradationParams(**{**paper.to_dict(), "photon_scale": 1.0, "gain_r": est.w_r,
                                      "gain_g": est.w_g, "gain_b": est.w_b})
-        row.update({f"paper01_{k}": v for k, v in fit_quality(dark, bright, naive).items()})
+        row.update({f"paper01_{k}": v for k, v in fit_quality(dark_view, bright_view, naive).items()})
         if method == "paper":
             chosen = paper
             notes += paper_notes
@@ -607,7 +619,7 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
         try:
             mean = fit_mean(dark, bright, rng)
             provisional = DegradationParams(**mean.values, photon_scale=1e3, read_sigma=0.0)
-            predicted = expected_dark(bright.astype(np.float32), provisional)
+            predicted = expected_dark(bright_view.astype(np.float32), provisional)
             if method == "joint":
                 noise = fit_noise(dark, bright, provisional, rng)
                 mean = refit_mean_with_noise(dark, bright, mean, noise.photon_scale, noise.read_sigma, rng)
@@ -618,20 +630,21 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
                             "noise_bin_intensity": noise.bin_intensity.tolist(),
                             "noise_bin_spread": noise.bin_spread.tolist(),
                             "noise_model_spread": noise.model_spread.tolist()})
-                row.update({f"joint_noisy_{k}": v for k, v in fit_quality(dark, bright, chosen, noisy=True).items()})
+                noisy = fit_quality(dark_view, bright_view, chosen, noisy=True)
+                row.update({f"joint_noisy_{k}": v for k, v in noisy.items()})
                 if not mean.success:
                     failure = "joint fit did not converge"
             row.update({f"stderr_{k}": v for k, v in mean.stderr.items()})
             row.update({"max_param_correlation": mean.max_correlation,
                         "most_correlated": mean.most_correlated, "fit_success": mean.success})
             joint = chosen if method == "joint" and chosen is not None else provisional
-            row.update({f"joint_{k}": v for k, v in fit_quality(dark, bright, joint).items()})
+            row.update({f"joint_{k}": v for k, v in fit_quality(dark_view, bright_view, joint).items()})
         except LowsimError as err:
             if method == "joint":
                 failure = f"joint fit failed: {err}"
                 chosen = None
 
-    checks = pair_checks(dark, bright, predicted)
+    checks = pair_checks(dark_view, bright_view, predicted)
     row.update({f"check_{k}": v for k, v in checks.__dict__.items()})
     reason = exclusion_reason(checks) or failure or ("" if chosen is not None else "no fit possible")
     row.update(chosen.to_dict() if chosen is not None else {n: math.nan for n in PARAM_NAMES})
