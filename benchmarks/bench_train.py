@@ -9,8 +9,10 @@ Variants, each in its own process (so peak memory is its own), same model, loss,
   training process.
 - ``plain``: a plain eager loop: default memory format, every patch decoded from disk (no cache), no workers.
 
-Reported: training images/s after warm-up, the share of step time spent waiting for data, peak RSS, and
-each variant's speed relative to ``plain``. Default data: packed raw (SID-style) patches of 64x64 packed
+Reported: training images/s after warm-up (over the fastest window of consecutive steps of the best
+round, because other processes on a shared machine only ever slow a window down; the all-steps figure is
+printed too), the share of step time spent waiting for data, peak RSS, and each variant's speed relative to
+``plain``. Default data: packed raw (SID-style) patches of 64x64 packed
 pixels from a temporary tree of random Bayer DNGs (no real raw file is available here); ``--pairs`` points at
 any real pairs folder instead (``--input srgb`` for LOL).
 
@@ -50,9 +52,7 @@ def run_transfer(args: argparse.Namespace, pairs: Path, run_dir: Path, workers: 
                                       iters=args.warmup + args.steps, val_split=False, progress=False,
                                       workers=workers))
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))[args.warmup:]
-    step_s = sum(float(r["step_s"]) for r in rows)
-    data_s = sum(float(r["data_s"]) for r in rows)
-    return {"images_per_s": args.batch * len(rows) / step_s, "data_share": data_s / step_s,
+    return {"step_s": [float(r["step_s"]) for r in rows], "data_s": [float(r["data_s"]) for r in rows],
             "workers": result["workers"]}
 
 
@@ -73,7 +73,8 @@ def run_plain(args: argparse.Namespace, pairs: Path, cached: bool) -> dict:
                                                                                  args.batch),
                                          num_workers=0, collate_fn=collate_nhwc)
     model.train()
-    step_s = data_s = 0.0
+    step_s: list[float] = []
+    data_s: list[float] = []
     t_prev = time.perf_counter()
     for step, (inputs, targets) in enumerate(loader):
         t_batch = time.perf_counter()
@@ -84,10 +85,45 @@ def run_plain(args: argparse.Namespace, pairs: Path, cached: bool) -> dict:
         optimizer.step()
         t_done = time.perf_counter()
         if step >= args.warmup:
-            step_s += t_done - t_prev
-            data_s += t_batch - t_prev
+            step_s.append(t_done - t_prev)
+            data_s.append(t_batch - t_prev)
         t_prev = t_done
-    return {"images_per_s": args.batch * args.steps / step_s, "data_share": data_s / step_s, "workers": 0}
+    return {"step_s": step_s, "data_s": data_s, "workers": 0}
+
+
+def summarize(out: dict, batch: int, window: int) -> dict:
+    """Images/s over all measured steps and over the fastest `window` consecutive steps, data-wait share."""
+    steps, data = out["step_s"], out["data_s"]
+    sums = [sum(steps[i: i + window]) for i in range(max(1, len(steps) - window + 1))]
+    best = min(range(len(sums)), key=sums.__getitem__)
+    return {**out, "images_per_s": batch * len(steps) / sum(steps),
+            "best_window_images_per_s": batch * len(steps[best: best + window]) / sums[best],
+            "data_share": sum(data) / sum(steps),
+            "best_window_data_share": sum(data[best: best + window]) / sums[best]}
+
+
+def cpu_busy_share(seconds: float = 1.0) -> float:
+    """Share of all CPUs busy (any process) over `seconds`, from /proc/stat; nan where unavailable."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except OSError:
+        return float("nan")
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_until_quiet(limit_s: float, threshold: float = 0.15) -> float:
+    """Wait (up to limit_s) until other processes leave the CPUs mostly idle; return the last busy share."""
+    deadline = time.monotonic() + limit_s
+    busy = cpu_busy_share()
+    while busy > threshold and time.monotonic() < deadline:
+        busy = cpu_busy_share(2.0)
+    return busy
 
 
 def _child(variant: str, args: argparse.Namespace, pairs: Path, work: Path, queue: mp.Queue) -> None:
@@ -111,7 +147,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="generated raw frame side (pixels)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--window", type=int, default=8, help="steps in the 'fastest window' statistic")
     parser.add_argument("--variants", default="transfer,cached-contiguous,plain")
+    parser.add_argument("--quiet-wait", type=float, default=120.0,
+                        help="before each measurement wait up to this many seconds for idle CPUs")
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved rounds; the best round per variant is reported (other processes "
                              "on a shared machine only ever slow a round down)")
@@ -130,22 +169,29 @@ def main() -> None:
         context = mp.get_context("spawn")
         for round_index in range(args.rounds):
             for variant in args.variants.split(","):
+                busy = wait_until_quiet(args.quiet_wait)
                 queue = context.Queue()
                 out_dir = work / f"{variant}-{round_index}"
                 proc = context.Process(target=_child, args=(variant, args, pairs, out_dir, queue))
                 proc.start()
-                out = queue.get()
+                out = summarize(queue.get(), args.batch, args.window)
                 proc.join()
-                print(f"  round {round_index + 1} {variant}: {out['images_per_s']:.1f} images/s", flush=True)
-                if variant not in results or out["images_per_s"] > results[variant]["images_per_s"]:
+                print(f"  round {round_index + 1} {variant}: {out['images_per_s']:.1f} images/s over all steps, "
+                      f"{out['best_window_images_per_s']:.1f} in the fastest {args.window} "
+                      f"(CPUs {100 * busy:.0f}% busy before it)", flush=True)
+                key = "best_window_images_per_s"
+                if variant not in results or out[key] > results[variant][key]:
                     results[variant] = out
         print(f"load average after: {os.getloadavg()[0]:.2f}")
-    base = results.get("plain", next(iter(results.values())))["images_per_s"]
-    print(f"{'variant (best round)':<22}{'images/s':>10}{'vs plain':>10}{'data wait':>11}{'workers':>9}"
-          f"{'peak RSS':>11}")
+    key = "best_window_images_per_s"
+    base = results.get("plain", next(iter(results.values())))[key]
+    print(f"fastest {args.window}-step window of the best round per variant (other processes on a shared "
+          "machine only ever slow a window down)")
+    print(f"{'variant':<20}{'images/s':>10}{'vs plain':>10}{'data wait':>11}{'workers':>9}{'peak RSS':>11}"
+          f"{'all-steps img/s':>17}")
     for variant, r in results.items():
-        print(f"{variant:<22}{r['images_per_s']:>10.1f}{r['images_per_s'] / base:>9.2f}x"
-              f"{100 * r['data_share']:>10.1f}%{r['workers']:>9}{r['peak_rss_mib']:>8.0f} MiB")
+        print(f"{variant:<20}{r[key]:>10.1f}{r[key] / base:>9.2f}x{100 * r['best_window_data_share']:>10.1f}%"
+              f"{r['workers']:>9}{r['peak_rss_mib']:>8.0f} MiB{r['images_per_s']:>17.1f}")
 
 
 if __name__ == "__main__":

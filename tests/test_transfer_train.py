@@ -157,3 +157,24 @@ def test_raw_input_trains_on_sid_pairs(tmp_path: Path) -> None:
                                       val_split=False, iters=2))
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert result["steps"] == 2 and config["input_kind"] == "raw" and config["model_config"]["input_kind"] == "raw"
+
+
+def test_ctrl_c_saves_last_and_resume_matches(tmp_path: Path, lol_tiny: Path, monkeypatch) -> None:
+    options = dict(pairs=lol_tiny, iters=4, val_split=False, save_every=100)
+    run_training(tiny_config(tmp_path / "straight", **options))
+    real_loss, calls = train_module.F.l1_loss, []
+
+    def interrupting_loss(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # Ctrl-C during step 3
+            raise KeyboardInterrupt
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module.F, "l1_loss", interrupting_loss)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_config(tmp_path / "cut", **options))
+    monkeypatch.setattr(train_module.F, "l1_loss", real_loss)
+    assert json.loads((tmp_path / "cut" / "last" / "checkpoint.json").read_text())["step"] == 2
+    run_training(tiny_config(tmp_path / "cut", resume=True, **options))
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
