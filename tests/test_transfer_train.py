@@ -178,3 +178,15 @@ def test_ctrl_c_saves_last_and_resume_matches(tmp_path: Path, lol_tiny: Path, mo
     run_training(tiny_config(tmp_path / "cut", resume=True, **options))
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_real_lol_pairs_train_and_validate_on_the_held_out_split(tmp_path: Path, lol_dev: Path) -> None:
+    from lowsim.splits import REAL_PAIR_FRACTIONS, assign_split
+
+    result = run_training(tiny_config(tmp_path / "r", pairs=lol_dev, frac=0.02, val_limit=2, iters=2, patch=64))
+    train_names = (tmp_path / "r" / "train_pairs.txt").read_text().split()
+    val_names = (tmp_path / "r" / "val_pairs.txt").read_text().split()
+    assert result["train_count"] == len(train_names) >= 1 and len(val_names) == 2
+    assert all(assign_split(n, REAL_PAIR_FRACTIONS) == "pool" for n in train_names)
+    assert all(assign_split(n, REAL_PAIR_FRACTIONS) == "val" for n in val_names)
+    assert math.isfinite(result["best_val_psnr"])
