@@ -17,8 +17,7 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    # Imported for their side effect of adding commands to `app`; a missing module means that
-    # command is not built yet, which must not break the others.
+    # Imported for their side effect of adding commands to `app`.
     import importlib
 
     for name in ("calibrate", "generate"):
@@ -26,26 +25,13 @@ def _register_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turn LowsimError into a one-line message and exit code 2."""
+    """Entry point: a user mistake is one line "error: ..." and exit code 2, never a traceback."""
     _register_commands()
     try:
-        code = app(args=argv, standalone_mode=False)
-        if isinstance(code, int) and code != 0:  # typer.Exit(code) in non-standalone mode
-            sys.exit(code)
+        app(args=argv, prog_name="lowsim")  # standalone: typer reports usage errors itself (exit 2)
     except LowsimError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         typer.secho("interrupted: run the same command again to resume", err=True)
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as err:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(1)
-        raise

@@ -1,0 +1,4 @@
+"""`python -m lowsim` runs the `lowsim` command line."""
+from lowsim.cli import main
+
+main()
