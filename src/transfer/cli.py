@@ -190,6 +190,47 @@ def models(width: Width = None) -> None:
         typer.echo(f"{name} (width {width or DEFAULT_WIDTH}): {count_parameters(model)[1]:,} parameters; {blocks}")
 
 
+_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@app.command()
+def experiment(
+    pairs: Annotated[Path, typer.Option("--pairs", help="Real pairs to split into a training pool (~80%) and a "
+                                                        "validation split (~20%, by a hash of the name).")]
+    = _DATA / "lol-dev",
+    val_pairs: Annotated[Optional[Path], typer.Option("--val-pairs", help="A separate validation set; then all "
+                                                                          "of --pairs is the training pool.")] = None,
+    clean: Annotated[Optional[list[Path]], typer.Option("--clean", help="Clean source photo folder(s); "
+                                                                        "repeatable.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Working folder (data, runs, logs).")] = Path("runs/experiment"),
+    docs: Annotated[Path, typer.Option("--docs", help="Where results.md, CSVs and figures go.")] = Path("docs"),
+    layout: Layout = "auto",
+    quick: Annotated[bool, typer.Option("--quick", help="Tiny budgets: the same loop in a few minutes.")] = False,
+    n: Annotated[Optional[int], typer.Option("--n", help="Synthetic pairs (default 6000, as the paper).")] = None,
+    pretrain_iters: Annotated[Optional[int], typer.Option("--pretrain-iters")] = None,
+    finetune_iters: Annotated[Optional[int], typer.Option("--finetune-iters")] = None,
+    paper_ablation: Annotated[bool, typer.Option("--paper-ablation/--no-paper-ablation",
+                                                 help="Also run the paper-faithful pipeline.")] = True,
+    seed: Seed = 0,
+) -> None:
+    """The founding paper's Table 1 on real pairs: split, calibrate, generate, pretrain, fine-tune, evaluate."""
+    import shlex
+
+    from transfer.experiment import Budget, Experiment, run_experiment
+
+    budget = Budget.quick() if quick else Budget()
+    if n is not None:
+        budget.n_synthetic = n
+    if pretrain_iters is not None:
+        budget.pretrain_iters = budget.paper_pretrain_iters = pretrain_iters
+    if finetune_iters is not None:
+        budget.finetune_iters = budget.scratch_full_iters = finetune_iters
+    exp = Experiment(pairs=pairs, clean=list(clean or [_DATA / "clean"]), out=out, docs=docs, val_pairs=val_pairs,
+                     layout=layout, seed=seed, budget=budget,
+                     command="transfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    run_experiment(exp, paper_ablation=paper_ablation)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a user mistake is one line "error: ..." and exit code 2, never a traceback."""
     try:
