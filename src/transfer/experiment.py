@@ -38,10 +38,10 @@ class Budget:
     width: int = 16
     patch: int = 64
     batch: int = 16
-    pretrain_iters: int = 4000
-    finetune_iters: int = 600
-    scratch_full_iters: int = 600
-    paper_pretrain_iters: int = 4000
+    pretrain_iters: int = 6000
+    finetune_iters: int = 1000
+    scratch_full_iters: int = 3000
+    paper_pretrain_iters: int = 6000
     workers: int = 2
     max_pool: int | None = None  # quick runs use a few pairs of each split
     max_val: int | None = None
