@@ -38,10 +38,12 @@ class Budget:
     width: int = 16
     patch: int = 64
     batch: int = 16
-    pretrain_iters: int = 6000
+    pretrain_iters: int = 12000
     finetune_iters: int = 1000
     scratch_full_iters: int = 3000
-    paper_pretrain_iters: int = 6000
+    paper_pretrain_iters: int = 12000
+    finetune_lr: float = 1e-4  # fine-tuning (pretrained weights) at a tenth of the from-scratch rate
+    holdout_val: int = 16  # pool pairs outside a run's subset that pick its best checkpoint
     workers: int = 2
     max_pool: int | None = None  # quick runs use a few pairs of each split
     max_val: int | None = None
@@ -49,7 +51,7 @@ class Budget:
     @classmethod
     def quick(cls) -> "Budget":
         return cls(n_synthetic=48, synthetic_size=64, width=8, patch=32, batch=4, pretrain_iters=20,
-                   finetune_iters=10, scratch_full_iters=10, paper_pretrain_iters=20, workers=2,
+                   finetune_iters=10, scratch_full_iters=10, paper_pretrain_iters=20, workers=2, holdout_val=2,
                    max_pool=20, max_val=4)
 
 
@@ -227,7 +229,6 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True) -> Path:
     pool_csv, val_csv, n_pool, n_val = exp.split_real_pairs()
     source = _merged_sources(exp)
     train_args = ["--width", b.width, "--patch", b.patch, "--batch", b.batch, "--seed", exp.seed, "--quiet"]
-    real_args = ["--pairs", pool_csv, "--layout", "csv", "--no-val-split", "--iters", b.finetune_iters]
 
     pipelines = ["joint", "paper"] if paper_ablation else ["joint"]
     for method in pipelines:
@@ -246,7 +247,6 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True) -> Path:
             "--seed", exp.seed, "--out", docs / "fig3_degradation.png")
 
     pre = out / "runs" / "pretrain-joint"
-    ft_budget = f"{b.finetune_iters} it × {b.batch}"
     pre_budget = f"{b.pretrain_iters} it × {b.batch}"
     out_csv = docs / "results" / "synthetic-test.csv"
     exp.run("evaluate-synthetic-test", "transfer", "evaluate", "--checkpoint", pre, "--manifest",
@@ -259,16 +259,25 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True) -> Path:
     exp.evaluate("zero-shot (pretrained only)", pre, val_csv, pairs_used="0 real", budget=pre_budget,
                  seconds=exp.stage_seconds["pretrain-joint"])
 
-    def finetune(name: str, frac: float, *extra: str | Path, checkpoint: Path | None = pre) -> None:
+    def finetune(name: str, frac: float, *extra: str | Path, checkpoint: Path | None = pre,
+                 iters: int = b.finetune_iters) -> None:
+        """Train on a seeded `frac` of the pool; pool pairs outside it (never val) pick the best checkpoint."""
         run_dir = out / "runs" / _slug(name)
+        train_csv, holdout_csv, used = subset_csvs(pool_csv, frac, exp.seed, out / "pairs" / _slug(name))
+        args: list[str | Path] = ["--pairs", train_csv, "--layout", "csv", "--no-val-split", "--frac", 1.0,
+                                  "--run-dir", run_dir, *train_args]
+        if holdout_csv is not None:
+            args += ["--val-pairs", holdout_csv, "--val-limit", b.holdout_val]
         if checkpoint is None:
-            exp.run(_slug(name), "transfer", "train", *real_args, "--frac", frac, "--run-dir", run_dir,
-                    *extra, *train_args)
+            exp.run(_slug(name), "transfer", "train", "--iters", iters, *args, *extra)
+            budget = f"{iters} it × {b.batch}, lr 1e-3"
         else:
-            exp.run(_slug(name), "transfer", "finetune", "--checkpoint", checkpoint, *real_args, "--frac", frac,
-                    "--run-dir", run_dir, *extra, *train_args)
-        used = _pairs_used(run_dir, n_pool, frac)
-        exp.evaluate(name, run_dir, val_csv, pairs_used=f"{used} real", budget=ft_budget,
+            exp.run(_slug(name), "transfer", "finetune", "--checkpoint", checkpoint, "--iters", iters,
+                    "--lr", b.finetune_lr, *args, *extra)
+            budget = f"{iters} it × {b.batch}, lr {b.finetune_lr:g}"
+        if holdout_csv is not None:
+            budget += f", best checkpoint on {b.holdout_val} held-out pool pairs"
+        exp.evaluate(name, run_dir, val_csv, pairs_used=f"{used} real", budget=budget,
                      seconds=exp.stage_seconds[_slug(name)])
 
     finetune("fine-tuned 10%, last 2 blocks", 0.1, "--trainable-blocks", "2")
@@ -276,7 +285,7 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True) -> Path:
     finetune("fine-tuned 5%, last 2 blocks", 0.05, "--trainable-blocks", "2")
     finetune("fine-tuned 25%, last 2 blocks", 0.25, "--trainable-blocks", "2")
     finetune("scratch 10% (same budget)", 0.1, checkpoint=None)
-    finetune("scratch 100% of the pool", 1.0, "--iters", b.scratch_full_iters, checkpoint=None)
+    finetune("scratch 100% of the pool", 1.0, checkpoint=None, iters=b.scratch_full_iters)
     if paper_ablation:
         paper_pre = out / "runs" / "pretrain-paper"
         exp.evaluate("paper pipeline: zero-shot", paper_pre, val_csv, pairs_used="0 real",
@@ -288,6 +297,21 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True) -> Path:
     _comparison_grid(exp, val_csv)
     total = time.perf_counter() - wall
     return write_results(exp, n_pool, n_val, total)
+
+
+def subset_csvs(pool_csv: Path, frac: float, seed: int, folder: Path) -> tuple[Path, Path | None, int]:
+    """Split the pool into a seeded `frac` subset (train.csv) and the rest (holdout.csv, None when empty)."""
+    pool = find_pairs(pool_csv, layout="csv")
+    count = max(1, int(np.floor(frac * len(pool) + 0.5)))
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x5EB5E7,)))
+    chosen = set(rng.choice(len(pool), size=count, replace=False).tolist())
+    train = [p for i, p in enumerate(pool) if i in chosen]
+    rest = [p for i, p in enumerate(pool) if i not in chosen]
+    write_pairs_csv(folder / "train.csv", train)
+    if not rest:
+        return folder / "train.csv", None, len(train)
+    write_pairs_csv(folder / "holdout.csv", rest)
+    return folder / "train.csv", folder / "holdout.csv", len(train)
 
 
 def _merged_sources(exp: Experiment) -> Path:
@@ -312,15 +336,6 @@ def _first_image(folder: Path) -> Path:
     from lowsim.imageio import list_images
 
     return list_images(folder)[0]
-
-
-def _pairs_used(run_dir: Path, n_pool: int, frac: float) -> int:
-    """How many real pairs a run trained on (from the names it saved; else the expected count)."""
-    for name in ("train_pairs.txt", "pairs.txt", "chosen_pairs.txt"):
-        path = run_dir / name
-        if path.is_file():
-            return len([line for line in path.read_text().splitlines() if line.strip()])
-    return max(1, round(n_pool * frac))
 
 
 def _copy_curves(exp: Experiment) -> None:
