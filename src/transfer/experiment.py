@@ -38,10 +38,10 @@ class Budget:
     width: int = 16
     patch: int = 64
     batch: int = 16
-    pretrain_iters: int = 12000
+    pretrain_iters: int = 6000
     finetune_iters: int = 1000
     scratch_full_iters: int = 3000
-    paper_pretrain_iters: int = 12000
+    paper_pretrain_iters: int = 6000
     finetune_lr: float = 1e-4  # fine-tuning (pretrained weights) at a tenth of the from-scratch rate
     holdout_val: int = 16  # pool pairs outside a run's subset that pick its best checkpoint
     workers: int = 2
