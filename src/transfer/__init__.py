@@ -3,7 +3,8 @@
 Library entry points (the `transfer` command line is a thin layer over them):
 
 - `transfer.models`: the SID U-Net (`create_model("sid_unet", width=16, input_kind="srgb"|"raw")`), its named
-  blocks, `freeze_all_but_last(model, n)`, `count_parameters`.
+  blocks, `freeze_all_but_last(model, n)`, `count_parameters`; `list_models()` also lists the source documents'
+  other networks from `transfer.zoo` (plain_cnn, dense_cnn, estimate_enhance, vgg16_residual).
 - `transfer.train`: `run_training(TrainConfig(mode="pretrain"|"finetune"|"scratch", ...)) -> dict`.
 - `transfer.evaluate`: `evaluate_checkpoint(checkpoint, pairs, ...) -> dict` (PSNR/SSIM per image and means).
 - `transfer.infer`: `predict(model, image)` at any size (padded, tiled when large, clipped to [0, 1]).

@@ -1,4 +1,9 @@
-"""The SID U-Net (Chen et al. 2018) with named blocks, a small model registry and freezing helpers.
+"""The SID U-Net (Chen et al. 2018) with named blocks, the model registry and freezing helpers.
+
+Every registered model is a `BlockModel`: it names its blocks in data-flow order (`block_names`), says how
+inputs must be padded (`pad_multiple`) and how much larger its output is (`scale`), and keeps its constructor
+options in `config` so a checkpoint can rebuild it. The other networks of the source documents live in
+`transfer.zoo` and register themselves here.
 
 Input kinds (seed 001 §3.2, seed 003):
 
@@ -12,6 +17,7 @@ paper's blue, fine-tuned blocks are the last two: ``up4`` and ``head``.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Iterable
 
 import torch
@@ -54,17 +60,54 @@ class UpBlock(nn.Module):
         return self.convs(torch.cat([self.upsample(x), skip], dim=1))
 
 
-class SIDUNet(nn.Module):
+def check_positive_int(name: str, value: Any) -> None:
+    """A model size option must be a positive integer (bool is not one)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TransferError(f"model {name} must be a positive integer, got {value!r}")
+
+
+def check_choice(what: str, value: Any, choices: Iterable[str]) -> None:
+    """A model option must be one of a fixed set."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise TransferError(f"unknown {what} {value!r}, expected one of {', '.join(choices)}")
+
+
+class BlockModel(nn.Module):
+    """A network split into named blocks in data-flow order, so "train the last N blocks" is well defined."""
+
+    block_names: tuple[str, ...] = ()
+    input_kind: str = "srgb"
+    scale: int = 1  # output pixels per input pixel along each axis
+    pad_multiple: int = 1  # input height and width must be multiples of this
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {}
+        self.frozen_blocks: frozenset[str] = frozenset()
+
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """(name, module) of every block in data-flow order."""
+        return [(name, getattr(self, name)) for name in self.block_names]
+
+    def train(self, mode: bool = True) -> "BlockModel":
+        """Like nn.Module.train, but frozen blocks stay in eval mode so their BN statistics never move."""
+        super().train(mode)
+        for name in self.frozen_blocks:
+            getattr(self, name).eval()
+        return self
+
+
+class SIDUNet(BlockModel):
     """SID's U-Net: 4 down blocks, a bottleneck, 4 up blocks and a 1x1 head followed by pixel shuffle."""
+
+    block_names = BLOCK_NAMES
 
     def __init__(self, width: int = DEFAULT_WIDTH, input_kind: str = "srgb", norm: str = "none") -> None:
         super().__init__()
-        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-            raise TransferError(f"model width must be a positive integer, got {width!r}")
-        if input_kind not in INPUT_KINDS:
-            raise TransferError(f"unknown input kind {input_kind!r}, expected one of {', '.join(INPUT_KINDS)}")
-        if norm not in NORMS:
-            raise TransferError(f"unknown normalisation {norm!r}, expected one of {', '.join(NORMS)}")
+        check_positive_int("width", width)
+        check_choice("input kind", input_kind, INPUT_KINDS)
+        check_choice("normalisation", norm, NORMS)
         self.config = {"width": width, "input_kind": input_kind, "norm": norm}
         self.input_kind = input_kind
         in_ch = 12 if input_kind == "srgb" else 4
@@ -79,21 +122,16 @@ class SIDUNet(nn.Module):
         self.up3 = UpBlock(chans[2], chans[1], norm)
         self.up4 = UpBlock(chans[1], chans[0], norm)
         self.head = nn.Conv2d(chans[0], 12, kernel_size=1)
-        self.frozen_blocks: frozenset[str] = frozenset()
 
     @property
-    def scale(self) -> int:
+    def scale(self) -> int:  # type: ignore[override]
         """Output pixels per input pixel along each axis (2 for packed raw, 1 for sRGB)."""
         return 2 if self.input_kind == "raw" else 1
 
     @property
-    def pad_multiple(self) -> int:
+    def pad_multiple(self) -> int:  # type: ignore[override]
         """Input sizes must be multiples of this: 4 poolings (16), times 2 for sRGB's space-to-depth."""
         return 32 if self.input_kind == "srgb" else 16
-
-    def blocks(self) -> list[tuple[str, nn.Module]]:
-        """(name, module) of every block in data-flow order."""
-        return [(name, getattr(self, name)) for name in BLOCK_NAMES]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map an (N, C, H, W) input whose H, W are multiples of pad_multiple to (N, 3, H*scale, W*scale)."""
@@ -110,15 +148,8 @@ class SIDUNet(nn.Module):
         u = self.up4(u, d1)
         return F.pixel_shuffle(self.head(u), 2)
 
-    def train(self, mode: bool = True) -> "SIDUNet":
-        """Like nn.Module.train, but frozen blocks stay in eval mode so their BN statistics never move."""
-        super().train(mode)
-        for name in self.frozen_blocks:
-            getattr(self, name).eval()
-        return self
 
-
-MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {"sid_unet": SIDUNet}
+MODEL_REGISTRY: dict[str, Callable[..., BlockModel]] = {"sid_unet": SIDUNet}
 
 
 def list_models() -> list[str]:
@@ -126,14 +157,20 @@ def list_models() -> list[str]:
     return sorted(MODEL_REGISTRY)
 
 
-def create_model(name: str, **config: Any) -> SIDUNet:
+def model_options(name: str) -> list[str]:
+    """The keyword options a registered model's constructor accepts."""
+    return [p for p in inspect.signature(MODEL_REGISTRY[name]).parameters if p != "self"]
+
+
+def create_model(name: str, **config: Any) -> BlockModel:
     """Build a registered model by name; an unknown name or option is a TransferError listing what exists."""
     if name not in MODEL_REGISTRY:
         raise TransferError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
-    try:
-        return MODEL_REGISTRY[name](**config)
-    except TypeError as err:  # an unexpected keyword: say which options exist
-        raise TransferError(f"bad option for model {name!r} ({err}); options: width, input_kind, norm") from None
+    unknown = sorted(set(config) - set(model_options(name)))
+    if unknown:
+        raise TransferError(f"bad option for model {name!r}: {', '.join(unknown)}; options: "
+                            f"{', '.join(model_options(name))}")
+    return MODEL_REGISTRY[name](**config)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -142,37 +179,43 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
-def block_parameter_counts(model: SIDUNet) -> dict[str, int]:
+def block_parameter_counts(model: BlockModel) -> dict[str, int]:
     """Parameters per named block, in data-flow order."""
     return {name: sum(p.numel() for p in block.parameters()) for name, block in model.blocks()}
 
 
-def last_blocks(n: int) -> list[str]:
-    """Names of the last n blocks in data-flow order (n=2: the paper's blue blocks, up4 and head)."""
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(BLOCK_NAMES):
-        raise TransferError(f"the number of trainable blocks must be 1..{len(BLOCK_NAMES)}, got {n!r}")
-    return list(BLOCK_NAMES[-n:])
+def last_blocks(n: int, model: BlockModel | None = None) -> list[str]:
+    """Names of the model's last n blocks in data-flow order (default the SID U-Net's: n=2 gives the paper's
+    blue blocks, up4 and head)."""
+    names = BLOCK_NAMES if model is None else tuple(model.block_names)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(names):
+        raise TransferError(f"the number of trainable blocks must be 1..{len(names)}, got {n!r}")
+    return list(names[-n:])
 
 
-def set_trainable_blocks(model: SIDUNet, names: Iterable[str]) -> list[str]:
+def set_trainable_blocks(model: BlockModel, names: Iterable[str]) -> list[str]:
     """Train only the named blocks: others get requires_grad=False and stay in eval mode. Returns the names."""
     wanted = list(names)
-    unknown = sorted(set(wanted) - set(BLOCK_NAMES))
+    all_names = tuple(model.block_names)
+    unknown = sorted(set(wanted) - set(all_names))
     if unknown:
-        raise TransferError(f"unknown block(s) {', '.join(unknown)}; blocks: {', '.join(BLOCK_NAMES)}")
+        raise TransferError(f"unknown block(s) {', '.join(unknown)}; blocks: {', '.join(all_names)}")
     for name, block in model.blocks():
         for param in block.parameters():
             param.requires_grad_(name in wanted)
-    model.frozen_blocks = frozenset(BLOCK_NAMES) - set(wanted)
+    model.frozen_blocks = frozenset(all_names) - set(wanted)
     model.train(model.training)  # re-apply eval mode to the newly frozen blocks
-    return [name for name in BLOCK_NAMES if name in wanted]
+    return [name for name in all_names if name in wanted]
 
 
-def freeze_all_but_last(model: SIDUNet, n: int) -> list[str]:
+def freeze_all_but_last(model: BlockModel, n: int) -> list[str]:
     """Freeze every block except the last n (parameters and normalisation statistics); return trained names."""
-    return set_trainable_blocks(model, last_blocks(n))
+    return set_trainable_blocks(model, last_blocks(n, model))
 
 
-def trainable_blocks(model: SIDUNet) -> list[str]:
+def trainable_blocks(model: BlockModel) -> list[str]:
     """Names of blocks with at least one trainable parameter."""
     return [name for name, block in model.blocks() if any(p.requires_grad for p in block.parameters())]
+
+
+import transfer.zoo  # noqa: E402,F401  the source documents' other networks register themselves

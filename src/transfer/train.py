@@ -68,7 +68,7 @@ class TrainConfig:
     model: str = "sid_unet"
     width: int | None = None  # None: DEFAULT_WIDTH, or the checkpoint's when fine-tuning
     input_kind: str | None = None  # None: srgb, or the checkpoint's when fine-tuning
-    norm: str = "none"
+    norm: str | None = None  # None: the model's own default (none for sid_unet, batch for the BN models)
     iters: int | None = None
     epochs: float | None = None
     patch: int = 64  # side of a training patch in input pixels (sRGB pixels, or packed raw pixels as SID's ps)
@@ -200,8 +200,9 @@ def build_model(config: TrainConfig, device: torch.device) -> tuple[SIDUNet, dic
             freeze_all_but_last(model, config.trainable_blocks)
         return model, init
     torch.manual_seed(config.seed)  # weight init is torch's only random draw
+    norm = {} if config.norm is None else {"norm": config.norm}
     model = create_model(config.model, width=config.width or DEFAULT_WIDTH,
-                         input_kind=config.input_kind or "srgb", norm=config.norm)
+                         input_kind=config.input_kind or "srgb", **norm)
     return model, None
 
 
