@@ -191,6 +191,7 @@ def machine_description() -> str:
 def fixed_gamma_floor(exp: Experiment, pool_csv: Path, val_csv: Path) -> Row:
     """A classical floor: one global gain·x^(1/γ) curve, chosen on the training pool, applied to val."""
     from lowsim.pairs import read_pair
+    from transfer.evaluate import write_rows
     from transfer.metrics import psnr, ssim
 
     start = time.perf_counter()
@@ -208,11 +209,7 @@ def fixed_gamma_floor(exp: Experiment, pool_csv: Path, val_csv: Path) -> Row:
         out = curve(dark, g, k)
         rows.append({"name": pair.name, "psnr": psnr(out, bright), "ssim": ssim(out, bright)})
     out_csv = exp.docs / "results" / "fixed-gamma.csv"
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_csv, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["name", "psnr", "ssim"])
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(out_csv, rows)
     psnr_mean, ssim_mean = read_means(out_csv)
     row = Row(f"fixed curve {k:g}·x^(1/{g:g}) (chosen on the pool)", psnr_mean, ssim_mean, "0 (curve fitted on "
               f"{len(pool)} pool pairs)", "-", time.perf_counter() - start, str(out_csv.relative_to(exp.docs)))

@@ -60,6 +60,9 @@ def _conv_block(in_ch: int, out_ch: int, norm: str, activation: str) -> nn.Seque
 class PlainCNN(BlockModel):
     """Seed 004's CNN: `depth` same-resolution 3x3 conv blocks, filters width * 2^i, then a 3x3 conv to RGB."""
 
+    dense = False  # DenseCNN: each block takes the concatenation of the input and all earlier outputs
+    model_name = "plain_cnn"
+
     def __init__(self, width: int = DEFAULT_WIDTH, depth: int = 3, activation: str = "lrelu",
                  input_kind: str = "srgb", norm: str = "none") -> None:
         super().__init__()
@@ -67,14 +70,14 @@ class PlainCNN(BlockModel):
         check_positive_int("depth", depth)
         check_choice("activation", activation, ACTIVATIONS)
         check_choice("normalisation", norm, NORMS)
-        _check_srgb(input_kind, "plain_cnn")
+        _check_srgb(input_kind, self.model_name)
         self.config = {"width": width, "depth": depth, "activation": activation, "input_kind": input_kind,
                        "norm": norm}
         self.block_names = tuple(f"block{i + 1}" for i in range(depth)) + ("head",)
         in_ch = 3
         for i in range(depth):
             setattr(self, f"block{i + 1}", _conv_block(in_ch, width * 2**i, norm, activation))
-            in_ch = width * 2**i
+            in_ch = in_ch + width * 2**i if self.dense else width * 2**i
         self.head = nn.Conv2d(in_ch, 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,26 +87,12 @@ class PlainCNN(BlockModel):
         return x
 
 
-class DenseCNN(BlockModel):
+class DenseCNN(PlainCNN):
     """Seed 004's dense CNN: like PlainCNN, but each block (and the head) takes the concatenation of the input
     and all previous block outputs."""
 
-    def __init__(self, width: int = DEFAULT_WIDTH, depth: int = 3, activation: str = "lrelu",
-                 input_kind: str = "srgb", norm: str = "none") -> None:
-        super().__init__()
-        check_positive_int("width", width)
-        check_positive_int("depth", depth)
-        check_choice("activation", activation, ACTIVATIONS)
-        check_choice("normalisation", norm, NORMS)
-        _check_srgb(input_kind, "dense_cnn")
-        self.config = {"width": width, "depth": depth, "activation": activation, "input_kind": input_kind,
-                       "norm": norm}
-        self.block_names = tuple(f"block{i + 1}" for i in range(depth)) + ("head",)
-        in_ch = 3
-        for i in range(depth):
-            setattr(self, f"block{i + 1}", _conv_block(in_ch, width * 2**i, norm, activation))
-            in_ch += width * 2**i
-        self.head = nn.Conv2d(in_ch, 3, 3, padding=1)
+    dense = True
+    model_name = "dense_cnn"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Each block sees everything before it; the head sees everything."""
