@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from transfer.experiment import _slug, write_pairs_csv
+from transfer.experiment import NOTES_MARKER, Budget, Experiment, _slug, kept_sections, write_pairs_csv
+from transfer.experiment_zoo import (SECTION_END, SECTION_START, ZooRow, read_zoo_csv, replace_section,
+                                     write_zoo_csv, zoo_section)
 from lowsim.pairs import Pair, find_pairs
 
 
@@ -24,6 +26,35 @@ def test_pairs_csv_round_trips_through_the_csv_layout(tmp_path: Path, lol_dev: P
     back = find_pairs(tmp_path / "split" / "pool.csv", layout="csv")
     assert [p.name for p in back] == [p.name for p in pairs]
     assert [p.dark.resolve() for p in back] == [p.dark.resolve() for p in pairs]
+
+
+def _zoo_row(model: str, psnr: float, speed: float) -> ZooRow:
+    return ZooRow(model, 1000, 100, speed, 12.0, psnr - 1, 0.5, psnr, 0.6, 3.0)
+
+
+def test_zoo_section_names_the_best_and_the_fastest_model(tmp_path: Path) -> None:
+    exp = Experiment(pairs=tmp_path, clean=[tmp_path], out=tmp_path, docs=tmp_path, budget=Budget())
+    lines = zoo_section([_zoo_row("a", 15.0, 90.0), _zoo_row("b", 17.5, 20.0)], exp, "20 real pairs")
+    text = "\n".join(lines)
+    assert lines[0] == SECTION_START and lines[-1] == SECTION_END
+    assert "**b** (17.50 dB)" in text and "**a** (90.0 img/s)" in text
+    assert "| a | 1,000 | 100 | 90.0 | 14.00 |" in text
+
+
+def test_zoo_section_is_replaced_in_place_and_kept_by_a_rewrite(tmp_path: Path) -> None:
+    page = "# T\n\ntable\n"
+    once = replace_section(page, [SECTION_START, "old", SECTION_END])
+    twice = replace_section(once + "\n" + NOTES_MARKER + "\nmy reading\n", [SECTION_START, "new", SECTION_END])
+    assert "old" not in twice and twice.count(SECTION_START) == 1 and twice.index("new") < twice.index(NOTES_MARKER)
+    (tmp_path / "results.md").write_text(twice)
+    kept = "".join(kept_sections(tmp_path / "results.md"))
+    assert "new" in kept and "my reading" in kept and "table" not in kept
+
+
+def test_zoo_csv_round_trips(tmp_path: Path) -> None:
+    rows = [_zoo_row("plain_cnn", 16.25, 300.5), _zoo_row("sid_unet", 18.0, 140.0)]
+    write_zoo_csv(tmp_path / "zoo.csv", rows)
+    assert read_zoo_csv(tmp_path / "zoo.csv") == rows
 
 
 @pytest.mark.slow
@@ -42,6 +73,9 @@ def test_quick_experiment_writes_every_artefact(tmp_path: Path, shared_data: Pat
     for expected in ("identity (dark input)", "zero-shot (pretrained only)", "fine-tuned 10%, last 2 blocks",
                      "scratch 10% (same budget)", "scratch 100% of the pool", "paper pipeline: zero-shot"):
         assert expected in names
+    zoo = read_zoo_csv(docs / "results" / "zoo.csv")  # quick budget: the zoo rows run plain_cnn only
+    assert [r.model for r in zoo] == ["plain_cnn"] and math.isfinite(zoo[0].finetuned_psnr)
+    assert SECTION_START in (docs / "results.md").read_text()
     for row in rows:
         assert math.isfinite(row["psnr"]) and math.isfinite(row["ssim"]), row
         frame = pd.read_csv(docs / row["csv"])

@@ -47,12 +47,17 @@ class Budget:
     workers: int = 2
     max_pool: int | None = None  # quick runs use a few pairs of each split
     max_val: int | None = None
+    # the model-zoo rows: every registered network at one (smaller) shared budget
+    zoo_models: tuple[str, ...] = ("sid_unet", "plain_cnn", "dense_cnn", "estimate_enhance", "vgg16_residual")
+    zoo_pretrain_iters: int = 1500
+    zoo_finetune_iters: int = 300
 
     @classmethod
     def quick(cls) -> "Budget":
         return cls(n_synthetic=48, synthetic_size=64, width=8, patch=32, batch=4, pretrain_iters=20,
                    finetune_iters=10, scratch_full_iters=10, paper_pretrain_iters=20, workers=2, holdout_val=2,
-                   max_pool=20, max_val=4)
+                   max_pool=20, max_val=4, zoo_models=("plain_cnn",), zoo_pretrain_iters=10,
+                   zoo_finetune_iters=5)
 
 
 @dataclass
@@ -217,8 +222,22 @@ def fixed_gamma_floor(exp: Experiment, pool_csv: Path, val_csv: Path) -> Row:
     return row
 
 
-def run_experiment(exp: Experiment, *, paper_ablation: bool = True) -> Path:
-    """Split, calibrate, generate, pretrain, fine-tune, evaluate; write docs/results.md. Returns its path."""
+def make_synthetic(exp: Experiment, method: str, pool_csv: Path, source: Path) -> Path:
+    """Calibrate the pool with `method` (joint or paper) and generate the synthetic set; returns its manifest."""
+    b, out = exp.budget, exp.out
+    params = out / "params" / f"{method}.json"
+    manifest = out / "manifests" / f"{method}.parquet"
+    exp.run(f"calibrate-{method}", "lowsim", "calibrate", "--pairs", pool_csv, "--layout", "csv",
+            "--method", method, "--out", params, "--report", exp.docs / f"fig2_calibration_{method}.png",
+            "--seed", exp.seed, "--workers", b.workers)
+    exp.run(f"generate-{method}", "lowsim", "generate", "--src", source, "--n", b.n_synthetic,
+            "--params", params, "--out", out / "synthetic" / method, "--manifest", manifest,
+            "--size", b.synthetic_size, "--seed", exp.seed, "--workers", b.workers, "--no-progress")
+    return manifest
+
+
+def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = True) -> Path:
+    """Split, calibrate, generate, pretrain, fine-tune, evaluate (and the zoo rows); write docs/results.md."""
     b, out, docs = exp.budget, exp.out, exp.docs
     out.mkdir(parents=True, exist_ok=True)
     (docs / "results").mkdir(parents=True, exist_ok=True)
@@ -229,14 +248,7 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True) -> Path:
 
     pipelines = ["joint", "paper"] if paper_ablation else ["joint"]
     for method in pipelines:
-        params = out / "params" / f"{method}.json"
-        exp.run(f"calibrate-{method}", "lowsim", "calibrate", "--pairs", pool_csv, "--layout", "csv",
-                "--method", method, "--out", params, "--report", docs / f"fig2_calibration_{method}.png",
-                "--seed", exp.seed, "--workers", b.workers)
-        exp.run(f"generate-{method}", "lowsim", "generate", "--src", source, "--n", b.n_synthetic,
-                "--params", params, "--out", out / "synthetic" / method, "--manifest",
-                out / "manifests" / f"{method}.parquet", "--size", b.synthetic_size, "--seed", exp.seed,
-                "--workers", b.workers, "--no-progress")
+        make_synthetic(exp, method, pool_csv, source)
         iters = b.pretrain_iters if method == "joint" else b.paper_pretrain_iters
         exp.run(f"pretrain-{method}", "transfer", "pretrain", "--manifest", out / "manifests" / f"{method}.parquet",
                 "--run-dir", out / "runs" / f"pretrain-{method}", "--iters", iters, *train_args)
@@ -290,10 +302,21 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True) -> Path:
         finetune("paper pipeline: fine-tuned 10%, last 2 blocks", 0.1, "--trainable-blocks", "2",
                  checkpoint=paper_pre)
 
+    zoo_rows = []
+    if zoo and b.zoo_models:
+        from transfer.experiment_zoo import run_zoo
+
+        zoo_rows = run_zoo(exp, b.zoo_models, out / "manifests" / "joint.parquet", pool_csv, val_csv)
     _copy_curves(exp)
     _comparison_grid(exp, val_csv)
     total = time.perf_counter() - wall
-    return write_results(exp, n_pool, n_val, total)
+    page = write_results(exp, n_pool, n_val, total)
+    if zoo_rows:
+        from transfer.experiment_zoo import update_results_page
+
+        used = len(find_pairs(out / "pairs" / "zoo-10" / "train.csv", layout="csv"))
+        update_results_page(exp, zoo_rows, f"{used} real pairs")
+    return page
 
 
 def subset_csvs(pool_csv: Path, frac: float, seed: int, folder: Path) -> tuple[Path, Path | None, int]:
@@ -378,6 +401,23 @@ def _comparison_grid(exp: Experiment, val_csv: Path, count: int = 3) -> None:
     plt.close(fig)
 
 
+NOTES_MARKER = "<!-- notes: kept when `transfer experiment` rewrites this page -->"
+
+
+def kept_sections(page: Path) -> list[str]:
+    """What a rewrite of results.md keeps: the zoo section (until a zoo run replaces it) and the notes."""
+    if not page.is_file():
+        return []
+    from transfer.experiment_zoo import SECTION_END, SECTION_START
+
+    text, kept = page.read_text(), []
+    if SECTION_START in text and SECTION_END in text:
+        kept.append(SECTION_START + text.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0] + SECTION_END + "\n")
+    if NOTES_MARKER in text:
+        kept.append(NOTES_MARKER + text.split(NOTES_MARKER, 1)[1])
+    return kept
+
+
 def write_results(exp: Experiment, n_pool: int, n_val: int, total_seconds: float) -> Path:
     """docs/results.md: the table, the stage times, the command and the machine."""
     lines = [
@@ -409,6 +449,7 @@ def write_results(exp: Experiment, n_pool: int, n_val: int, total_seconds: float
               "- Validation images, dark / zero-shot / fine-tuned / scratch / truth (paper Fig. 7): "
               "![](fig7_comparison.png)", ""]
     path = exp.docs / "results.md"
+    lines += kept_sections(path)
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines))
     os.replace(tmp, path)
