@@ -6,13 +6,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lowsim.imageio import write_png
 from lowsim.splits import REAL_PAIR_FRACTIONS, assign_split
 from test_transfer_fixtures import lol_tiny, make_lol, make_manifest, manifest_tiny  # noqa: F401
-from transfer.data import (Decoded, PairItem, PairStore, PatchDataset, StepBatchSampler, collate_nhwc, cut_patch,
-                           dark_to_float, decode_item, default_workers, load_manifest, load_pairs, plan_patch,
-                           select_fraction, split_real_pairs)
+from lowsim.params import PARAM_NAMES
+from transfer.data import (ALPHA_COLUMN, Decoded, PairItem, PairStore, PatchDataset, StepBatchSampler, collate_nhwc,
+                           cut_patch, dark_to_float, decode_item, default_workers, load_manifest, load_pairs,
+                           plan_patch, select_fraction, split_real_pairs)
 from transfer.errors import TransferError
 
 
@@ -128,7 +130,7 @@ def test_batches_are_channels_last_and_cache_budget_is_respected(lol_tiny: Path)
     cached = PairStore(pairs, "srgb", cache_bytes=10**9)
     uncached = PairStore(pairs, "srgb", cache_bytes=0)
     assert cached.fully_cached and not uncached.cache and uncached.dark_shapes == cached.dark_shapes
-    assert default_workers(True) == 0 and default_workers(False) >= 1
+    assert default_workers(True) == 0 and default_workers(False, cores=2, local_world=1) == 1
     a = PatchDataset(cached, 32, 0, 1)
     b = PatchDataset(uncached, 32, 0, 1)
     x, y = collate_nhwc([a[i] for i in range(4)])
@@ -160,3 +162,42 @@ def test_raw_pairs_need_a_ratio(tmp_path: Path) -> None:
     assert decoded.ratio == pair.ratio
     with pytest.raises(TransferError, match="no exposure ratio"):
         decode_item(PairItem(pair.name, pair.dark, pair.bright, None), "raw")
+
+
+def test_default_workers_share_the_cores_among_local_processes(monkeypatch) -> None:
+    assert default_workers(True, cores=16, local_world=1) == 0  # cached: cutting patches needs no worker
+    assert default_workers(False, cores=16, local_world=1) == 2
+    assert default_workers(False, cores=4, local_world=2) == 1
+    assert default_workers(False, cores=2, local_world=2) == 0  # 2 ranks on 2 cores: decode in the rank itself
+    assert default_workers(False, cores=1, local_world=1) == 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as torchrun sets it
+    assert default_workers(False, cores=2) == 0 and default_workers(False, cores=16) == 2
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert default_workers(False, cores=16) == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "nonsense")
+    assert default_workers(False, cores=4) == 2
+
+
+def test_manifest_rows_carry_their_illumination_alpha(tmp_path: Path) -> None:
+    assert ALPHA_COLUMN in PARAM_NAMES  # the column lowsim generate writes
+    path = make_manifest(tmp_path / "m", {"train": 3, "val": 1}, alphas=[0.25, float("nan"), 1.5, 0.75])
+    train, val = load_manifest(path, "train"), load_manifest(path, "val")
+    assert [i.alpha for i in train] == [0.25, None, 1.5] and val[0].alpha == 0.75
+    assert all(i.alpha is None for i in load_manifest(make_manifest(tmp_path / "n", {"train": 1}), "train"))
+
+
+def test_patches_carry_their_pair_alpha_through_the_collate(tmp_path: Path) -> None:
+    alphas = [0.1, 0.2, 0.3, 0.4]
+    items = load_manifest(make_manifest(tmp_path / "m", {"train": 4}, alphas=alphas), "train")
+    store = PairStore(items, "srgb", 10**9)
+    with_alpha = PatchDataset(store, 32, 7, 1, [i.alpha for i in items])
+    plain = PatchDataset(store, 32, 7, 1)
+    positions = list(range(10))
+    x, y, alpha = collate_nhwc([with_alpha[p] for p in positions])
+    expected = [alphas[plan_patch(7, p, store.dark_shapes, 32).index] for p in positions]
+    assert alpha.dtype == torch.float32 and alpha.tolist() == pytest.approx(expected)
+    assert len(set(expected)) > 1  # the batch really mixes pairs
+    x2, y2 = collate_nhwc([plain[p] for p in positions])  # no alpha: two tensors, the same patches
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    with pytest.raises(ValueError, match="one alpha per pair"):
+        PatchDataset(store, 32, 7, 1, [1.0])

@@ -1,4 +1,5 @@
-"""Two CPU processes under torchrun (DDP over gloo): both ranks hold the same weights, equal to one process."""
+"""Two CPU processes under torchrun (DDP over gloo): both ranks hold the same weights, equal to one process; the
+DDP wrapper passes a per-sample alpha through to models that take one."""
 from __future__ import annotations
 
 import json
@@ -43,3 +44,22 @@ def test_torchrun_two_processes_agree_with_each_other_and_with_one(tmp_path: Pat
     init = create_model("sid_unet", width=4).state_dict()
     moved = max(float((one[k] - init[k]).abs().max()) for k in one)
     assert worst < 1e-5 and moved > 100 * worst, (worst, moved)
+
+
+def test_ddp_wrapper_passes_the_alpha_keyword(tmp_path: Path) -> None:
+    import torch.distributed as dist
+
+    from transfer.models import takes_alpha
+
+    torch.manual_seed(0)
+    model = create_model("estimate_enhance", width=4).eval()
+    x, alpha = torch.rand(2, 3, 16, 16), torch.tensor([0.25, 1.75])
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+        assert takes_alpha(wrapped)
+        with torch.no_grad():
+            assert torch.equal(wrapped(x, alpha=alpha), model(x, alpha=alpha))
+            assert not torch.equal(wrapped(x, alpha=alpha), wrapped(x))
+    finally:
+        dist.destroy_process_group()

@@ -1,4 +1,5 @@
-"""Small data makers shared by the transfer tests (tiny LOL folders, lowsim-style manifests, tiny configs)."""
+"""Small data makers shared by the transfer tests (tiny LOL folders, lowsim-style manifests, tiny configs, VGG-16
+state dicts)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from lowsim.imageio import write_png
 from transfer.train import TrainConfig
+from transfer.zoo import VGG16_GROUPS
 
 
 def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -36,8 +39,9 @@ def make_lol(root: Path, n: int = 6, height: int = 64, width: int = 96, seed: in
 
 
 def make_manifest(root: Path, splits: dict[str, int] | None = None, statuses: list[str] | None = None,
-                  height: int = 64, width: int = 64, seed: int = 0) -> Path:
-    """A lowsim-style Parquet manifest with clean/dark PNGs under root (paths relative to the manifest)."""
+                  height: int = 64, width: int = 64, seed: int = 0, alphas: list[float] | None = None) -> Path:
+    """A lowsim-style Parquet manifest with clean/dark PNGs under root (paths relative to the manifest); with
+    `alphas`, rows (in split order) get an illum_alpha column as `lowsim generate` writes it."""
     splits = splits or {"train": 4, "val": 2}
     rng = np.random.default_rng(np.random.SeedSequence(seed))
     rows = []
@@ -52,6 +56,8 @@ def make_manifest(root: Path, splits: dict[str, int] | None = None, statuses: li
                          "gamma": 1.0})
     for row, status in zip(rows, statuses or []):
         row["status"] = status
+    for row, alpha in zip(rows, alphas or []):
+        row["illum_alpha"] = alpha
     path = root / "manifest.parquet"
     pd.DataFrame(rows).to_parquet(path)
     return path
@@ -63,6 +69,25 @@ def tiny_config(run_dir: Path, **overrides) -> TrainConfig:
                    val_every=2)
     options.update(overrides)
     return TrainConfig(**options)
+
+
+def vgg16_bn_state_dict(width: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A torchvision-layout VGG-16-bn `features` state dict (conv, BN, ReLU per layer, max-pool per group)."""
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    index, in_ch = 0, 3
+    for n_convs, out_ch in zip(VGG16_GROUPS, [width * m for m in (1, 2, 4, 8, 8)]):
+        for _ in range(n_convs):
+            state[f"features.{index}.weight"] = torch.randn(out_ch, in_ch, 3, 3, generator=generator)
+            state[f"features.{index}.bias"] = torch.randn(out_ch, generator=generator)
+            for name in ("weight", "bias", "running_mean"):
+                state[f"features.{index + 1}.{name}"] = torch.randn(out_ch, generator=generator)
+            state[f"features.{index + 1}.running_var"] = torch.rand(out_ch, generator=generator) + 0.5
+            state[f"features.{index + 1}.num_batches_tracked"] = torch.tensor(1)
+            index, in_ch = index + 3, out_ch
+        index += 1  # max-pool
+    state["classifier.0.weight"] = torch.randn(10, 7, generator=generator)  # ignored: not part of features
+    return state
 
 
 @pytest.fixture

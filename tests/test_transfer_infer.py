@@ -87,3 +87,22 @@ def test_large_input_is_tiled_automatically() -> None:
     stub = PointwiseStub(1).eval()
     img = np.random.default_rng(2).random((70, 90, 3), dtype=np.float32)
     assert np.allclose(predict(stub, img, tile=32, overlap=8), np.clip(img * 0.5 + 0.1, 0, 1), atol=1e-6)
+
+
+def test_alpha_reaches_the_model_whole_and_tiled() -> None:
+    from transfer.errors import TransferError
+
+    torch.manual_seed(0)
+    model = create_model("estimate_enhance", width=4, alpha=1.5).eval()
+    img = np.random.default_rng(0).uniform(0, 0.3, (40, 72, 3)).astype(np.float32)
+    for tile in (None, 32):  # one pass, and tiles (each tile gets the same alpha)
+        default, configured = predict(model, img, tile=tile), predict(model, img, tile=tile, alpha=1.5)
+        assert np.array_equal(default, configured)
+        assert not np.allclose(predict(model, img, tile=tile, alpha=0.0), default)
+    x = to_tensor(img)
+    assert torch.equal(run_tiled(model, x, 32, 8, alpha=0.5), run_tiled(model, x, 32, 8, alpha=0.5))
+    assert not torch.equal(run_tiled(model, x, 32, 8, alpha=0.5), run_tiled(model, x, 32, 8))
+    with pytest.raises(TransferError, match="model sid_unet has no alpha input"):
+        predict(create_model("sid_unet", width=4), img, alpha=1.0)
+    with pytest.raises(TransferError, match=">= 0"):
+        predict(model, img, alpha=float("nan"))

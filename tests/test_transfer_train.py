@@ -13,7 +13,8 @@ from safetensors.torch import load_file
 import transfer.train as train_module
 from lowsim import __version__ as lowsim_version
 from lowsim.params import file_sha256
-from test_transfer_fixtures import lol_tiny, make_lol, make_manifest, manifest_tiny, tiny_config  # noqa: F401
+from test_transfer_fixtures import (lol_tiny, make_lol, make_manifest, manifest_tiny, tiny_config,  # noqa: F401
+                                    vgg16_bn_state_dict)
 from transfer.errors import TrainingDiverged, TransferError
 from transfer.models import BLOCK_NAMES
 from transfer.train import run_training
@@ -190,3 +191,112 @@ def test_real_lol_pairs_train_and_validate_on_the_held_out_split(tmp_path: Path,
     assert all(assign_split(n, REAL_PAIR_FRACTIONS) == "pool" for n in train_names)
     assert all(assign_split(n, REAL_PAIR_FRACTIONS) == "val" for n in val_names)
     assert math.isfinite(result["best_val_psnr"])
+
+
+def record_alphas(monkeypatch) -> list:
+    """Patch EstimateEnhance.forward to record the alpha of every call (None when not given)."""
+    from transfer.zoo import EstimateEnhance
+
+    calls: list = []
+    real_forward = EstimateEnhance.forward
+
+    def forward(self, x, alpha=None):
+        calls.append(None if alpha is None else alpha.detach().clone() if torch.is_tensor(alpha) else alpha)
+        return real_forward(self, x, alpha)
+
+    monkeypatch.setattr(EstimateEnhance, "forward", forward)
+    return calls
+
+
+def test_estimate_enhance_pretrains_with_each_rows_alpha(tmp_path: Path, monkeypatch) -> None:
+    from transfer.data import load_manifest, plan_patch
+
+    alphas = [0.2, 0.6, 1.0, 1.4, 0.5, 0.5]
+    manifest = make_manifest(tmp_path / "m", {"train": 4, "val": 2}, alphas=alphas)
+    calls = record_alphas(monkeypatch)
+    run_training(tiny_config(tmp_path / "r", mode="pretrain", manifest=manifest, model="estimate_enhance",
+                             iters=2, batch=2, val_every=2, model_options={"alpha": 0.8}))
+    train = load_manifest(manifest, "train")
+    shapes = [(64, 64)] * len(train)
+    training = [c for c in calls if torch.is_tensor(c)]
+    assert len(training) == 2  # one per step; validation passes no alpha: the configured 0.8
+    for step, batch_alpha in enumerate(training):
+        expected = [train[plan_patch(0, p, shapes, 32).index].alpha for p in (2 * step, 2 * step + 1)]
+        assert batch_alpha.tolist() == pytest.approx(expected)
+    assert len([c for c in calls if c is None]) == 2  # two validation images
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["train_alpha"] == {"source": "manifest illum_alpha", "min": 0.2, "mean": pytest.approx(0.8),
+                                     "max": 1.4}
+    assert config["model_config"]["alpha"] == 0.8 and config["options"]["model_options"] == {"alpha": 0.8}
+
+
+def test_alpha_runs_resume_exactly_and_real_pairs_use_the_configured_alpha(tmp_path: Path, lol_tiny: Path,
+                                                                            monkeypatch) -> None:
+    manifest = make_manifest(tmp_path / "m", {"train": 3}, alphas=[0.3, 1.2, 1.9])
+    options = dict(mode="pretrain", manifest=manifest, model="estimate_enhance", iters=3, val_every=10)
+    run_training(tiny_config(tmp_path / "a", **options))
+    run_training(tiny_config(tmp_path / "b", stop_after=1, **options))
+    run_training(tiny_config(tmp_path / "b", resume=True, **options))
+    a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    calls = record_alphas(monkeypatch)
+    run_training(tiny_config(tmp_path / "s", pairs=lol_tiny, model="estimate_enhance", iters=1, val_split=False))
+    assert calls == [None]  # real pairs carry no alpha: the model's configured one
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert config["train_alpha"] == {"source": "model config", "value": 1.0}
+
+
+def test_model_options_reach_the_model_and_are_checked_before_data(tmp_path: Path, manifest_tiny: Path,
+                                                                    lol_tiny: Path) -> None:
+    run_training(tiny_config(tmp_path / "pre", mode="pretrain", manifest=manifest_tiny, model="plain_cnn",
+                             model_options={"depth": 2, "activation": "relu"}, iters=1))
+    config = json.loads((tmp_path / "pre" / "config.json").read_text())
+    assert config["model_config"] == {"width": 4, "depth": 2, "activation": "relu", "input_kind": "srgb",
+                                      "norm": "none"}
+    assert config["fingerprint"]["model"] == "plain_cnn" and config["train_alpha"] is None
+    missing = tmp_path / "missing.parquet"  # never read: the options are refused first
+    with pytest.raises(TransferError, match="unknown model 'unet9'; known models: dense_cnn, .*sid_unet"):
+        run_training(tiny_config(tmp_path / "x", mode="pretrain", manifest=missing, model="unet9"))
+    with pytest.raises(TransferError, match="model sid_unet does not take --depth; its options: width, input_kind"):
+        run_training(tiny_config(tmp_path / "x", mode="pretrain", manifest=missing, model_options={"depth": 2}))
+    with pytest.raises(TransferError, match="own"):
+        run_training(tiny_config(tmp_path / "x", mode="pretrain", manifest=missing, model_options={"width": 2}))
+    with pytest.raises(TransferError, match="unknown activation 'gelu'"):
+        run_training(tiny_config(tmp_path / "x", mode="pretrain", manifest=missing, model="plain_cnn",
+                                 model_options={"activation": "gelu"}))
+    # fine-tuning: the model and its options are the checkpoint's; a different one is refused
+    result = run_training(tiny_config(tmp_path / "ft", mode="finetune", checkpoint=tmp_path / "pre", model=None,
+                                      pairs=lol_tiny, iters=1, val_split=False))
+    assert result["trained_blocks"] == ["block2", "head"]
+    assert json.loads((tmp_path / "ft" / "config.json").read_text())["model"] == "plain_cnn"
+    with pytest.raises(TransferError, match="checkpoint is depth 2 but depth 3 was asked for"):
+        run_training(tiny_config(tmp_path / "f2", mode="finetune", checkpoint=tmp_path / "pre", model=None,
+                                 pairs=lol_tiny, model_options={"depth": 3}))
+    with pytest.raises(TransferError, match="model plain_cnn does not take --alpha"):
+        run_training(tiny_config(tmp_path / "f2", mode="finetune", checkpoint=tmp_path / "pre", model=None,
+                                 pairs=lol_tiny, model_options={"alpha": 2.0}))
+    with pytest.raises(TransferError, match="--backbone-weights initialises a new model"):
+        run_training(tiny_config(tmp_path / "f2", mode="finetune", checkpoint=tmp_path / "pre", pairs=lol_tiny,
+                                 model_options={"backbone_weights": tmp_path / "vgg.pth"}))
+    with pytest.raises(TransferError, match="scratch needs --model"):
+        run_training(tiny_config(tmp_path / "f2", pairs=lol_tiny, model=None))
+
+
+def test_backbone_weights_initialise_the_encoder_and_are_recorded(tmp_path: Path, lol_tiny: Path) -> None:
+    from lowsim.params import file_sha256
+    from transfer.train import build_model
+
+    path = tmp_path / "vgg16_bn.pth"
+    state = vgg16_bn_state_dict(width=4)
+    torch.save(state, path)
+    config = tiny_config(tmp_path / "r", pairs=lol_tiny, model="vgg16_residual", iters=1, val_split=False,
+                         model_options={"backbone_weights": path})
+    model, _ = build_model(config, torch.device("cpu"))
+    assert torch.equal(model.enc1[0].weight, state["features.0.weight"])
+    assert torch.equal(model.enc5[7].running_mean, state["features.41.running_mean"])
+    run_training(config)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["backbone_weights"] == {"path": str(path), "sha256": file_sha256(path)}
+    assert saved["options"]["model_options"] == {"backbone_weights": str(path)}
+    assert saved["fingerprint"]["backbone_sha256"] == file_sha256(path)
+    assert "backbone_weights" not in saved["model_config"]

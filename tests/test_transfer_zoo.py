@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from test_transfer_fixtures import vgg16_bn_state_dict
 from transfer.checkpoint import load_checkpoint, save_checkpoint
 from transfer.errors import TransferError
 from transfer.infer import predict, run_padded
@@ -128,25 +129,6 @@ def test_estimate_enhance_adds_the_alpha_weighted_difference_map() -> None:
         assert not torch.allclose(per_image[0], per_image[2])
     convs = [m for m in model.estimate_res1.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [c.kernel_size for c in convs] == [(7, 3), (3, 7)]
-
-
-def vgg16_bn_state_dict(width: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A torchvision-layout VGG-16-bn `features` state dict (conv, BN, ReLU per layer, max-pool per group)."""
-    generator = torch.Generator().manual_seed(seed)
-    state: dict[str, torch.Tensor] = {}
-    index, in_ch = 0, 3
-    for n_convs, out_ch in zip(VGG16_GROUPS, [width * m for m in (1, 2, 4, 8, 8)]):
-        for _ in range(n_convs):
-            state[f"features.{index}.weight"] = torch.randn(out_ch, in_ch, 3, 3, generator=generator)
-            state[f"features.{index}.bias"] = torch.randn(out_ch, generator=generator)
-            for name in ("weight", "bias", "running_mean"):
-                state[f"features.{index + 1}.{name}"] = torch.randn(out_ch, generator=generator)
-            state[f"features.{index + 1}.running_var"] = torch.rand(out_ch, generator=generator) + 0.5
-            state[f"features.{index + 1}.num_batches_tracked"] = torch.tensor(1)
-            index, in_ch = index + 3, out_ch
-        index += 1  # max-pool
-    state["classifier.0.weight"] = torch.randn(10, 7, generator=generator)  # ignored: not part of features
-    return state
 
 
 def test_vgg_backbone_weights_load_into_the_encoder(tmp_path: Path) -> None:

@@ -24,6 +24,26 @@ app = typer.Typer(
 # ---- options shared by the three training commands (typer has no option groups; these are reused) ----
 RunDir = Annotated[Optional[Path], typer.Option("--run-dir", help="Run directory (default runs/<command>).")]
 Model = Annotated[str, typer.Option("--model", help="Registered model name (see `transfer models`).")]
+FinetuneModel = Annotated[Optional[str], typer.Option("--model", help="Model name; must be the checkpoint's "
+                                                                   "(default: the checkpoint's).")]
+Depth = Annotated[Optional[int], typer.Option("--depth", help="plain_cnn, dense_cnn: convolution blocks before "
+                                                           "the RGB head (default 3).")]
+Activation = Annotated[Optional[str], typer.Option("--activation", help="plain_cnn, dense_cnn: lrelu "
+                                                                     "(LeakyReLU 0.2, default) or relu.")]
+TrainAlpha = Annotated[Optional[float], typer.Option(
+    "--alpha", help="estimate_enhance: the restoration strength stored in the model (default 1.0), used when "
+                    "training on real pairs, in validation and by enhance/evaluate without --alpha; "
+                    "pretraining takes each manifest row's illum_alpha instead.")]
+BackboneWeights = Annotated[Optional[Path], typer.Option(
+    "--backbone-weights", help="vgg16_residual: initialise the encoder from a local torchvision-format VGG-16 "
+                               "or VGG-16-bn state dict (.pth or .safetensors, features.* keys) of the model's "
+                               "width (64 for torchvision's); default: train from scratch.")]
+Norm = Annotated[Optional[str], typer.Option("--norm", help="Normalisation: none or batch (default: the model's "
+                                                         "own; none for sid_unet and the plain/dense CNNs, batch "
+                                                         "for estimate_enhance and vgg16_residual).")]
+InferAlpha = Annotated[Optional[float], typer.Option(
+    "--alpha", help="Restoration strength (>= 0) for models with an alpha input (estimate_enhance); default: "
+                    "the checkpoint's configured alpha.")]
 Width = Annotated[Optional[int], typer.Option("--width", help="Base width (channels of the first block); "
                                                          "default 16 (SID uses 32).")]
 Epochs = Annotated[Optional[float], typer.Option("--epochs", help="Budget in passes over the training images "
@@ -41,8 +61,10 @@ SaveEvery = Annotated[Optional[int], typer.Option("--save-every", help="Save `la
                                                                     "(default: at each validation).")]
 Patience = Annotated[Optional[int], typer.Option("--patience", help="Early stopping: stop after N validations "
                                                                  "without a better PSNR.")]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="Loader processes (default 0 when all images "
-                                                               "fit in the RAM cache, else up to 2).")]
+Workers = Annotated[Optional[int], typer.Option(
+    "--workers", help="Loader processes per training process (default 0 when all images fit in the RAM cache, "
+                      "else min(2, cores / processes on this machine - 1), the processes being torchrun's "
+                      "LOCAL_WORLD_SIZE).")]
 CacheMb = Annotated[float, typer.Option("--cache-mb", help="RAM budget for decoded images, MiB.")]
 Device = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue the interrupted run in --run-dir exactly.")]
@@ -61,10 +83,21 @@ Input = Annotated[Optional[str], typer.Option("--input", help="Input kind: srgb 
                                                            "times the exposure ratio, as SID).")]
 
 
+def _model_options(depth: int | None = None, activation: str | None = None, alpha: float | None = None,
+                   backbone_weights: Path | None = None) -> dict[str, object]:
+    """The model-specific options that were given (a model that does not take one refuses it)."""
+    given = {"depth": depth, "activation": activation, "alpha": alpha,
+             "backbone_weights": None if backbone_weights is None else str(backbone_weights)}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def _train(**options: object) -> None:
     """Build a TrainConfig from CLI options and run it."""
     from transfer.train import TrainConfig, run_training
 
+    options["model_options"] = _model_options(**{key: options.pop(key) for key in
+                                                 ("depth", "activation", "alpha", "backbone_weights")
+                                                 if key in options})
     options["progress"] = not options.pop("quiet")
     if options.get("run_dir") is None:
         options["run_dir"] = Path("runs") / str(options["mode"])
@@ -76,14 +109,17 @@ def _train(**options: object) -> None:
 @app.command()
 def pretrain(
     manifest: Annotated[Path, typer.Option("--manifest", help="Parquet manifest written by `lowsim generate`.")],
-    run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, epochs: Epochs = None,
+    run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, norm: Norm = None,
+    depth: Depth = None, activation: Activation = None, alpha: TrainAlpha = None,
+    backbone_weights: BackboneWeights = None, epochs: Epochs = None,
     iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
     seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
     val_limit: ValLimit = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
     resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
 ) -> None:
     """Train from scratch on synthetic pairs (ok rows; split train trains, split val validates)."""
-    _train(mode="pretrain", manifest=manifest, run_dir=run_dir, model=model, width=width, epochs=epochs,
+    _train(mode="pretrain", manifest=manifest, run_dir=run_dir, model=model, width=width, norm=norm, depth=depth,
+           activation=activation, alpha=alpha, backbone_weights=backbone_weights, epochs=epochs,
            iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, val_limit=val_limit, workers=workers, cache_mb=cache_mb,
            device=device, resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
@@ -100,13 +136,14 @@ def finetune(
                                                   "(the paper: 2, up4 and head).")] = 2,
     all_blocks: Annotated[bool, typer.Option("--all", help="Train every block.")] = False,
     layout: Layout = "auto", val_pairs: ValPairs = None, val_split: ValSplit = True, val_limit: ValLimit = None,
-    run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, epochs: Epochs = None,
+    run_dir: RunDir = None, model: FinetuneModel = None, width: Width = None, epochs: Epochs = None,
     iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
     seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
     workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto", resume: Resume = False,
     stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
 ) -> None:
-    """Fine-tune a pretrained model on a fraction of real pairs, all but the last N blocks frozen."""
+    """Fine-tune a pretrained model on a fraction of real pairs, all but the last N blocks frozen; the model, its
+    options (depth, norm, alpha, ...) and weights are the checkpoint's."""
     _train(mode="finetune", checkpoint=checkpoint, pairs=pairs, frac=frac,
            trainable_blocks=None if all_blocks else trainable_blocks, layout=layout, val_pairs=val_pairs,
            val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, epochs=epochs,
@@ -121,6 +158,8 @@ def train(
     frac: Annotated[float, typer.Option("--frac", help="Share of the training pairs to use, in (0, 1].")] = 1.0,
     input_kind: Input = None, layout: Layout = "auto", val_pairs: ValPairs = None, val_split: ValSplit = True,
     val_limit: ValLimit = None, run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None,
+    norm: Norm = None, depth: Depth = None, activation: Activation = None, alpha: TrainAlpha = None,
+    backbone_weights: BackboneWeights = None,
     epochs: Epochs = None, iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3,
     schedule: Schedule = "cosine", seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None,
     patience: Patience = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
@@ -128,7 +167,8 @@ def train(
 ) -> None:
     """Train the same model from scratch on real pairs (the baseline)."""
     _train(mode="scratch", pairs=pairs, frac=frac, input_kind=input_kind, layout=layout, val_pairs=val_pairs,
-           val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, epochs=epochs,
+           val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, norm=norm,
+           depth=depth, activation=activation, alpha=alpha, backbone_weights=backbone_weights, epochs=epochs,
            iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, workers=workers, cache_mb=cache_mb, device=device,
            resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
@@ -146,7 +186,7 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="all; for pairs the lowsim.splits part pool or val; for "
                                                        "a manifest its split column (train, val, test).")] = "all",
     out: Annotated[Optional[Path], typer.Option("--out", help="Per-image CSV (name,psnr,ssim).")] = None,
-    tile: Tile = 512, device: Device = "auto", quiet: Quiet = False,
+    alpha: InferAlpha = None, tile: Tile = 512, device: Device = "auto", quiet: Quiet = False,
 ) -> None:
     """PSNR and SSIM of every pair (real pairs or a synthetic manifest) at full resolution; prints the means."""
     from transfer.evaluate import evaluate_checkpoint
@@ -156,8 +196,10 @@ def evaluate(
             typer.echo(f"[{index + 1}/{count}] {row['name']}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
 
     result = evaluate_checkpoint(checkpoint, pairs, layout=layout, split=split, identity=identity, out_csv=out,
-                                 tile=tile, device=device, on_image=show, manifest=manifest)
+                                 tile=tile, device=device, on_image=show, manifest=manifest, alpha=alpha)
     what = "identity (dark input)" if identity else result["checkpoint"]
+    if result["alpha"] is not None:
+        what += f" (alpha {result['alpha']:g})"
     typer.echo(f"{what}: mean PSNR {result['psnr']:.3f} dB, mean SSIM {result['ssim']:.4f} over "
                f"{result['count']} image(s)" + (f"; rows in {out}" if out else ""))
 
@@ -170,24 +212,26 @@ def enhance(
     out: Annotated[Path, typer.Option("--out", help="Output folder (PNG per input).")],
     ratio: Annotated[Optional[float], typer.Option("--ratio", help="Exposure amplification for raw input "
                                                                    "(SID: 100 to 300).")] = None,
-    tile: Tile = 512, device: Device = "auto",
+    alpha: InferAlpha = None, tile: Tile = 512, device: Device = "auto",
 ) -> None:
     """Enhance image files with a checkpoint; writes <out>/<stem>.png."""
     from transfer.enhance import enhance_files
 
-    for path in enhance_files(checkpoint, images, out, ratio=ratio, tile=tile, device=device):
+    for path in enhance_files(checkpoint, images, out, ratio=ratio, tile=tile, device=device, alpha=alpha):
         typer.echo(str(path))
 
 
 @app.command()
 def models(width: Width = None) -> None:
     """List the registered models with parameter counts per block."""
-    from transfer.models import DEFAULT_WIDTH, block_parameter_counts, count_parameters, create_model, list_models
+    from transfer.models import (DEFAULT_WIDTH, block_parameter_counts, count_parameters, create_model, list_models,
+                                 model_options)
 
     for name in list_models():
         model = create_model(name, width=width or DEFAULT_WIDTH)
         blocks = ", ".join(f"{b} {n:,}" for b, n in block_parameter_counts(model).items())
-        typer.echo(f"{name} (width {width or DEFAULT_WIDTH}): {count_parameters(model)[1]:,} parameters; {blocks}")
+        typer.echo(f"{name} (width {width or DEFAULT_WIDTH}): {count_parameters(model)[1]:,} parameters; {blocks}; "
+                   f"options: {', '.join(model_options(name))}")
 
 
 _DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -211,6 +255,15 @@ def experiment(
     finetune_iters: Annotated[Optional[int], typer.Option("--finetune-iters")] = None,
     paper_ablation: Annotated[bool, typer.Option("--paper-ablation/--no-paper-ablation",
                                                  help="Also run the paper-faithful pipeline.")] = True,
+    zoo: Annotated[bool, typer.Option("--zoo/--no-zoo", help="Also run the model-zoo rows (every model at one "
+                                                           "shared, smaller budget).")] = True,
+    zoo_only: Annotated[bool, typer.Option("--zoo-only", help="Split, calibrate and generate, then only the "
+                                                              "zoo rows (updates that section of results.md).")]
+    = False,
+    models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated models for the zoo rows "
+                                                                   "(default: all registered).")] = None,
+    zoo_pretrain_iters: Annotated[Optional[int], typer.Option("--zoo-pretrain-iters")] = None,
+    zoo_finetune_iters: Annotated[Optional[int], typer.Option("--zoo-finetune-iters")] = None,
     seed: Seed = 0,
 ) -> None:
     """The founding paper's Table 1 on real pairs: split, calibrate, generate, pretrain, fine-tune, evaluate."""
@@ -225,10 +278,25 @@ def experiment(
         budget.pretrain_iters = budget.paper_pretrain_iters = pretrain_iters
     if finetune_iters is not None:
         budget.finetune_iters = budget.scratch_full_iters = finetune_iters
+    if models is not None:
+        from transfer.models import create_model
+
+        budget.zoo_models = tuple(m.strip() for m in models.split(",") if m.strip())
+        for name in budget.zoo_models:
+            create_model(name)  # an unknown name fails now, listing the known ones, not after an hour
+    if zoo_pretrain_iters is not None:
+        budget.zoo_pretrain_iters = zoo_pretrain_iters
+    if zoo_finetune_iters is not None:
+        budget.zoo_finetune_iters = zoo_finetune_iters
     exp = Experiment(pairs=pairs, clean=list(clean or [_DATA / "clean"]), out=out, docs=docs, val_pairs=val_pairs,
                      layout=layout, seed=seed, budget=budget,
                      command="transfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
-    run_experiment(exp, paper_ablation=paper_ablation)
+    if zoo_only:
+        from transfer.experiment_zoo import run_zoo_only
+
+        run_zoo_only(exp, budget.zoo_models)
+    else:
+        run_experiment(exp, paper_ablation=paper_ablation, zoo=zoo)
 
 
 def main(argv: list[str] | None = None) -> None:

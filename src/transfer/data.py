@@ -24,6 +24,9 @@ from lowsim.splits import REAL_PAIR_FRACTIONS, assign_split
 from transfer.errors import TransferError
 
 MANIFEST_COLUMNS = ("split", "clean_file_name", "dark_file_name", "status")
+# The alpha of seed 002's illumination model L = a*I^g + 1 - a (lowsim.params.PARAM_SPECS); models with an alpha
+# input (estimate_enhance) are pretrained with each row's value as their restoration strength.
+ALPHA_COLUMN = "illum_alpha"
 RAW_SCALE = 65535.0  # packed raw floats in [0, 1] are cached as uint16 (finer than the 14-bit sensor)
 _SUBSET_STREAM = 0x5EB5E7  # separate SeedSequence streams for the --frac subset and the patch plans
 _ORDER_STREAM = 0x0DE4
@@ -32,12 +35,14 @@ _PATCH_STREAM = 0xC409
 
 @dataclass(frozen=True)
 class PairItem:
-    """One training/validation pair on disk; ratio multiplies the packed raw input (SID), else unused."""
+    """One training/validation pair on disk; ratio multiplies the packed raw input (SID), else unused; alpha is
+    a synthetic pair's illumination alpha (manifest column illum_alpha), None for real pairs."""
 
     name: str
     dark: Path
     bright: Path
     ratio: float | None = None
+    alpha: float | None = None
 
 
 @dataclass
@@ -85,8 +90,17 @@ def load_manifest(path: str | Path, split: str | None) -> list[PairItem]:
     base = path.parent / metadata.get("lowsim.dataset_dir", ".")
     rows = ok if split is None else ok[ok["split"] == split]
     names = rows["key"].astype(str) if "key" in rows.columns else rows["dark_file_name"].astype(str)
-    return [PairItem(name, base / str(dark), base / str(clean))
-            for name, dark, clean in zip(names, rows["dark_file_name"], rows["clean_file_name"])]
+    alphas = rows[ALPHA_COLUMN] if ALPHA_COLUMN in rows.columns else [None] * len(rows)
+    return [PairItem(name, base / str(dark), base / str(clean), None, _optional_float(alpha))
+            for name, dark, clean, alpha in zip(names, rows["dark_file_name"], rows["clean_file_name"], alphas)]
+
+
+def _optional_float(value: object) -> float | None:
+    """A finite manifest number as float; a missing one (None, NaN) as None."""
+    if value is None:
+        return None
+    number = float(value)  # type: ignore[arg-type]
+    return number if np.isfinite(number) else None
 
 
 def load_pairs(root: str | Path, layout: str = "auto") -> list[PairItem]:
@@ -270,26 +284,40 @@ def cut_patch(pair: Decoded, plan: PatchPlan, patch: int, scale: int) -> tuple[n
             np.ascontiguousarray(_augment(bright_to_float(bright), plan)))
 
 
-class PatchDataset(torch.utils.data.Dataset):
-    """Map-style dataset indexed by stream position; item = (input, target) float32 HWC patches."""
+PatchItem = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, float]  # (input, target[, alpha])
 
-    def __init__(self, store: PairStore, patch: int, seed: int, scale: int) -> None:
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Map-style dataset indexed by stream position; item = (input, target) float32 HWC patches, plus the
+    pair's alpha when `alphas` (one per pair in the store) is given."""
+
+    def __init__(self, store: PairStore, patch: int, seed: int, scale: int,
+                 alphas: Sequence[float] | None = None) -> None:
         store.check_patch(patch)
+        if alphas is not None and len(alphas) != len(store):
+            raise ValueError(f"expected one alpha per pair ({len(store)}), got {len(alphas)}")
         self.store, self.patch, self.seed, self.scale = store, patch, seed, scale
+        self.alphas = None if alphas is None else [float(a) for a in alphas]
 
     def __len__(self) -> int:  # positions are unbounded; the sampler decides which ones are used
         return 2**62
 
-    def __getitem__(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, position: int) -> PatchItem:
         plan = plan_patch(self.seed, position, self.store.dark_shapes, self.patch)
-        return cut_patch(self.store.get(plan.index), plan, self.patch, self.scale)
+        dark, bright = cut_patch(self.store.get(plan.index), plan, self.patch, self.scale)
+        if self.alphas is None:  # models without an alpha input: no third element, no extra tensor
+            return dark, bright
+        return dark, bright, self.alphas[plan.index]
 
 
-def collate_nhwc(batch: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack HWC patches into NCHW tensors whose memory is NHWC, i.e. already channels_last."""
+def collate_nhwc(batch: Sequence[PatchItem]) -> tuple[torch.Tensor, ...]:
+    """Stack HWC patches into NCHW tensors whose memory is NHWC, i.e. already channels_last; patches that
+    carry an alpha add an (N,) float32 tensor of them."""
     inputs = torch.from_numpy(np.stack([b[0] for b in batch])).permute(0, 3, 1, 2)
     targets = torch.from_numpy(np.stack([b[1] for b in batch])).permute(0, 3, 1, 2)
-    return inputs, targets
+    if len(batch[0]) == 2:
+        return inputs, targets
+    return inputs, targets, torch.tensor([b[2] for b in batch], dtype=torch.float32)  # type: ignore[misc]
 
 
 class StepBatchSampler(torch.utils.data.Sampler):
@@ -312,13 +340,25 @@ class StepBatchSampler(torch.utils.data.Sampler):
             yield list(range(first, first + per_rank))
 
 
-def default_workers(fully_cached: bool) -> int:
-    """Loader worker processes: none when everything is cached (cutting a patch costs microseconds and a
-    worker would only compete with the convolutions for the cores), else up to 2 to overlap decoding."""
+def local_world_size() -> int:
+    """Training processes on this machine: torchrun's LOCAL_WORLD_SIZE, 1 when run plainly."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def default_workers(fully_cached: bool, cores: int | None = None, local_world: int | None = None) -> int:
+    """Loader worker processes per training process: none when everything is cached (cutting a patch costs
+    microseconds and a worker would only compete with the convolutions for the cores), else up to 2 to overlap
+    decoding, keeping one of this process's share of the cores (cores / processes on this machine) for
+    compute; so 2 processes on 2 cores decode in the main process instead of starting 4 workers."""
     if fully_cached:
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(2, cores - 1))
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    share = cores // (local_world or local_world_size())
+    return max(0, min(2, share - 1))
 
 
 def make_loader(dataset: PatchDataset, sampler: StepBatchSampler, workers: int) -> torch.utils.data.DataLoader:

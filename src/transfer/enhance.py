@@ -10,7 +10,7 @@ from lowsim.imageio import is_raw, read_bayer_packed, read_image, write_png
 from transfer.checkpoint import load_checkpoint
 from transfer.data import dark_to_float
 from transfer.errors import TransferError
-from transfer.infer import DEFAULT_TILE, predict
+from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
 from transfer.train import pick_device
 
 
@@ -43,8 +43,10 @@ def load_input(path: Path, input_kind: str, ratio: float | None) -> tuple[np.nda
 
 
 def enhance_files(checkpoint: str | Path, images: Sequence[str | Path], out_dir: str | Path,
-                  ratio: float | None = None, tile: int = DEFAULT_TILE, device: str = "auto") -> list[Path]:
-    """Enhance each image and write <out_dir>/<stem>.png (8-bit for 8-bit inputs, else 16-bit)."""
+                  ratio: float | None = None, tile: int = DEFAULT_TILE, device: str = "auto",
+                  alpha: float | None = None) -> list[Path]:
+    """Enhance each image and write <out_dir>/<stem>.png (8-bit for 8-bit inputs, else 16-bit); alpha sets the
+    restoration strength of models with an alpha input (None: the checkpoint's)."""
     if not images:
         raise TransferError("no images given")
     if ratio is not None and not (np.isfinite(ratio) and ratio > 0):
@@ -52,10 +54,11 @@ def enhance_files(checkpoint: str | Path, images: Sequence[str | Path], out_dir:
     images = [Path(p) for p in images]
     outputs = output_paths(images, Path(out_dir))
     model, meta = load_checkpoint(checkpoint, pick_device(device))
+    alpha_kwargs(model, alpha)  # a model without an alpha input refuses --alpha before any file is read
     written = []
     for image, out in zip(images, outputs):
         x, dtype = load_input(image, meta["input_kind"], ratio)
-        result = predict(model, x, tile=tile)
+        result = predict(model, x, tile=tile, alpha=alpha)
         peak = 255 if dtype == np.uint8 else 65535
         written.append(write_png(out, np.round(result * peak).astype(dtype)))
     return written

@@ -15,7 +15,7 @@ from transfer.checkpoint import load_checkpoint, resolve_checkpoint
 from transfer.data import (PairItem, bright_to_float, dark_to_float, decode_item, load_manifest, load_pairs,
                            split_real_pairs)
 from transfer.errors import TransferError
-from transfer.infer import DEFAULT_TILE, predict
+from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
 from transfer.metrics import psnr, ssim
 
 SPLITS = ("all", "pool", "val")
@@ -52,19 +52,24 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
                         split: str = "all", identity: bool = False, out_csv: str | Path | None = None,
                         tile: int = DEFAULT_TILE, device: str = "auto",
                         on_image: Callable[[int, int, dict[str, Any]], None] | None = None,
-                        manifest: str | Path | None = None) -> dict[str, Any]:
+                        manifest: str | Path | None = None, alpha: float | None = None) -> dict[str, Any]:
     """PSNR/SSIM of every pair (the checkpoint's output, or with identity=True the dark input itself).
 
     Pairs come from a real pairs folder, or from a lowsim manifest (`manifest=`, e.g. split "test" for the
-    synthetic test set). Returns {"rows": [{name, psnr, ssim}], "psnr": mean, "ssim": mean, "count",
-    "checkpoint", "split"}; with out_csv, also writes the rows (name,psnr,ssim) atomically.
+    synthetic test set). `alpha` sets the restoration strength of models with an alpha input for every image
+    (None: the checkpoint's configured one, also for manifest rows). Returns {"rows": [{name, psnr, ssim}],
+    "psnr": mean, "ssim": mean, "count", "checkpoint", "split", "alpha"}; with out_csv, also writes the rows
+    (name,psnr,ssim) atomically.
     """
     if identity == (checkpoint is not None):
         raise TransferError("give either --checkpoint or --identity (score the dark input itself)")
+    if identity and alpha is not None:
+        raise TransferError("--alpha sets a model's restoration strength; --identity runs no model")
     items = find_items(pairs, manifest, layout, split)
     model, kind, weights = None, "srgb", None
     if not identity:
         model, meta = load_checkpoint(checkpoint, pick_device(device))
+        alpha_kwargs(model, alpha)  # refused before any image is decoded
         model.eval()
         kind, weights = meta["input_kind"], str(resolve_checkpoint(checkpoint))
     rows: list[dict[str, Any]] = []
@@ -74,17 +79,24 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
         if model is None:
             output = dark_to_float(pair.dark, 1.0)
         else:
-            output = predict(model, dark_to_float(pair.dark, pair.ratio), tile=tile)
+            output = predict(model, dark_to_float(pair.dark, pair.ratio), tile=tile, alpha=alpha)
         row = {"name": item.name, "psnr": psnr(output, target), "ssim": ssim(output, target)}
         rows.append(row)
         if on_image is not None:
             on_image(index, len(items), row)
     result = {"rows": rows, "psnr": _mean([r["psnr"] for r in rows]), "ssim": _mean([r["ssim"] for r in rows]),
               "count": len(rows), "checkpoint": weights, "identity": identity, "split": split,
-              "input_kind": kind}
+              "input_kind": kind, "alpha": _effective_alpha(model, alpha)}
     if out_csv is not None:
         write_rows(Path(out_csv), rows)
     return result
+
+
+def _effective_alpha(model: torch.nn.Module | None, alpha: float | None) -> float | None:
+    """The restoration strength the model ran with (None for models without an alpha input)."""
+    if model is None or not getattr(model, "takes_alpha", False):
+        return None
+    return float(alpha) if alpha is not None else float(model.alpha)
 
 
 def _mean(values: list[float]) -> float:

@@ -2,16 +2,20 @@
 
 Tiles are weighted by a separable linear ramp across the overlap (1 in the middle, tapering towards the
 tile's edge, never 0), so neighbouring tiles cross-fade and a 4240x2832 SID frame runs in bounded memory.
-The output is clipped to [0, 1] (seed 004: values outside the valid range have no meaning).
+The output is clipped to [0, 1] (seed 004: values outside the valid range have no meaning). `alpha` is the
+restoration strength of models with an alpha input (estimate_enhance); None uses the model's configured one.
 """
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from transfer.errors import TransferError
-from transfer.models import SIDUNet
+from transfer.models import SIDUNet, alpha_models, registered_name, takes_alpha
 
 # Inputs up to this many pixels (input representation) run in one pass; larger ones are tiled.
 DEFAULT_TILE = 512
@@ -38,11 +42,24 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode), (height, width)
 
 
+def alpha_kwargs(model: torch.nn.Module, alpha: float | None) -> dict[str, Any]:
+    """Forward keyword arguments for a restoration strength: none for None; a model without an alpha input, or
+    a negative or non-finite alpha, is a TransferError."""
+    if alpha is None:
+        return {}
+    if not takes_alpha(model):
+        raise TransferError(f"model {registered_name(model)} has no alpha input; --alpha applies to "
+                            f"{', '.join(alpha_models())}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (math.isfinite(alpha) and alpha >= 0):
+        raise TransferError(f"--alpha must be a finite number >= 0, got {alpha!r}")
+    return {"alpha": float(alpha)}
+
+
 @torch.no_grad()
-def run_padded(model: SIDUNet, x: torch.Tensor) -> torch.Tensor:
+def run_padded(model: SIDUNet, x: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
     """Run the model on an input of any size: pad to its multiple, run, crop the output back (not clipped)."""
     padded, (height, width) = pad_to_multiple(x, model.pad_multiple)
-    out = model(padded)
+    out = model(padded, **alpha_kwargs(model, alpha))
     return out[..., : height * model.scale, : width * model.scale]
 
 
@@ -70,7 +87,7 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
 
 @torch.no_grad()
 def run_tiled(model: SIDUNet, x: torch.Tensor, tile: int = DEFAULT_TILE,
-              overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+              overlap: int = DEFAULT_OVERLAP, alpha: float | None = None) -> torch.Tensor:
     """Run the model tile by tile (sizes in input pixels) and blend the outputs; returns (1, 3, H*s, W*s)."""
     if overlap < 0 or tile <= overlap:
         raise ValueError(f"tile ({tile}) must be larger than overlap ({overlap}) >= 0")
@@ -82,7 +99,7 @@ def run_tiled(model: SIDUNet, x: torch.Tensor, tile: int = DEFAULT_TILE,
     for y in ys:
         for x0 in xs:
             patch = x[..., y: y + tile, x0: x0 + tile]
-            pred = run_padded(model, patch).float().cpu()
+            pred = run_padded(model, patch, alpha).float().cpu()
             th, tw = pred.shape[-2:]
             wy = ramp_weights(th, overlap * scale, y == ys[0], y == ys[-1])
             wx = ramp_weights(tw, overlap * scale, x0 == xs[0], x0 == xs[-1])
@@ -95,10 +112,11 @@ def run_tiled(model: SIDUNet, x: torch.Tensor, tile: int = DEFAULT_TILE,
 
 @torch.no_grad()
 def predict(model: SIDUNet, img: np.ndarray, tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-            device: torch.device | str | None = None) -> np.ndarray:
+            device: torch.device | str | None = None, alpha: float | None = None) -> np.ndarray:
     """Enhance one (H, W, C) float image: whole when it fits in one tile (or tile=None), else tiled; clip to [0, 1]."""
     if tile is not None and tile < model.pad_multiple:
         raise TransferError(f"--tile must be at least {model.pad_multiple} input pixels, got {tile}")
+    alpha_kwargs(model, alpha)  # refuse a bad alpha before any work
     if device is None:
         device = next(model.parameters()).device
     was_training = model.training
@@ -106,9 +124,9 @@ def predict(model: SIDUNet, img: np.ndarray, tile: int | None = DEFAULT_TILE, ov
     try:
         x = to_tensor(img, device)
         if tile is None or (x.shape[-2] <= tile and x.shape[-1] <= tile):
-            out = run_padded(model, x)
+            out = run_padded(model, x, alpha)
         else:
-            out = run_tiled(model, x, tile, min(overlap, tile // 4))  # small tiles: keep a useful stride
+            out = run_tiled(model, x, tile, min(overlap, tile // 4), alpha)  # small tiles: keep a useful stride
     finally:
         model.train(was_training)
     return np.clip(to_image(out), 0.0, 1.0)

@@ -80,6 +80,7 @@ class BlockModel(nn.Module):
     input_kind: str = "srgb"
     scale: int = 1  # output pixels per input pixel along each axis
     pad_multiple: int = 1  # input height and width must be multiples of this
+    takes_alpha: bool = False  # forward(x, alpha=...) takes a restoration strength (estimate_enhance)
 
     def __init__(self) -> None:
         super().__init__()
@@ -157,15 +158,41 @@ def list_models() -> list[str]:
     return sorted(MODEL_REGISTRY)
 
 
+def check_model_name(name: str) -> None:
+    """An unknown model name is a TransferError listing the registered ones."""
+    if name not in MODEL_REGISTRY:
+        raise TransferError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+
+
 def model_options(name: str) -> list[str]:
     """The keyword options a registered model's constructor accepts."""
+    check_model_name(name)
     return [p for p in inspect.signature(MODEL_REGISTRY[name]).parameters if p != "self"]
+
+
+def registered_name(model: nn.Module) -> str:
+    """The registry name of a model (or of the model inside a DistributedDataParallel wrapper)."""
+    model = getattr(model, "module", model)
+    for name, factory in MODEL_REGISTRY.items():
+        if type(model) is factory:
+            return name
+    raise TransferError(f"{type(model).__name__} is not a registered model; known models: "
+                        f"{', '.join(list_models())}")
+
+
+def takes_alpha(model: nn.Module) -> bool:
+    """True when the model's forward takes an `alpha` (also through a DistributedDataParallel wrapper)."""
+    return bool(getattr(getattr(model, "module", model), "takes_alpha", False))
+
+
+def alpha_models() -> list[str]:
+    """Names of the registered models whose forward takes an alpha."""
+    return [name for name in list_models() if getattr(MODEL_REGISTRY[name], "takes_alpha", False)]
 
 
 def create_model(name: str, **config: Any) -> BlockModel:
     """Build a registered model by name; an unknown name or option is a TransferError listing what exists."""
-    if name not in MODEL_REGISTRY:
-        raise TransferError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    check_model_name(name)
     unknown = sorted(set(config) - set(model_options(name)))
     if unknown:
         raise TransferError(f"bad option for model {name!r}: {', '.join(unknown)}; options: "

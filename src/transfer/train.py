@@ -6,6 +6,10 @@ paper's L1 loss (MAE) and Adam at 1e-3 with a decay schedule, validates PSNR on 
 `best` and `last` checkpoints, and resumes an interrupted run exactly: batches are a pure function of (seed, step)
 (see transfer.data) and the optimizer, scheduler and RNG states travel with `last`.
 
+Models with an alpha input (estimate_enhance) are pretrained with each patch's manifest `illum_alpha` as the
+restoration strength; on real pairs (finetune, scratch), which have none, they use their configured `alpha`, as do
+validation and inference unless given one.
+
 The network output is NOT clipped during training: a clamp has zero gradient outside [0, 1], so pixels the
 network overshoots (dark targets near 0, highlights near 1) would stop learning; SID trains unclipped too.
 Inference clips (seed 004).
@@ -30,16 +34,17 @@ from rich.console import Console
 from lowsim import __version__ as lowsim_version
 from lowsim.params import atomic_write_bytes, atomic_write_text, file_sha256
 from transfer import checkpoint as ckpt
-from transfer.data import (PairItem, PairStore, PatchDataset, StepBatchSampler, bright_to_float, check_disjoint,
-                           dark_to_float, default_workers, items_sha256, load_manifest, load_pairs, make_loader,
-                           select_fraction, split_real_pairs)
+from transfer.data import (ALPHA_COLUMN, PairItem, PairStore, PatchDataset, StepBatchSampler, bright_to_float,
+                           check_disjoint, dark_to_float, default_workers, items_sha256, load_manifest, load_pairs,
+                           make_loader, select_fraction, split_real_pairs)
 from transfer.distributed import (DistInfo, barrier, broadcast_flag, gather_strings, init_distributed,
                                   mean_across, shutdown)
 from transfer.errors import TrainingDiverged, TransferError
 from transfer.infer import DEFAULT_TILE, predict
 from transfer.metrics import psnr
-from transfer.models import (BLOCK_NAMES, DEFAULT_WIDTH, INPUT_KINDS, SIDUNet, count_parameters, create_model,
-                             freeze_all_but_last, trainable_blocks)
+from transfer.models import (BLOCK_NAMES, DEFAULT_WIDTH, INPUT_KINDS, SIDUNet, check_model_name, count_parameters,
+                             create_model, freeze_all_but_last, list_models, model_options, registered_name,
+                             takes_alpha, trainable_blocks)
 
 MODES = ("pretrain", "finetune", "scratch")
 SCHEDULES = ("cosine", "step", "constant")
@@ -48,6 +53,11 @@ LR_FLOOR = 0.01  # cosine decays to 1% of the initial rate; "step" divides by 10
 TRAIN_CSV, VAL_CSV, CONFIG_JSON, CURVES_PNG = "metrics.csv", "val.csv", "config.json", "curves.png"
 TRAIN_COLUMNS = ("step", "epoch", "loss", "lr", "step_s", "data_s")
 VAL_COLUMNS = ("step", "epoch", "val_psnr", "best_val_psnr")
+# Model-specific constructor options and the CLI flags that set them (width, input_kind and norm are fields of
+# their own because every model takes them).
+OPTION_FLAGS = {"depth": "--depth", "activation": "--activation", "alpha": "--alpha",
+                "backbone_weights": "--backbone-weights"}
+COMMON_OPTIONS = ("width", "input_kind", "norm")
 
 
 @dataclass
@@ -65,10 +75,13 @@ class TrainConfig:
     val_limit: int | None = None  # validate on the first N validation pairs only (by name)
     checkpoint: Path | None = None  # finetune: the pretrained weights
     trainable_blocks: int | None = 2  # finetune: train the last N blocks (the paper's 2); None = all
-    model: str = "sid_unet"
+    model: str | None = "sid_unet"  # None (finetune only): the checkpoint's model
     width: int | None = None  # None: DEFAULT_WIDTH, or the checkpoint's when fine-tuning
     input_kind: str | None = None  # None: srgb, or the checkpoint's when fine-tuning
     norm: str | None = None  # None: the model's own default (none for sid_unet, batch for the BN models)
+    # Model-specific constructor options (models.model_options), e.g. {"depth": 2} or {"backbone_weights": path};
+    # fine-tuning keeps the checkpoint's, so there they must equal its values (backbone_weights is refused).
+    model_options: dict[str, Any] = field(default_factory=dict)
     iters: int | None = None
     epochs: float | None = None
     patch: int = 64  # side of a training patch in input pixels (sRGB pixels, or packed raw pixels as SID's ps)
@@ -92,7 +105,16 @@ class TrainConfig:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe dict of the config."""
-        return {f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v) for f in fields(self)}
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+
+def _jsonable(value: Any) -> Any:
+    """Paths as strings, also inside dicts (model_options may hold a backbone weights path)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
 
 
 # ------------------------------------------------------------------------------------------ checks
@@ -101,6 +123,15 @@ def check_config(config: TrainConfig) -> None:
     """Refuse impossible options before any data is read."""
     if config.mode not in MODES:
         raise TransferError(f"unknown training mode {config.mode!r}, expected one of {', '.join(MODES)}")
+    if config.model is not None:
+        check_model_name(config.model)
+    elif config.mode != "finetune":
+        raise TransferError(f"{config.mode} needs --model (known models: {', '.join(list_models())})")
+    if config.mode == "finetune" and "backbone_weights" in config.model_options:
+        raise TransferError("--backbone-weights initialises a new model; finetune starts from all the weights of "
+                            "--checkpoint (use it with pretrain or train)")
+    if config.model is not None:
+        check_model_options(config.model, config.model_options)
     if config.mode == "pretrain" and config.manifest is None:
         raise TransferError("pretraining needs --manifest (a Parquet manifest written by `lowsim generate`)")
     if config.mode != "pretrain" and config.pairs is None:
@@ -130,6 +161,19 @@ def check_config(config: TrainConfig) -> None:
         raise TransferError(f"--workers must be >= 0, got {config.workers}")
     if config.device not in ("auto", "cpu", "cuda"):
         raise TransferError(f"--device must be auto, cpu or cuda, got {config.device!r}")
+
+
+def check_model_options(name: str, options: dict[str, Any]) -> None:
+    """Model-specific options must be ones the model's constructor takes; the message lists those it does."""
+    common = sorted(set(options) & set(COMMON_OPTIONS))
+    if common:
+        raise TransferError(f"model option(s) {', '.join(common)} have options of their own (--width, --input, "
+                            f"--norm); expected only model-specific options in model_options")
+    accepted = model_options(name)
+    unknown = [key for key in options if key not in accepted]
+    if unknown:
+        flags = ", ".join(OPTION_FLAGS.get(key, key) for key in unknown)
+        raise TransferError(f"model {name} does not take {flags}; its options: {', '.join(accepted)}")
 
 
 def check_patch(patch: int, model: SIDUNet) -> None:
@@ -189,11 +233,16 @@ def resolve_data(config: TrainConfig) -> RunData:
 # ------------------------------------------------------------------------------------------ model
 
 def build_model(config: TrainConfig, device: torch.device) -> tuple[SIDUNet, dict[str, Any] | None]:
-    """A fresh seeded model, or the pretrained checkpoint with all but the last blocks frozen."""
+    """A fresh seeded model, or the pretrained checkpoint with all but the last blocks frozen (its architecture
+    and options are the checkpoint's: an option given here must equal the checkpoint's value)."""
     if config.mode == "finetune":
-        expect = {"model": config.model, "width": config.width, "input_kind": config.input_kind}
-        model, meta = ckpt.load_checkpoint(config.checkpoint, "cpu", expect=expect)
         weights = ckpt.resolve_checkpoint(config.checkpoint)
+        held = ckpt.read_meta(weights).get("model")
+        if config.model in (None, held):  # another model name is refused by load_checkpoint's expectations
+            check_model_options(str(held), config.model_options)
+        expect = {"model": config.model, "width": config.width, "input_kind": config.input_kind,
+                  "norm": config.norm, **config.model_options}
+        model, meta = ckpt.load_checkpoint(weights, "cpu", expect=expect)
         init = {"path": str(weights), "sha256": file_sha256(weights), "step": meta.get("step"),
                 "data_sha256": meta.get("data_sha256")}
         if config.trainable_blocks is not None:
@@ -201,9 +250,37 @@ def build_model(config: TrainConfig, device: torch.device) -> tuple[SIDUNet, dic
         return model, init
     torch.manual_seed(config.seed)  # weight init is torch's only random draw
     norm = {} if config.norm is None else {"norm": config.norm}
-    model = create_model(config.model, width=config.width or DEFAULT_WIDTH,
-                         input_kind=config.input_kind or "srgb", **norm)
+    model = create_model(str(config.model), width=config.width or DEFAULT_WIDTH,
+                         input_kind=config.input_kind or "srgb", **norm, **config.model_options)
     return model, None
+
+
+def backbone_description(config: TrainConfig) -> dict[str, Any] | None:
+    """The backbone weights file that initialised the model ({path, sha256}), None without one."""
+    path = config.model_options.get("backbone_weights")
+    if path is None:
+        return None
+    return {"path": str(path), "sha256": file_sha256(Path(path))}
+
+
+def train_alphas(model: torch.nn.Module, items: list[PairItem]) -> list[float] | None:
+    """One alpha per training pair for a model with an alpha input when the pairs carry one (a manifest's
+    illum_alpha; a row without a value gets the model's configured alpha); None otherwise: batches then hold
+    no alpha tensor and the model uses its configured alpha (real pairs)."""
+    if not takes_alpha(model) or all(item.alpha is None for item in items):
+        return None
+    configured = float(getattr(model, "alpha"))
+    return [configured if item.alpha is None else float(item.alpha) for item in items]
+
+
+def describe_alphas(model: torch.nn.Module, alphas: list[float] | None) -> dict[str, Any] | None:
+    """Where training's alpha comes from, for config.json (None for models without an alpha input)."""
+    if not takes_alpha(model):
+        return None
+    if alphas is None:
+        return {"source": "model config", "value": float(getattr(model, "alpha"))}
+    return {"source": f"manifest {ALPHA_COLUMN}", "min": min(alphas), "mean": float(np.mean(alphas)),
+            "max": max(alphas)}
 
 
 def total_steps(config: TrainConfig, n_train: int) -> int:
@@ -247,7 +324,7 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def fingerprint(config: TrainConfig, model: SIDUNet, data: RunData, init: dict | None, total: int) -> dict:
     """What must not change between an interrupted run and its resumption."""
-    return {"mode": config.mode, "model": config.model, "model_config": model.config,
+    return {"mode": config.mode, "model": registered_name(model), "model_config": model.config,
             "trained_blocks": trainable_blocks(model), "data_sha256": data.description["sha256"],
             "val_sha256": data.description["val_sha256"], "seed": config.seed, "total_steps": total,
             "patch": config.patch, "batch": config.batch, "lr": config.lr, "schedule": config.schedule,
@@ -371,9 +448,11 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
     started = time.perf_counter()
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
-    data = resolve_data(config)
+    # The model first: a bad option, checkpoint or backbone file is refused before any data is read.
     model, init = build_model(config, device)
     check_patch(config.patch, model)
+    name = registered_name(model)
+    data = resolve_data(config)
     trained = trainable_blocks(model)
     n_trainable, n_total = count_parameters(model)
     reporter = _Reporter(config.progress and info.is_main)
@@ -387,6 +466,9 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
     run_dir = Path(config.run_dir)
     last_dir, best_dir = run_dir / "last", run_dir / "best"
     prints = fingerprint(config, model, data, init, total)
+    backbone = backbone_description(config)
+    if backbone is not None:  # only then, so that runs without one keep resuming
+        prints["backbone_sha256"] = backbone["sha256"]
     has_last = ckpt.existing_checkpoint_dir(last_dir) is not None
     if has_last and not config.resume:
         raise TransferError("run directory already holds a checkpoint; pass --resume to continue it or choose "
@@ -402,6 +484,17 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
                    f"{cached_mib:.0f} MiB of decoded images cached in RAM"
                    + ("" if store.fully_cached else " (training set larger than --cache-mb: decoded per patch)")
                    + ("" if data.val else "; no validation pairs, so no `best` checkpoint (use `last`)"))
+    alphas = train_alphas(model, data.train)
+    alpha_info = describe_alphas(model, alphas)
+    if alpha_info is not None:
+        reporter.print(f"alpha: the model's configured {alpha_info['value']:g} (the pairs carry no {ALPHA_COLUMN})"
+                       if alphas is None else
+                       f"alpha: each patch's manifest {ALPHA_COLUMN} (min {alpha_info['min']:g}, mean "
+                       f"{alpha_info['mean']:g}, max {alpha_info['max']:g}); validation uses the configured "
+                       f"{model.alpha:g}")
+        if alphas is not None and max(alphas) == 0:
+            reporter.print(f"warning: every training row has {ALPHA_COLUMN} 0, so alpha * I^D is 0 and "
+                           "Estimate-Net gets no gradient; only Enhance-Net learns")
 
     # Channels-last before the optimizer exists, so that Adam's moments share the parameters' layout in both
     # a fresh and a resumed run (the same layout means the same floating-point results).
@@ -422,10 +515,11 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
     elif config.resume:
         reporter.print(f"nothing to resume in {run_dir}; starting a new run")
 
-    run_config = {"command": config.mode, "model": config.model, "model_config": model.config,
+    run_config = {"command": config.mode, "model": name, "model_config": model.config,
                   "input_kind": model.input_kind, "trained_blocks": trained, "trainable_params": n_trainable,
                   "total_params": n_total, "data": data.description, "data_sha256": data.description["sha256"],
-                  "init_checkpoint": init, "seed": config.seed, "lowsim_version": lowsim_version,
+                  "init_checkpoint": init, "backbone_weights": backbone, "train_alpha": alpha_info,
+                  "seed": config.seed, "lowsim_version": lowsim_version,
                   "torch_version": torch.__version__, "device": str(device), "world_size": info.world,
                   "total_steps": total, "val_every": val_every, "fingerprint": prints,
                   "options": config.to_json()}
@@ -442,11 +536,11 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
             model, device_ids=[device.index] if device.type == "cuda" else None)
     workers = default_workers(store.fully_cached) if config.workers is None else config.workers
     end = total if config.stop_after is None else min(total, start + config.stop_after)
-    loader = make_loader(PatchDataset(store, config.patch, config.seed, model.scale),
+    loader = make_loader(PatchDataset(store, config.patch, config.seed, model.scale, alphas),
                          StepBatchSampler(start, end, config.batch, info.rank, info.world), workers)
 
     def meta(step: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"model": config.model, "model_config": model.config, "input_kind": model.input_kind,
+        return {"model": name, "model_config": model.config, "input_kind": model.input_kind,
                 "trained_blocks": trained, "step": step, "epoch": step * config.batch / len(data.train),
                 "data_sha256": data.description["sha256"], "seed": config.seed, "lowsim_version": lowsim_version,
                 "best_val_psnr": None if best_step is None else best_psnr, "best_step": best_step,
@@ -469,11 +563,14 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
     last_loss = math.nan
     t_prev = time.perf_counter()
     try:
-        for inputs, targets in loader:
+        for batch in loader:
             t_batch = time.perf_counter()
-            inputs = inputs.to(device, non_blocking=True, memory_format=memory_format)
-            targets = targets.to(device, non_blocking=True, memory_format=memory_format)
-            loss = F.l1_loss(net(inputs), targets)
+            inputs = batch[0].to(device, non_blocking=True, memory_format=memory_format)
+            targets = batch[1].to(device, non_blocking=True, memory_format=memory_format)
+            # a third tensor holds per-sample alphas (models with an alpha input, manifest rows); DDP passes
+            # keyword arguments through to the model
+            extra = {"alpha": batch[2].to(device, non_blocking=True)} if len(batch) > 2 else {}
+            loss = F.l1_loss(net(inputs, **extra), targets)
             loss_value = float(mean_across(loss.detach(), info))
             if not math.isfinite(loss_value):
                 raise _diverged(step + 1, loss_value, config.lr, saved_step, last_dir)

@@ -8,9 +8,10 @@ the SID model). Defaults are narrow so they train on a CPU; the papers' widths a
   block (and the head) sees the concatenation of the input and all previous block outputs.
 - ``estimate_enhance`` (seed 002 §3.2): Estimate-Net predicts the difference map I^D from the dark image, the
   sum I' + alpha * I^D goes through Enhance-Net, which adds a correction (both residual networks of 7x3 / 3x7
-  convolutions with batch norm before and after each). alpha is an input of `forward`; in training it is the
-  manifest row's ``illum_alpha`` — the data loader does not pass it yet, so training uses ``alpha`` from the
-  model config (default 1.0, the paper's Fig. 5 setting).
+  convolutions with batch norm before and after each). alpha is an input of `forward` (``takes_alpha``): in
+  pretraining each patch carries its manifest row's ``illum_alpha``; real pairs have none, so training on them,
+  validation and inference use ``alpha`` from the model config (default 1.0, the paper's Fig. 5 setting)
+  unless `transfer enhance/evaluate --alpha` sets the restoration strength.
 - ``vgg16_residual`` (seed 000 §IV): VGG-16's 13 convolutions with batch norm as the encoder (5 groups, 4
   max-poolings), a decoder that goes up with bilinear upsampling, 1x1 and 3x3 convolutions and additions of
   batch-normalised encoder features, two final convolutions and a sigmoid. ``width`` is the first group's
@@ -123,6 +124,8 @@ class ResidualBlock(nn.Module):
 class EstimateEnhance(BlockModel):
     """Seed 002: Estimate-Net (I^D from the dark image), weighted by alpha and added to the input, then
     Enhance-Net (a residual correction of that sum). Depths 3 and 2 as in the paper's §4.2."""
+
+    takes_alpha = True
 
     def __init__(self, width: int = DEFAULT_WIDTH, estimate_depth: int = 3, enhance_depth: int = 2,
                  alpha: float = 1.0, input_kind: str = "srgb", norm: str = "batch") -> None:
