@@ -49,8 +49,8 @@ class Budget:
     max_val: int | None = None
     # the model-zoo rows: every registered network at one (smaller) shared budget
     zoo_models: tuple[str, ...] = ("sid_unet", "plain_cnn", "dense_cnn", "estimate_enhance", "vgg16_residual")
-    zoo_pretrain_iters: int = 1500
-    zoo_finetune_iters: int = 300
+    zoo_pretrain_iters: int = 2000
+    zoo_finetune_iters: int = 400
 
     @classmethod
     def quick(cls) -> "Budget":
