@@ -63,3 +63,21 @@ def test_ddp_wrapper_passes_the_alpha_keyword(tmp_path: Path) -> None:
             assert not torch.equal(wrapped(x, alpha=alpha), wrapped(x))
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.timeout(180)
+def test_torchrun_pretrain_on_a_manifest_with_per_row_alpha(tmp_path: Path) -> None:
+    """`torchrun … transfer pretrain`: the README's recipe, with a batch-norm model that takes alpha per patch."""
+    from test_transfer_fixtures import make_manifest
+
+    manifest = make_manifest(tmp_path / "synthetic", splits={"train": 4, "val": 1}, alphas=[0.2, 0.6, 1.0, 1.4, 0.8])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "transfer",
+           "pretrain", "--manifest", str(manifest), "--model", "estimate_enhance", "--run-dir", str(tmp_path / "run"),
+           "--iters", "3", "--width", "4", "--patch", "32", "--batch", "4", "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=170)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    metrics = config["metrics"]
+    assert metrics["world_size"] == 2 and metrics["steps"] == 3
+    assert metrics["rank_weight_sha256"][0] == metrics["rank_weight_sha256"][1]

@@ -79,3 +79,12 @@ def barrier(info: DistInfo) -> None:
     """Wait for every process."""
     if info.enabled:
         dist.barrier()
+
+
+def broadcast_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Give every process rank 0's buffers (batch-norm running statistics, which each process updates from its
+    own share of the batch on CPU, where SyncBatchNorm does not run); parameters already agree through DDP."""
+    if info.enabled:
+        with torch.no_grad():
+            for buffer in model.buffers():
+                dist.broadcast(buffer, src=0)

@@ -37,8 +37,8 @@ from transfer import checkpoint as ckpt
 from transfer.data import (ALPHA_COLUMN, PairItem, PairStore, PatchDataset, StepBatchSampler, bright_to_float,
                            check_disjoint, dark_to_float, default_workers, items_sha256, load_manifest, load_pairs,
                            make_loader, select_fraction, split_real_pairs)
-from transfer.distributed import (DistInfo, barrier, broadcast_flag, gather_strings, init_distributed,
-                                  mean_across, shutdown)
+from transfer.distributed import (DistInfo, barrier, broadcast_buffers, broadcast_flag, gather_strings,
+                                  init_distributed, mean_across, shutdown)
 from transfer.errors import TrainingDiverged, TransferError
 from transfer.infer import DEFAULT_TILE, predict
 from transfer.metrics import psnr
@@ -532,6 +532,8 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
 
     net: torch.nn.Module = model
     if info.enabled:
+        if device.type == "cuda":  # batch statistics over the global batch, as one process would compute them
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # in place below the root (CPU: GPU-only layer)
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     workers = default_workers(store.fully_cached) if config.workers is None else config.workers
@@ -631,6 +633,7 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
     if stop_reason == "completed" and step < total:
         stop_reason = "stopped_after"
 
+    broadcast_buffers(model, info)  # CPU batch norm keeps per-process running statistics: rank 0's are saved
     checksums = gather_strings(_weights_checksum(model), info)
     result = {"run_dir": str(run_dir), "mode": config.mode, "steps": step, "total_steps": total,
               "stop_reason": stop_reason, "final_loss": last_loss,
