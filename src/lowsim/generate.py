@@ -32,6 +32,11 @@ files, makes only what is missing, and rewrites the manifest. The run signature 
 hash, seed, size, bit depth, split fractions, model and sampler versions) is stored in the journal; a
 resume with any of them different is refused. --n may change: more samples extend the run; fewer drop the
 surplus files.
+
+Backends. `--backend local` makes chunks of missing indices in a pool of spawned processes and journals each
+chunk as it comes back; `--backend ray` makes shards of them as Ray tasks, each journaling its own shard
+(lowsim.ray_backend). Both run under `_run`, so the replacement samples, the journal, resume and the
+manifest are the same, and so is every output byte.
 """
 from __future__ import annotations
 
@@ -46,7 +51,7 @@ import signal
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -74,6 +79,7 @@ STREAMS = ("geometry", "params", "noise")
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
                   "motorcycle_right.png", "hubble_deep_field.jpg", "retina.jpg", "ihc.png")
 KEY_FILE = re.compile(r"^(\d{%d,})\.png$" % KEY_DIGITS)
+BACKENDS = ("local", "ray")
 
 
 # ================================================================================== inputs
@@ -449,16 +455,21 @@ def _init_worker(spec: RunSpec, dist: ParamDistribution) -> None:
     """Worker start: one thread, die with the parent, keep the run's spec and distribution."""
     _die_with_parent()
     ignore_file_size_signal()
-    with contextlib.suppress(Exception):
-        import cv2
-
-        cv2.setNumThreads(1)
+    limit_worker_threads()
     _WORKER["spec"], _WORKER["dist"] = spec, dist
 
 
 def _run_chunk(indices: Sequence[int]) -> list[dict[str, Any]]:
     """Make the samples of one chunk in a worker."""
     return [make_sample(_WORKER["spec"], _WORKER["dist"], i) for i in indices]
+
+
+def limit_worker_threads() -> None:
+    """One thread per worker in OpenCV (its resize and PNG encoder would otherwise use every core)."""
+    with contextlib.suppress(Exception):
+        import cv2
+
+        cv2.setNumThreads(1)
 
 
 @contextlib.contextmanager
@@ -505,8 +516,14 @@ def _chunks(indices: Sequence[int], size: int) -> Iterator[list[int]]:
 def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Path | None = None,
              size: int | None = None, seed: int = 0, workers: int = 1, bit_depth: int = 8,
              split_fractions: str | Mapping[str, float] | None = None,
-             progress: bool = True) -> GenerateResult:
-    """Generate (or resume) a dataset of exactly n ok samples; see the module docstring."""
+             progress: bool = True, backend: str = "local", address: str | None = None,
+             shard_size: int | None = None, max_retries: int = 3) -> GenerateResult:
+    """Generate (or resume) a dataset of exactly n ok samples; see the module docstring.
+
+    backend "local" runs `workers` processes on this machine; "ray" runs shards of samples as Ray tasks
+    (lowsim.ray_backend) on the cluster at `address`, or on a new local instance of `workers` CPUs.
+    The dataset does not depend on the backend, the worker count or the shard size.
+    """
     if n <= 0:
         raise LowsimError(f"--n must be a positive number of samples, got {n}")
     if size is not None and size <= 0:
@@ -517,6 +534,7 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
         raise LowsimError(f"--bit-depth must be 8 or 16, got {bit_depth}")
     if seed < 0:
         raise LowsimError(f"--seed must be >= 0, got {seed}")
+    _check_backend(backend, address, shard_size, max_retries)
     fractions = parse_fractions(split_fractions)
     dist = ParamDistribution.load(params)
     root, sources = find_sources(src)
@@ -533,7 +551,14 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
         raise LowsimError(f"cannot use the output folder ({err.strerror or err})", out) from None
     try:
         done = {i: r for i, r in journal.load().items() if row_is_intact(r, out)}
-        made = _run(spec, dist, n, done, journal, workers, progress)
+        if backend == "ray":
+            from lowsim.ray_backend import ray_executor
+
+            executor = ray_executor(spec, dist, done, journal, workers=workers, address=address,
+                                    shard_size=shard_size, max_retries=max_retries)
+        else:
+            executor = _local_executor(spec, dist, done, journal, workers)
+        made = _run(spec, n, done, executor, progress)
         rows = _final_rows(done, n)
         _remove_surplus(out, {r["key"] for r in rows if r["status"] == "ok"})
         ok_rows = [r for r in rows if r["status"] == "ok"]
@@ -546,24 +571,53 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
                           n_errors=len(rows) - len(ok_rows), n_made=made, rows=rows)
 
 
+def _check_backend(backend: str, address: str | None, shard_size: int | None, max_retries: int) -> None:
+    """The backend options make sense together (and Ray is installed when it is asked for)."""
+    if backend not in BACKENDS:
+        raise LowsimError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend != "ray" and (address is not None or shard_size is not None):
+        given = "--address" if address is not None else "--shard-size"
+        raise LowsimError(f"{given} is an option of --backend ray; got --backend {backend}")
+    if shard_size is not None and shard_size <= 0:
+        raise LowsimError(f"--shard-size must be a positive number of samples, got {shard_size}")
+    if max_retries < 0:
+        raise LowsimError(f"max_retries must be >= 0, got {max_retries}")
+    if backend == "ray":  # before anything is written to the output folder
+        from lowsim.ray_backend import check_address, import_ray
+
+        import_ray()
+        check_address(address)
+
+
+# Runs the given missing indices, journals their rows, adds them to `done` and advances the progress bar.
+RunMissing = Callable[[Sequence[int], Callable[[int], None]], None]
+
+
 def _ok_count(done: Mapping[int, Mapping[str, Any]], end: int) -> int:
     return sum(1 for i, r in done.items() if i < end and r["status"] == "ok")
 
 
-def _run(spec: RunSpec, dist: ParamDistribution, n: int, done: dict[int, dict[str, Any]],
-         journal: Journal, workers: int, show_progress: bool) -> int:
-    """Make missing samples until indices [0, end) hold n ok rows; journal each chunk. Returns #made."""
+@contextlib.contextmanager
+def _local_executor(spec: RunSpec, dist: ParamDistribution, done: dict[int, dict[str, Any]],
+                    journal: Journal, workers: int) -> Iterator[RunMissing]:
+    """The local backend: a pool of `workers` spawned processes on this machine."""
+    with _worker_environment(), ProcessPoolExecutor(max_workers=workers, mp_context=_spawn_context(),
+                                                    initializer=_init_worker, initargs=(spec, dist)) as pool:
+        yield lambda missing, advance: _run_missing(pool, missing, workers, done, journal, advance)
+
+
+def _run(spec: RunSpec, n: int, done: dict[int, dict[str, Any]], executor: ContextManager[RunMissing],
+         show_progress: bool) -> int:
+    """Make missing samples until indices [0, end) hold n ok rows (the executor journals). Returns #made."""
     end = n
     made = 0
-    with _progress(show_progress, n) as advance, _worker_environment(), ProcessPoolExecutor(
-            max_workers=workers, mp_context=_spawn_context(), initializer=_init_worker,
-            initargs=(spec, dist)) as pool:
+    with _progress(show_progress, n) as advance, executor as run_missing:
         advance(_ok_count(done, end))
         while True:
             missing = [i for i in range(end) if i not in done]
             if missing:
                 made += len(missing)
-                _run_missing(pool, missing, workers, done, journal, advance)
+                run_missing(missing, advance)
             ok = _ok_count(done, end)
             if ok >= n:
                 return made
@@ -612,10 +666,16 @@ def _collect(waited: Any, done: dict[int, dict[str, Any]], journal: Journal,
                                   "to resume, perhaps with fewer --workers") from None
             raise
         journal.record(rows)
-        for row in rows:
-            done[int(row["index"])] = row
-        advance(sum(1 for r in rows if r["status"] == "ok"))
+        accept_rows(rows, done, advance)
     return pending
+
+
+def accept_rows(rows: Sequence[dict[str, Any]], done: dict[int, dict[str, Any]],
+                advance: Callable[[int], None]) -> None:
+    """Add a finished (already journaled) chunk's rows to `done` and count its ok samples."""
+    for row in rows:
+        done[int(row["index"])] = row
+    advance(sum(1 for r in rows if r["status"] == "ok"))
 
 
 def _spawn_context() -> Any:

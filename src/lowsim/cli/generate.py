@@ -24,8 +24,8 @@ def _params_or_default(params: Optional[Path]) -> Path:
 
 @app.command()
 def generate(
-    src: Optional[Path] = typer.Option(None, "--src", help="Folder of clean photos (recursive) "
-                                       "[scikit-image's sample photos]."),
+    src: Optional[Path] = typer.Option(None, "--src", help="Folder of clean photos (recursive; "
+                                       "default: scikit-image's sample photos)."),
     n: int = typer.Option(..., "--n", help="Number of ok samples to make."),
     params: Optional[Path] = typer.Option(None, "--params", help="Params JSON (default: params/lol.json)."),
     out: Path = typer.Option(Path("data/synthetic"), "--out", help="Dataset folder (resumable)."),
@@ -34,14 +34,25 @@ def generate(
     size: Optional[int] = typer.Option(None, "--size", help="Random size x size crops (with flips); "
                                        "default: whole images."),
     seed: int = typer.Option(0, "--seed", help="Run seed: with the same inputs, the same dataset."),
-    workers: int = typer.Option(1, "--workers", help="Worker processes (the result does not depend on it)."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes, or with --backend ray and no --address "
+                                "the CPUs of a new local Ray instance (the result does not depend on it)."),
     bit_depth: int = typer.Option(8, "--bit-depth", help="8 or 16-bit PNG output."),
     split_fractions: str = typer.Option("train=0.9,val=0.05,test=0.05", "--split-fractions",
                                         help="Split names and fractions, assigned by source photo."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress bar on stderr (default: when it is a terminal)."),
+    backend: str = typer.Option("local", "--backend", help="local: worker processes on this machine; ray: "
+                                "shards of samples as Ray tasks (pip install 'lowsim\\[ray]'). Same output."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (HEAD:6379 or auto; "
+                                          "--src and --out must be on a filesystem every node mounts at the same "
+                                          "path; default: a new local instance)."),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Samples per Ray task (default: up "
+                                             "to 16, fewer so that every CPU gets about 4 shards)."),
 ) -> None:
-    """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest)."""
+    """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest).
+
+    The output does not depend on --workers, --backend or --shard-size. Run the same command to resume.
+    """
     from lowsim.generate import generate as run, ignore_file_size_signal
 
     import sys
@@ -51,7 +62,7 @@ def generate(
         progress = sys.stderr.isatty()
     result = run(src=src, n=n, params=_params_or_default(params), out=out, manifest=manifest, size=size,
                  seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
-                 progress=progress)
+                 progress=progress, backend=backend, address=address, shard_size=shard_size)
     errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
     typer.echo(f"{result.n_ok} samples in {result.out} ({result.n_made} made now{errors}); "
                f"manifest {result.manifest}")
