@@ -400,7 +400,7 @@ def test_cli_kill_9_then_resume(cli_inputs: dict[str, Path], tmp_path: Path) -> 
     proc = subprocess.Popen([str(LOWSIM), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     deadline = time.monotonic() + 120
-    while len(list((out / ".lowsim-journal").glob("part-*.json"))) < 2:
+    while len(list((out / ".lowsim-journal").glob("part-*.parquet"))) < 2:
         assert proc.poll() is None, proc.stderr.read().decode()
         assert time.monotonic() < deadline
         time.sleep(0.02)

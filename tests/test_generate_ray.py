@@ -172,7 +172,7 @@ def test_resume_makes_only_what_is_missing(faults: Path, reference: G.GenerateRe
     out = tmp_path / "set"
     run(out, sources, params_file, backend="ray", shard_size=SHARD)
     # An interrupted run: the shard starting at 16 never journaled, and one image of another shard lost.
-    parts = sorted((out / G.JOURNAL_DIR).glob(f"part-{16:0{G.KEY_DIGITS + 1}d}-*.json"))
+    parts = sorted((out / G.JOURNAL_DIR).glob(f"part-{16:0{G.KEY_DIGITS + 1}d}-*.parquet"))
     assert len(parts) == 1
     parts[0].unlink()
     (out / "clean" / "00000002.png").unlink()

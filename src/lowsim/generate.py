@@ -5,7 +5,8 @@ Layout of an output folder OUT (the dataset):
     OUT/clean/<key>.png        clean target, the same crop/flip as the dark image
     OUT/dark/<key>.png         the degraded image
     OUT/metadata.parquet       the manifest's ok rows: the Hugging Face `imagefolder` metadata file
-    OUT/.lowsim-journal/       run signature, per-chunk journal of finished rows, lock (resume state)
+    OUT/.lowsim-journal/       run signature, a Parquet part of finished rows per chunk (local) or shard
+                               (Ray), lock: the resume state; the parts are merged into the manifest
 
 and the manifest (default manifests/<OUT name>.parquet) holds every row, ok and error. File names in both
 are relative to OUT (the `imagefolder` convention: columns named `*_file_name` are image paths relative to
@@ -60,7 +61,8 @@ from lowsim.degrade import MODEL_NAME, SAMPLERS, choose_sampler, degrade_to_code
 from lowsim.errors import LowsimError
 from lowsim.imageio import list_images, read_image, write_png
 from lowsim.manifest import PARAMS_PATH_KEY, RUN_KEY, SRC_ROOT_KEY, read_manifest, write_manifest
-from lowsim.params import DegradationParams, ParamDistribution, atomic_write_text, file_sha256
+from lowsim.params import (DegradationParams, ParamDistribution, atomic_write_bytes, atomic_write_text,
+                           file_sha256)
 from lowsim.splits import DEFAULT_FRACTIONS, assign_split
 
 KEY_DIGITS = 8
@@ -333,6 +335,9 @@ def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str,
 # ================================================================================== journal
 
 
+ABSENT_KEYS = "__absent_keys__"  # journal parts: per row, the columns it does not have
+
+
 class Journal:
     """Resume state in OUT/.lowsim-journal: the run signature, finished rows per chunk, a lock."""
 
@@ -391,18 +396,31 @@ class Journal:
             self._lock_fh = None
 
     def record(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Journal one finished chunk of rows (atomically: a part is either whole or absent)."""
+        """Journal one finished chunk (or shard) of rows as a Parquet part, atomically: whole or absent."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         indices = sorted(int(r["index"]) for r in rows)
-        name = f"part-{indices[0]:0{KEY_DIGITS + 1}d}-{len(indices)}-{_digest(indices)}.json"
-        atomic_write_text(self.dir / name, json.dumps(list(rows)) + "\n")
+        name = f"part-{indices[0]:0{KEY_DIGITS + 1}d}-{len(indices)}-{_digest(indices)}.parquet"
+        # columns are the union of the rows' keys; ABSENT_KEYS lists the keys a row lacks (an error row has
+        # fewer), so it reads back with exactly its own keys; pyarrow keeps ints, floats, strings, None exactly
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        table = {k: [r.get(k) for r in rows] for k in columns}
+        table[ABSENT_KEYS] = [[k for k in columns if k not in r] for r in rows]
+        buffer = pa.BufferOutputStream()
+        pq.write_table(pa.table(table), buffer)
+        atomic_write_bytes(self.dir / name, buffer.getvalue().to_pybytes())
 
     def load(self) -> dict[int, dict[str, Any]]:
-        """Every journaled row by index (parts that do not parse are ignored: they were never finished)."""
+        """Every journaled row by index (parts that do not read are ignored: they were never finished)."""
+        import pyarrow.parquet as pq
+
         rows: dict[int, dict[str, Any]] = {}
-        for part in sorted(self.dir.glob("part-*.json")):
+        for part in sorted(self.dir.glob("part-*.parquet")):
             try:
-                for row in json.loads(part.read_text()):
-                    rows.setdefault(int(row["index"]), row)
+                for row in pq.read_table(part).to_pylist():
+                    absent = set(row.pop(ABSENT_KEYS) or ())
+                    rows.setdefault(int(row["index"]), {k: v for k, v in row.items() if k not in absent})
             except (OSError, ValueError, TypeError, KeyError):
                 continue
         return rows

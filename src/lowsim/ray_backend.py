@@ -3,7 +3,7 @@
 A shard is a run of consecutive missing indices. Its task makes each sample with `make_sample` (a pure
 function of the run spec, the distribution and the index, so the result does not depend on where or in which
 shard a sample is made), writes the images into OUT and journals the shard's rows itself, as one part of the
-run's journal (`OUT/.lowsim-journal/part-*.json`, the file the local backend writes per chunk). So a
+run's journal (`OUT/.lowsim-journal/part-*.parquet`, the file the local backend writes per chunk). So a
 finished shard is durable even if the driver dies before it hears of it, resume is the local backend's
 (journaled rows whose files are intact are kept, everything else is made again), and the driver merges the
 parts into the one manifest exactly as the local backend does, with the same error rows and replacement
