@@ -239,6 +239,9 @@ def test_alpha_runs_resume_exactly_and_real_pairs_use_the_configured_alpha(tmp_p
     run_training(tiny_config(tmp_path / "b", resume=True, **options))
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
+    for run in ("a", "b"):  # no --alpha: the mean training alpha becomes the strength the checkpoint keeps
+        meta = json.loads((tmp_path / run / "config.json").read_text())["model_config"]
+        assert meta["alpha"] == pytest.approx((0.3 + 1.2 + 1.9) / 3)
     calls = record_alphas(monkeypatch)
     run_training(tiny_config(tmp_path / "s", pairs=lol_tiny, model="estimate_enhance", iters=1, val_split=False))
     assert calls == [None]  # real pairs carry no alpha: the model's configured one

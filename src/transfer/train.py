@@ -7,8 +7,8 @@ paper's L1 loss (MAE) and Adam at 1e-3 with a decay schedule, validates PSNR on 
 (see transfer.data) and the optimizer, scheduler and RNG states travel with `last`.
 
 Models with an alpha input (estimate_enhance) are pretrained with each patch's manifest `illum_alpha` as the
-restoration strength; on real pairs (finetune, scratch), which have none, they use their configured `alpha`, as do
-validation and inference unless given one.
+restoration strength (and, without --alpha, their mean becomes the configured strength); on real pairs (finetune,
+scratch), which have none, they use their configured `alpha`, as do validation and inference unless given one.
 
 The network output is NOT clipped during training: a clamp has zero gradient outside [0, 1], so pixels the
 network overshoots (dark targets near 0, highlights near 1) would stop learning; SID trains unclipped too.
@@ -485,6 +485,10 @@ def _run(config: TrainConfig, info: DistInfo, device: torch.device) -> dict[str,
                    + ("" if store.fully_cached else " (training set larger than --cache-mb: decoded per patch)")
                    + ("" if data.val else "; no validation pairs, so no `best` checkpoint (use `last`)"))
     alphas = train_alphas(model, data.train)
+    if alphas is not None and "alpha" not in config.model_options:
+        # without --alpha, the strength used later (validation, evaluate, enhance) is the training mean: the
+        # network never saw a strength far from the rows' alphas (after the fingerprint, so resume agrees)
+        model.alpha = model.config["alpha"] = float(np.mean(alphas))
     alpha_info = describe_alphas(model, alphas)
     if alpha_info is not None:
         reporter.print(f"alpha: the model's configured {alpha_info['value']:g} (the pairs carry no {ALPHA_COLUMN})"
