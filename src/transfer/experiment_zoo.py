@@ -87,6 +87,9 @@ def _train_stage(exp: Experiment, stage: str, run_dir: Path, command: str, *args
 def _evaluate(exp: Experiment, name: str, checkpoint: Path, val_csv: Path) -> tuple[float, float]:
     """Score a run's best checkpoint on the validation pairs; per-image rows in docs/results/<name>.csv."""
     out_csv = exp.docs / "results" / f"{_slug(name)}.csv"
+    if out_csv.is_file() and out_csv.stat().st_mtime > (checkpoint / "config.json").stat().st_mtime:
+        print(f"[{name}] scored earlier in {out_csv}; kept", flush=True)
+        return read_means(out_csv)
     exp.run(f"evaluate-{_slug(name)}", "transfer", "evaluate", "--checkpoint", checkpoint, "--pairs", val_csv,
             "--layout", "csv", "--out", out_csv, "--quiet")
     return read_means(out_csv)
@@ -158,12 +161,17 @@ def update_results_page(exp: Experiment, rows: Sequence[ZooRow], n_finetune_pair
 
 
 def run_zoo_only(exp: Experiment, models: Sequence[str]) -> Path:
-    """Split, calibrate and generate (joint) as the full experiment does, then only the zoo rows."""
+    """Split, calibrate and generate (joint) as the full experiment does (unless --out already holds that
+    synthetic set), then only the zoo rows; finished training runs and scores in --out/--docs are kept."""
     exp.out.mkdir(parents=True, exist_ok=True)
     (exp.docs / "results").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     pool_csv, val_csv, _, _ = exp.split_real_pairs()
-    manifest = make_synthetic(exp, "joint", pool_csv, _merged_sources(exp))
+    manifest = exp.out / "manifests" / "joint.parquet"
+    if manifest.is_file():  # a zoo run that was interrupted, or extended with more --models
+        print(f"[zoo] reusing the synthetic set of {manifest}", flush=True)
+    else:
+        manifest = make_synthetic(exp, "joint", pool_csv, _merged_sources(exp))
     rows = run_zoo(exp, models, manifest, pool_csv, val_csv)
     used = len(_read_lines(exp.out / "pairs" / "zoo-10" / "train.csv")) - 1
     page = update_results_page(exp, rows, f"{used} real pairs")
