@@ -38,7 +38,19 @@ def test_zoo_section_names_the_best_and_the_fastest_model(tmp_path: Path) -> Non
     text = "\n".join(lines)
     assert lines[0] == SECTION_START and lines[-1] == SECTION_END
     assert "**b** (17.50 dB)" in text and "**a** (90.0 img/s)" in text
-    assert "| a | 1,000 | 100 | 90.0 | 14.00 |" in text
+    assert "| a | 1,000 | 100 | 90.0 | 14.00 |" in text and "| - |" in text  # no per-image CSVs: no gap
+
+
+def test_paired_gap_is_the_mean_per_image_difference_with_its_standard_error(tmp_path: Path) -> None:
+    from transfer.evaluate import write_rows
+    from transfer.experiment_zoo import paired_gap
+
+    for model, psnrs in (("a", [10.0, 12.0, 14.0]), ("b", [11.0, 12.0, 16.0])):
+        write_rows(tmp_path / "results" / f"zoo-{model}-finetuned-10.csv",
+                   [{"name": f"img{i}", "psnr": p, "ssim": 0.5} for i, p in enumerate(psnrs)])
+    mean, se = paired_gap(tmp_path, "a", "b")  # differences -1, 0, -2
+    assert mean == pytest.approx(-1.0) and se == pytest.approx(1.0 / 3**0.5)
+    assert paired_gap(tmp_path, "a", "missing") is None
 
 
 def test_zoo_section_is_replaced_in_place_and_kept_by_a_rewrite(tmp_path: Path) -> None:

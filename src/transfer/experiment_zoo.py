@@ -126,18 +126,37 @@ def zoo_section(rows: Sequence[ZooRow], exp: Experiment, n_finetune_pairs: str) 
              "other processes on the machine may have; `benchmarks/bench_models.py` measures speed side by "
              "side). Per-image CSVs: `results/zoo-<model>-*.csv`.", "",
              "| model | parameters | fine-tuned parameters | train img/s | zero-shot PSNR | zero-shot SSIM | "
-             "fine-tuned 10% PSNR | fine-tuned 10% SSIM | pretrain (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "fine-tuned 10% PSNR | fine-tuned 10% SSIM | Δ to the best, per image (± s.e.) | pretrain (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    best = max(rows, key=lambda r: r.finetuned_psnr) if rows else None
     for r in rows:
+        gap = paired_gap(exp.docs, r.model, best.model) if best is not None and r is not best else None
         lines.append(f"| {r.model} | {r.parameters:,} | {r.finetuned_parameters:,} | {r.train_images_per_s:.1f} | "
                      f"{r.zero_shot_psnr:.2f} | {r.zero_shot_ssim:.3f} | {r.finetuned_psnr:.2f} | "
-                     f"{r.finetuned_ssim:.3f} | {r.pretrain_seconds:.0f} |")
-    if rows:
-        best = max(rows, key=lambda r: r.finetuned_psnr)
+                     f"{r.finetuned_ssim:.3f} | {'-' if gap is None else f'{gap[0]:+.2f} ± {gap[1]:.2f}'} | "
+                     f"{r.pretrain_seconds:.0f} |")
+    if best is not None:
         fastest = max(rows, key=lambda r: r.train_images_per_s)
         lines += ["", f"Best fine-tuned PSNR: **{best.model}** ({best.finetuned_psnr:.2f} dB); fastest to train: "
-                      f"**{fastest.model}** ({fastest.train_images_per_s:.1f} img/s)."]
+                      f"**{fastest.model}** ({fastest.train_images_per_s:.1f} img/s). The Δ column is the mean "
+                      "per-image PSNR difference to the best model on the same validation images, with its "
+                      "standard error: a gap within about two standard errors is not a clear loss."]
     return lines + ["", SECTION_END]
+
+
+def paired_gap(docs: Path, model: str, best: str) -> tuple[float, float] | None:
+    """Mean and standard error of the per-image fine-tuned PSNR difference model − best (None without CSVs)."""
+    import numpy as np
+    import pandas as pd
+
+    paths = [docs / "results" / f"{_slug(f'zoo-{m}-finetuned-10')}.csv" for m in (model, best)]
+    if not all(p.is_file() for p in paths):
+        return None
+    a, b = (pd.read_csv(p).set_index("name")["psnr"] for p in paths)
+    diff = (a - b).dropna()
+    if len(diff) < 2:
+        return None
+    return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
 def replace_section(page: str, section: Sequence[str]) -> str:
