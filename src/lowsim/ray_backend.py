@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -28,7 +27,7 @@ import numpy as np
 from lowsim import __version__
 from lowsim.errors import LowsimError
 from lowsim.generate import (JOURNAL_DIR, Journal, RunMissing, RunSpec, accept_rows, chunk_size,
-                             limit_worker_threads, make_sample, sample_key)
+                             ignore_file_size_signal, limit_worker_threads, make_sample, sample_key)
 from lowsim.params import ParamDistribution
 
 INSTALL_HINT = "pip install 'lowsim[ray]'"
@@ -83,9 +82,8 @@ def make_shard(spec: RunSpec, dist: ParamDistribution, indices: Sequence[int],
 def _prepare_worker() -> None:
     """One thread per task (Ray runs one task per CPU), and EFBIG rather than death on a full disk."""
     limit_worker_threads()
-    if hasattr(signal, "SIGXFSZ"):
-        with contextlib.suppress(ValueError):  # only possible from the main thread
-            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    with contextlib.suppress(ValueError):  # only possible from the main thread
+        ignore_file_size_signal()
 
 
 def versions() -> dict[str, str]:

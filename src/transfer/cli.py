@@ -31,9 +31,10 @@ Depth = Annotated[Optional[int], typer.Option("--depth", help="plain_cnn, dense_
 Activation = Annotated[Optional[str], typer.Option("--activation", help="plain_cnn, dense_cnn: lrelu "
                                                                      "(LeakyReLU 0.2, default) or relu.")]
 TrainAlpha = Annotated[Optional[float], typer.Option(
-    "--alpha", help="estimate_enhance: the restoration strength stored in the model (default 1.0), used when "
-                    "training on real pairs, in validation and by enhance/evaluate without --alpha; "
-                    "pretraining takes each manifest row's illum_alpha instead.")]
+    "--alpha", help="estimate_enhance: the restoration strength stored in the model, used when training on "
+                    "real pairs, in validation and by enhance/evaluate without --alpha (default 1.0; "
+                    "pretraining takes each manifest row's illum_alpha and, without this flag, stores their "
+                    "mean).")]
 BackboneWeights = Annotated[Optional[Path], typer.Option(
     "--backbone-weights", help="vgg16_residual: initialise the encoder from a local torchvision-format VGG-16 "
                                "or VGG-16-bn state dict (.pth or .safetensors, features.* keys) of the model's "

@@ -17,6 +17,7 @@ from transfer.data import (PairItem, bright_to_float, dark_to_float, decode_item
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
 from transfer.metrics import psnr, ssim
+from transfer.models import takes_alpha
 
 SPLITS = ("all", "pool", "val")
 
@@ -94,7 +95,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
 
 def _effective_alpha(model: torch.nn.Module | None, alpha: float | None) -> float | None:
     """The restoration strength the model ran with (None for models without an alpha input)."""
-    if model is None or not getattr(model, "takes_alpha", False):
+    if model is None or not takes_alpha(model):
         return None
     return float(alpha) if alpha is not None else float(model.alpha)
 

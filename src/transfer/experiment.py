@@ -248,9 +248,9 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
 
     pipelines = ["joint", "paper"] if paper_ablation else ["joint"]
     for method in pipelines:
-        make_synthetic(exp, method, pool_csv, source)
+        manifest = make_synthetic(exp, method, pool_csv, source)
         iters = b.pretrain_iters if method == "joint" else b.paper_pretrain_iters
-        exp.run(f"pretrain-{method}", "transfer", "pretrain", "--manifest", out / "manifests" / f"{method}.parquet",
+        exp.run(f"pretrain-{method}", "transfer", "pretrain", "--manifest", manifest,
                 "--run-dir", out / "runs" / f"pretrain-{method}", "--iters", iters, *train_args)
     exp.run("preview", "lowsim", "preview", "--src", _first_image(source), "--params", out / "params" / "joint.json",
             "--seed", exp.seed, "--out", docs / "fig3_degradation.png")
@@ -302,11 +302,11 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
         finetune("paper pipeline: fine-tuned 10%, last 2 blocks", 0.1, "--trainable-blocks", "2",
                  checkpoint=paper_pre)
 
-    zoo_rows = []
+    zoo_rows, zoo_pairs = [], 0
     if zoo and b.zoo_models:
         from transfer.experiment_zoo import run_zoo
 
-        zoo_rows = run_zoo(exp, b.zoo_models, out / "manifests" / "joint.parquet", pool_csv, val_csv)
+        zoo_rows, zoo_pairs = run_zoo(exp, b.zoo_models, out / "manifests" / "joint.parquet", pool_csv, val_csv)
     _copy_curves(exp)
     _comparison_grid(exp, val_csv)
     total = time.perf_counter() - wall
@@ -314,8 +314,7 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
     if zoo_rows:
         from transfer.experiment_zoo import update_results_page
 
-        used = len(find_pairs(out / "pairs" / "zoo-10" / "train.csv", layout="csv"))
-        update_results_page(exp, zoo_rows, f"{used} real pairs")
+        update_results_page(exp, zoo_rows, f"{zoo_pairs} real pairs")
     return page
 
 
@@ -408,11 +407,12 @@ def kept_sections(page: Path) -> list[str]:
     """What a rewrite of results.md keeps: the zoo section (until a zoo run replaces it) and the notes."""
     if not page.is_file():
         return []
-    from transfer.experiment_zoo import SECTION_END, SECTION_START
+    from transfer.experiment_zoo import find_section
 
     text, kept = page.read_text(), []
-    if SECTION_START in text and SECTION_END in text:
-        kept.append(SECTION_START + text.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0] + SECTION_END + "\n")
+    section = find_section(text)
+    if section is not None:
+        kept.append(section + "\n")
     if NOTES_MARKER in text:
         kept.append(NOTES_MARKER + text.split(NOTES_MARKER, 1)[1])
     return kept

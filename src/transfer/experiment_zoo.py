@@ -44,8 +44,10 @@ def _metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "config.json").read_text())["metrics"]
 
 
-def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Path, val_csv: Path) -> list[ZooRow]:
-    """Pretrain, zero-shot evaluate, fine-tune 10% (last 2 blocks) and evaluate each model at one budget."""
+def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Path,
+            val_csv: Path) -> tuple[list[ZooRow], int]:
+    """Pretrain, zero-shot evaluate, fine-tune 10% (last 2 blocks) and evaluate each model at one budget;
+    returns the rows and the number of real pairs fine-tuned on."""
     b, out = exp.budget, exp.out
     common = ["--width", b.width, "--patch", b.patch, "--batch", b.batch, "--seed", exp.seed, "--quiet"]
     train_csv, holdout_csv, used = subset_csvs(pool_csv, 0.1, exp.seed, out / "pairs" / "zoo-10")
@@ -68,7 +70,7 @@ def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Pa
         rows.append(row)
         print(f"  -> {model}: zero-shot {zero[0]:.2f} dB, fine-tuned 10% ({used} pairs) {tuned[0]:.2f} dB, "
               f"{row.train_images_per_s:.1f} img/s", flush=True)
-    return rows
+    return rows, used
 
 
 def _train_stage(exp: Experiment, stage: str, run_dir: Path, command: str, *args: str | Path | int | float) -> float:
@@ -159,12 +161,18 @@ def paired_gap(docs: Path, model: str, best: str) -> tuple[float, float] | None:
     return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
+def find_section(page: str) -> str | None:
+    """The zoo section of a results page, markers included (None when it has none)."""
+    if SECTION_START not in page or SECTION_END not in page:
+        return None
+    return SECTION_START + page.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0] + SECTION_END
+
+
 def replace_section(page: str, section: Sequence[str]) -> str:
     """`page` with its zoo section replaced by `section` (appended when it has none)."""
-    text = "\n".join(section)
-    if SECTION_START in page and SECTION_END in page:
-        head, rest = page.split(SECTION_START, 1)
-        return head + text + rest.split(SECTION_END, 1)[1]
+    text, old = "\n".join(section), find_section(page)
+    if old is not None:
+        return page.replace(old, text, 1)
     return page.rstrip("\n") + "\n\n" + text + "\n"
 
 
@@ -191,12 +199,8 @@ def run_zoo_only(exp: Experiment, models: Sequence[str]) -> Path:
         print(f"[zoo] reusing the synthetic set of {manifest}", flush=True)
     else:
         manifest = make_synthetic(exp, "joint", pool_csv, _merged_sources(exp))
-    rows = run_zoo(exp, models, manifest, pool_csv, val_csv)
-    used = len(_read_lines(exp.out / "pairs" / "zoo-10" / "train.csv")) - 1
+    rows, used = run_zoo(exp, models, manifest, pool_csv, val_csv)
     page = update_results_page(exp, rows, f"{used} real pairs")
     print(f"[zoo] {len(rows)} model(s) in {(time.perf_counter() - start) / 60:.1f} min; section in {page}")
     return page
 
-
-def _read_lines(path: Path) -> list[str]:
-    return path.read_text().splitlines()

@@ -10,8 +10,9 @@ the SID model). Defaults are narrow so they train on a CPU; the papers' widths a
   sum I' + alpha * I^D goes through Enhance-Net, which adds a correction (both residual networks of 7x3 / 3x7
   convolutions with batch norm before and after each). alpha is an input of `forward` (``takes_alpha``): in
   pretraining each patch carries its manifest row's ``illum_alpha``; real pairs have none, so training on them,
-  validation and inference use ``alpha`` from the model config (default 1.0, the paper's Fig. 5 setting)
-  unless `transfer enhance/evaluate --alpha` sets the restoration strength.
+  validation and inference use ``alpha`` from the model config (default 1.0, the paper's Fig. 5 setting; a
+  manifest pretraining without --alpha stores the rows' mean) unless `transfer enhance/evaluate --alpha` sets
+  the restoration strength.
 - ``vgg16_residual`` (seed 000 §IV): VGG-16's 13 convolutions with batch norm as the encoder (5 groups, 4
   max-poolings), a decoder that goes up with bilinear upsampling, 1x1 and 3x3 convolutions and additions of
   batch-normalised encoder features, two final convolutions and a sigmoid. ``width`` is the first group's
@@ -21,7 +22,6 @@ the SID model). Defaults are narrow so they train on a CPU; the papers' widths a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
