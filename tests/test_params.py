@@ -13,6 +13,7 @@ from lowsim.params import (
     PARAM_NAMES,
     PARAM_SPECS,
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     SPECS_BY_NAME,
     DegradationParams,
     ParamDistribution,
@@ -141,7 +142,7 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
     files["malformed"] = tmp_path / "malformed.json"
     files["malformed"].write_text('{"schema_version": 1, "names": [')
     files["version"] = tmp_path / "version.json"
-    files["version"].write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION + 1}))
+    files["version"].write_text(json.dumps({**data, "schema_version": max(SCHEMA_VERSIONS.values()) + 1}))
     nan_mean = list(data["mean"])
     nan_mean[2] = math.nan
     files["nan"] = tmp_path / "nan.json"

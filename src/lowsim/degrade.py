@@ -1,4 +1,4 @@
-"""The low-light degradation model, one small pure function per physical step.
+"""Model v1: the founding paper's sRGB degradation chain, built from `lowsim.degradation.stages`.
 
     dark = Q( GC( PN( CD( BL( ILLUM(clean) ) ) ) ) )
 
@@ -41,7 +41,9 @@ from typing import Iterator
 import numpy as np
 from scipy import special
 
-from lowsim.params import DegradationParams
+from lowsim.degradation.stages import (add_read_noise, add_shot_noise, apply_channel_gains, apply_gamma,
+                                      apply_illumination, quantize, subtract_black_level, to_float)
+from lowsim.params import V1_MODEL, DegradationParams
 from lowsim.sampling import (
     InverseCdfTable,
     build_inverse_cdf_table,
@@ -52,7 +54,7 @@ from lowsim.sampling import (
     uniform_u32,
 )
 
-MODEL_NAME = "lowsim.degrade/v1"
+MODEL_NAME = V1_MODEL
 REFERENCE_SAMPLER = "numpy-reference/v1"
 TABLE_SAMPLER = "exact-table/v1"
 SAMPLERS = (REFERENCE_SAMPLER, TABLE_SAMPLER)
@@ -74,48 +76,18 @@ EDGEWORTH_MIN_SMOOTHING = 3.0
 EDGEWORTH_TOLERANCE = 1e-7
 
 
-def apply_illumination(img: np.ndarray, alpha: float, gamma: float) -> np.ndarray:
-    """Seed 002's illumination map: I·max(α·I^g + 1 − α, 0)."""
-    if alpha == 0.0:
-        return img
-    light = alpha * np.power(img, gamma, dtype=img.dtype) + (1.0 - alpha)
-    return img * np.maximum(light, 0.0)
 
 
-def subtract_black_level(img: np.ndarray, black_level: float) -> np.ndarray:
-    """BL: max(B − bl, 0)."""
-    return np.maximum(img - black_level, 0.0)
 
 
-def apply_channel_gains(img: np.ndarray, gains: np.ndarray) -> np.ndarray:
-    """CD: multiply each colour channel by its gain."""
-    return img * np.asarray(gains, dtype=img.dtype)
 
 
-def add_shot_noise(img: np.ndarray, photon_scale: float, rng: np.random.Generator) -> np.ndarray:
-    """Shot noise: Poisson(x·scale)/scale, so the variance is x/scale."""
-    return (poisson(img * photon_scale, rng) / photon_scale).astype(img.dtype, copy=False)
 
 
-def add_read_noise(img: np.ndarray, read_sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Read noise: additive zero-mean Gaussian of standard deviation read_sigma."""
-    if read_sigma == 0.0:
-        return img
-    return img + read_sigma * rng.standard_normal(img.shape, dtype=np.float32).astype(img.dtype, copy=False)
 
 
-def apply_gamma(img: np.ndarray, gamma: float) -> np.ndarray:
-    """GC: clip to [0, 1], then x^(1/γ)."""
-    return np.power(np.clip(img, 0.0, 1.0), 1.0 / gamma, dtype=img.dtype)
 
 
-def quantize(img: np.ndarray, bit_depth: int = 8) -> np.ndarray:
-    """Round [0, 1] floats to unsigned integers of the given bit depth (8 or 16)."""
-    if bit_depth not in (8, 16):
-        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
-    top = (1 << bit_depth) - 1
-    dtype = np.uint8 if bit_depth == 8 else np.uint16
-    return np.rint(np.clip(img, 0.0, 1.0) * top).astype(dtype)
 
 
 def expected_dark(clean: np.ndarray, p: DegradationParams) -> np.ndarray:
@@ -155,13 +127,6 @@ def degrade_stages(clean: np.ndarray, p: DegradationParams, rng: np.random.Gener
     yield "+ gamma", apply_gamma(x, p.gamma)
 
 
-def to_float(img: np.ndarray) -> np.ndarray:
-    """uint8/uint16 → float32 in [0, 1]; float input is passed through as float32."""
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / np.float32(255)
-    if img.dtype == np.uint16:
-        return img.astype(np.float32) / np.float32(65535)
-    return img.astype(np.float32, copy=False)
 
 
 # ------------------------------------------------------------------------------------------------

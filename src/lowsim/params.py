@@ -1,9 +1,14 @@
 """The one parameter schema shared by `calibrate` and `generate`.
 
-`DegradationParams` is one sample of the degradation model (see `lowsim.degrade`); `ParamDistribution`
-is the multivariate normal over those parameters, fitted in an unconstrained space (log for positive,
-scaled logit for bounded quantities) so that every sample is valid. Both are versioned by
-`SCHEMA_VERSION`; a params file of another version is refused rather than guessed at.
+Two degradation models share this module: `lowsim.degrade/v1` (the founding paper's sRGB chain,
+`DegradationParams`, `PARAM_SPECS`) and `lowsim.degrade/v2` (the ISP-structured chain of
+`lowsim.degradation.v2`, `IspParams`, `V2_PARAM_SPECS`). Each model's parameters are declared once here, as
+`ParamSpec`s: adding a parameter means one spec (and one stage function that uses it).
+
+`ParamDistribution` is the distribution over one model's parameters: a multivariate normal in an
+unconstrained space (log for positive, scaled logit for bounded quantities) so that every sample is valid,
+or (`sampler="empirical"`) the accepted per-pair fits resampled with a small Gaussian jitter. Files are
+versioned (`SCHEMA_VERSIONS`: 1 is v1, 2 is v2); a file of an unknown version is refused, not guessed at.
 """
 from __future__ import annotations
 
@@ -21,7 +26,12 @@ import numpy as np
 from lowsim import __version__
 from lowsim.errors import LowsimError
 
-SCHEMA_VERSION = 1
+V1_MODEL = "lowsim.degrade/v1"
+V2_MODEL = "lowsim.degrade/v2"
+SCHEMA_VERSION = 1  # of v1 params files (kept: v1 files stay readable and regenerate exactly)
+SCHEMA_VERSIONS = {V1_MODEL: 1, V2_MODEL: 2}
+MODEL_OF_VERSION = {v: m for m, v in SCHEMA_VERSIONS.items()}
+SAMPLERS = ("normal", "empirical")
 Transform = Literal["log", "logit"]
 
 
@@ -51,7 +61,52 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("gamma", "log", 0.0, math.inf, "GC: x^(1/gamma); gamma < 1 darkens the shadows"),
 )
 PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in PARAM_SPECS)
+
+# v2: the ISP-structured model (lowsim.degradation.v2). Identifiable, roughly normal coordinates: log
+# exposure and log system gain instead of per-channel gains and a photon scale that runs to its bound.
+V2_PARAM_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("illum_alpha", "logit", 0.0, 2.0,
+              "seed 002 illumination L = a*I^g + 1 - a on linear light; 0 = no change"),
+    ParamSpec("illum_gamma", "log", 0.0, math.inf, "exponent g of the illumination map"),
+    ParamSpec("exposure", "log", 0.0, math.inf, "linear exposure drop (green channel), e.g. 0.05 = 1/20"),
+    ParamSpec("cast_r", "log", 0.0, math.inf, "red gain relative to green after white balance (colour cast)"),
+    ParamSpec("cast_b", "log", 0.0, math.inf, "blue gain relative to green after white balance"),
+    ParamSpec("shot_gain", "log", 0.0, math.inf,
+              "system gain K: full-scale units per photo-electron; shot variance = K * signal"),
+    ParamSpec("read_sigma", "log", 0.0, math.inf, "Gaussian read noise sd on the raw mosaic (full scale = 1)"),
+    ParamSpec("row_sigma", "log", 0.0, math.inf, "row (banding) noise sd on the raw mosaic, one draw per row"),
+    ParamSpec("black_level", "logit", 0.0, 1.0,
+              "black level over-subtracted by the ISP after demosaicing (linear): crushes the darkest noise"),
+    ParamSpec("chroma_nr", "logit", 0.0, 1.0,
+              "strength of the camera's chroma noise reduction (0 off, 1 chroma fully blurred)"),
+    ParamSpec("tone_gamma", "log", 0.0, math.inf, "output tone curve x^(1/tone_gamma) on linear values"),
+)
+V2_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in V2_PARAM_SPECS)
+MODEL_SPECS: dict[str, tuple[ParamSpec, ...]] = {V1_MODEL: PARAM_SPECS, V2_MODEL: V2_PARAM_SPECS}
 SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in PARAM_SPECS}
+V2_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in V2_PARAM_SPECS}
+# Every parameter column a manifest may carry (v1's, then v2's new ones), in a stable order.
+ALL_PARAM_NAMES: tuple[str, ...] = (*PARAM_NAMES, *[n for n in V2_PARAM_NAMES if n not in PARAM_NAMES])
+ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr"}  # may be exactly 0 (off)
+
+
+def specs_of(model: str) -> dict[str, ParamSpec]:
+    """The parameter specs of a model by name; LowsimError for an unknown model."""
+    if model not in MODEL_SPECS:
+        raise LowsimError(f"unknown degradation model {model!r}; expected one of {sorted(MODEL_SPECS)}")
+    return {s.name: s for s in MODEL_SPECS[model]}
+
+
+def check_value(spec: ParamSpec, value: Any) -> float:
+    """The value as a float if it is finite and inside the spec's range, else LowsimError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(value):
+        raise LowsimError(f"parameter {spec.name} must be a finite number, got {value!r}")
+    zero_ok = spec.name in ZERO_ALLOWED
+    if not ((value >= spec.low if zero_ok else value > spec.low) and value < spec.high):
+        raise LowsimError(f"parameter {spec.name} must lie in {'[' if zero_ok else '('}"
+                          f"{spec.low}, {spec.high}), got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -68,20 +123,11 @@ class DegradationParams:
     read_sigma: float = 0.0
     gamma: float = 1.0
 
+    model = V1_MODEL
+
     def __post_init__(self) -> None:
         for spec in PARAM_SPECS:
-            value = getattr(self, spec.name)
-            if not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value):
-                raise LowsimError(f"parameter {spec.name} must be a finite number, got {value!r}")
-            # log-transformed quantities must be > 0 except read noise, which may be exactly 0 (off)
-            low_ok = value >= spec.low if spec.name in ("read_sigma", "illum_alpha", "black_level") \
-                else value > spec.low
-            if not (low_ok and value < spec.high):
-                raise LowsimError(
-                    f"parameter {spec.name} must lie in "
-                    f"{'[' if spec.name in ('read_sigma', 'illum_alpha', 'black_level') else '('}"
-                    f"{spec.low}, {spec.high}), got {value!r}")
-            object.__setattr__(self, spec.name, float(value))
+            object.__setattr__(self, spec.name, check_value(spec, getattr(self, spec.name)))
 
     @property
     def gains(self) -> np.ndarray:
@@ -103,9 +149,58 @@ class DegradationParams:
         return np.array([getattr(self, n) for n in names], dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class IspParams:
+    """One draw of the ISP-structured model v2 (`lowsim.degradation.v2`), in natural units."""
+
+    illum_alpha: float = 0.0
+    illum_gamma: float = 1.0
+    exposure: float = 0.1
+    cast_r: float = 1.0
+    cast_b: float = 1.0
+    shot_gain: float = 1e-3
+    read_sigma: float = 1e-3
+    row_sigma: float = 0.0
+    black_level: float = 0.0
+    chroma_nr: float = 0.0
+    tone_gamma: float = 2.2
+
+    model = V2_MODEL
+
+    def __post_init__(self) -> None:
+        for spec in V2_PARAM_SPECS:
+            object.__setattr__(self, spec.name, check_value(spec, getattr(self, spec.name)))
+
+    @property
+    def cast(self) -> np.ndarray:
+        """Per-channel gains after white balance, green = 1: [cast_r, 1, cast_b]."""
+        return np.array([self.cast_r, 1.0, self.cast_b], dtype=np.float64)
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "IspParams":
+        """Build from any mapping (a manifest row, a JSON object); extra keys are ignored."""
+        missing = [n for n in V2_PARAM_NAMES if n not in values]
+        if missing:
+            raise LowsimError(f"missing {V2_MODEL} parameters: {', '.join(missing)}")
+        return cls(**{n: float(values[n]) for n in V2_PARAM_NAMES})
+
+
+PARAMS_CLASSES: dict[str, type] = {V1_MODEL: DegradationParams, V2_MODEL: IspParams}
+ALL_SPECS: dict[str, ParamSpec] = {**SPECS_BY_NAME, **V2_SPECS_BY_NAME}  # shared names have equal specs
+
+
+def params_from_mapping(model: str, values: Mapping[str, Any]) -> "DegradationParams | IspParams":
+    """The model's parameter object from a mapping (a manifest row, a JSON object)."""
+    specs_of(model)
+    return PARAMS_CLASSES[model].from_mapping(values)
+
+
 def to_unconstrained(name: str, value: np.ndarray | float) -> np.ndarray:
     """Map a parameter from its valid range to the whole real line (log or scaled logit)."""
-    spec = SPECS_BY_NAME[name]
+    spec = ALL_SPECS[name]
     v = np.asarray(value, dtype=np.float64)
     if spec.transform == "log":
         return np.log(v)
@@ -115,7 +210,7 @@ def to_unconstrained(name: str, value: np.ndarray | float) -> np.ndarray:
 
 def from_unconstrained(name: str, value: np.ndarray | float) -> np.ndarray:
     """Inverse of `to_unconstrained`: every real number maps to a valid parameter value."""
-    spec = SPECS_BY_NAME[name]
+    spec = ALL_SPECS[name]
     z = np.asarray(value, dtype=np.float64)
     if spec.transform == "log":
         return np.exp(z)
@@ -124,7 +219,11 @@ def from_unconstrained(name: str, value: np.ndarray | float) -> np.ndarray:
 
 @dataclass
 class ParamDistribution:
-    """A multivariate normal over some parameters (in unconstrained space); the rest are fixed."""
+    """A distribution over one model's parameters (unconstrained space); the rest are fixed.
+
+    `sampler="normal"`: the multivariate normal (mean, cov). `sampler="empirical"`: one of `points` (the
+    accepted per-pair fits, unconstrained) chosen uniformly, plus N(0, jitter² · cov).
+    """
 
     names: list[str]
     mean: np.ndarray  # unconstrained, shape (k,)
@@ -138,24 +237,41 @@ class ParamDistribution:
     info: dict[str, Any] = field(default_factory=dict)  # free-form provenance (e.g. calibration summary)
     lowsim_version: str = __version__
     schema_version: int = SCHEMA_VERSION
+    model: str = V1_MODEL
+    sampler: str = "normal"
+    points: np.ndarray | None = None  # (n, k) unconstrained per-pair fits, for the empirical sampler
+    jitter: float = 0.25  # empirical sampler: sd of the jitter, as a fraction of the normal's sd
 
     def __post_init__(self) -> None:
         self.mean = np.asarray(self.mean, dtype=np.float64)
         self.cov = np.asarray(self.cov, dtype=np.float64)
+        if self.points is not None:
+            self.points = np.asarray(self.points, dtype=np.float64).reshape(-1, len(self.names))
         self.validate()
 
     # -- validation -------------------------------------------------------------------------
     def validate(self, path: str | Path | None = None) -> None:
         """Raise LowsimError unless names, shapes, values and positive definiteness are all right."""
-        unknown = [n for n in [*self.names, *self.fixed] if n not in SPECS_BY_NAME]
+        specs = specs_of(self.model)
+        if SCHEMA_VERSIONS[self.model] != self.schema_version:
+            raise LowsimError(f"model {self.model} goes with schema version {SCHEMA_VERSIONS[self.model]}, "
+                              f"not {self.schema_version}", path)
+        unknown = [n for n in [*self.names, *self.fixed] if n not in specs]
         if unknown:
-            raise LowsimError(f"unknown parameter names {unknown}; expected some of {list(PARAM_NAMES)}", path)
+            raise LowsimError(f"unknown parameter names {unknown} for {self.model}; "
+                              f"expected some of {list(specs)}", path)
         both = set(self.names) & set(self.fixed)
         if both:
             raise LowsimError(f"parameters {sorted(both)} are both sampled and fixed", path)
-        absent = [n for n in PARAM_NAMES if n not in self.names and n not in self.fixed]
+        absent = [n for n in specs if n not in self.names and n not in self.fixed]
         if absent:
             raise LowsimError(f"parameters {absent} are neither sampled nor fixed", path)
+        self._validate_arrays(path)
+        for name, value in self.fixed.items():
+            check_value(specs[name], value)
+
+    def _validate_arrays(self, path: str | Path | None) -> None:
+        """Shapes, finiteness, symmetry and positive definiteness of mean/cov; the sampler and its points."""
         k = len(self.names)
         if self.mean.shape != (k,):
             raise LowsimError(f"mean must have shape ({k},), got {self.mean.shape}", path)
@@ -170,18 +286,34 @@ class ParamDistribution:
                 np.linalg.cholesky(self.cov)
             except np.linalg.LinAlgError:
                 raise LowsimError("covariance is not positive definite", path) from None
-        for name, value in self.fixed.items():
-            DegradationParams.from_mapping({**DegradationParams().to_dict(), name: value})
+        if self.sampler not in SAMPLERS:
+            raise LowsimError(f"unknown sampler {self.sampler!r}; expected one of {list(SAMPLERS)}", path)
+        if self.sampler == "empirical" and (self.points is None or len(self.points) == 0):
+            raise LowsimError("the empirical sampler needs the per-pair fits ('points'); "
+                              "this file has none (re-calibrate, or use --sampler normal)", path)
+        if self.points is not None and not np.all(np.isfinite(self.points)):
+            raise LowsimError("per-pair points must be finite", path)
+
+    def with_sampler(self, sampler: str | None) -> "ParamDistribution":
+        """The same distribution drawn with another sampler (None keeps the file's)."""
+        if sampler is None or sampler == self.sampler:
+            return self
+        return dataclasses.replace(self, sampler=sampler)
 
     # -- sampling ---------------------------------------------------------------------------
-    def sample(self, rng: np.random.Generator) -> DegradationParams:
-        """Draw one valid parameter set; uses exactly `len(names)` standard normals from `rng`."""
-        z = rng.standard_normal(len(self.names))
-        values = self.mean + np.linalg.cholesky(self.cov) @ z if self.names else z
+    def sample(self, rng: np.random.Generator) -> "DegradationParams | IspParams":
+        """Draw one valid parameter set from `rng` (normal: exactly `len(names)` standard normals)."""
+        if self.sampler == "empirical":
+            centre = self.points[int(rng.integers(len(self.points)))] if self.names else self.mean
+            z = rng.standard_normal(len(self.names))
+            values = centre + self.jitter * (np.linalg.cholesky(self.cov) @ z) if self.names else z
+        else:
+            z = rng.standard_normal(len(self.names))
+            values = self.mean + np.linalg.cholesky(self.cov) @ z if self.names else z
         out = dict(self.fixed)
         for name, v in zip(self.names, values):
             out[name] = float(from_unconstrained(name, v))
-        return DegradationParams.from_mapping(out)
+        return params_from_mapping(self.model, out)
 
     def natural_mean(self) -> dict[str, float]:
         """The mean in natural units (the back-transformed unconstrained mean; a median for log)."""
@@ -192,15 +324,16 @@ class ParamDistribution:
     # -- fitting ----------------------------------------------------------------------------
     @classmethod
     def fit(cls, samples: Mapping[str, Sequence[float]], *, fixed: Mapping[str, float] | None = None,
-            **meta: Any) -> "ParamDistribution":
+            model: str = V1_MODEL, **meta: Any) -> "ParamDistribution":
         """Fit the normal to per-pair values (natural units), shrinking the covariance when pairs are few.
 
         Shrinkage is Ledoit–Wolf-type towards the diagonal of the sample covariance (the correlations are
         shrunk, the variances kept; intensity estimated on standardized values), so the result is
-        positive definite even with fewer pairs than parameters. A small floor on each variance keeps a parameter that never varied sampleable.
+        positive definite even with fewer pairs than parameters. A small floor on each variance keeps a
+        parameter that never varied sampleable. The per-pair points are kept for the empirical sampler.
         """
         fixed = dict(fixed or {})
-        names = [n for n in PARAM_NAMES if n in samples and n not in fixed]
+        names = [n for n in specs_of(model) if n in samples and n not in fixed]
         x = np.column_stack([to_unconstrained(n, np.asarray(samples[n], float)) for n in names])
         if not np.all(np.isfinite(x)):
             bad = [n for j, n in enumerate(names) if not np.all(np.isfinite(x[:, j]))]
@@ -217,20 +350,23 @@ class ParamDistribution:
         cov = cov * n / max(n - 1, 1)  # unbiased scale
         cov += np.eye(len(names)) * 1e-6  # variance floor: a constant parameter stays sampleable
         cov = 0.5 * (cov + cov.T)
-        return cls(names=names, mean=mean, cov=cov, fixed=fixed, n_pairs=n, shrinkage=float(shrink), **meta)
+        points = x if model != V1_MODEL else None  # v1 files keep their original layout
+        return cls(names=names, mean=mean, cov=cov, fixed=fixed, n_pairs=n, shrinkage=float(shrink),
+                   model=model, schema_version=SCHEMA_VERSIONS[model], points=points, **meta)
 
     # -- files ------------------------------------------------------------------------------
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        specs = specs_of(self.model)
+        out = {
             "schema_version": self.schema_version,
             "lowsim_version": self.lowsim_version,
-            "model": "lowsim.degrade",
+            "model": "lowsim.degrade" if self.model == V1_MODEL else self.model,
             "method": self.method,
             "source": self.source,
             "n_pairs": self.n_pairs,
             "names": list(self.names),
-            "transforms": {n: SPECS_BY_NAME[n].transform for n in self.names},
-            "bounds": {n: [SPECS_BY_NAME[n].low, _json_float(SPECS_BY_NAME[n].high)] for n in self.names},
+            "transforms": {n: specs[n].transform for n in self.names},
+            "bounds": {n: [specs[n].low, _json_float(specs[n].high)] for n in self.names},
             "mean": self.mean.tolist(),
             "cov": self.cov.tolist(),
             "shrinkage": self.shrinkage,
@@ -239,6 +375,10 @@ class ParamDistribution:
             "excluded": self.excluded,
             **({"info": self.info} if self.info else {}),
         }
+        if self.model != V1_MODEL:
+            out.update(sampler=self.sampler, jitter=self.jitter,
+                       points=None if self.points is None else self.points.tolist())
+        return out
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON atomically (temp file + rename)."""
@@ -250,40 +390,56 @@ class ParamDistribution:
     def load(cls, path: str | Path) -> "ParamDistribution":
         """Read and validate a params file; every problem is a LowsimError naming the file."""
         path = Path(path)
-        if not path.is_file():
-            raise LowsimError("params file not found", path)
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise LowsimError(f"params file is not valid JSON ({err})", path) from None
-        if not isinstance(data, dict):
-            raise LowsimError("params file must hold a JSON object", path)
+        data = _read_json_object(path)
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise LowsimError(
-                f"params schema version {version!r} is not supported; expected {SCHEMA_VERSION}", path)
+        if version not in MODEL_OF_VERSION:
+            raise LowsimError(f"params schema version {version!r} is not supported; expected one of "
+                              f"{sorted(MODEL_OF_VERSION)} ({', '.join(SCHEMA_VERSIONS)})", path)
+        model = MODEL_OF_VERSION[version]
         for key in ("names", "mean", "cov"):
             if key not in data:
                 raise LowsimError(f"params file lacks the key {key!r}", path)
-        transforms = data.get("transforms", {})
-        for name in data["names"]:
-            if name in SPECS_BY_NAME and transforms.get(name, SPECS_BY_NAME[name].transform) != SPECS_BY_NAME[name].transform:
-                raise LowsimError(f"parameter {name} has transform {transforms[name]!r}, "
-                                  f"expected {SPECS_BY_NAME[name].transform!r}", path)
+        _check_transforms(data, specs_of(model), path)
         try:
             mean = np.asarray(data["mean"], dtype=np.float64)
             cov = np.asarray(data["cov"], dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise LowsimError(f"mean/cov are not numeric arrays ({err})", path) from None
-        try:
+            points = None if data.get("points") is None else np.asarray(data["points"], dtype=np.float64)
             return cls(names=list(data["names"]), mean=mean, cov=cov, fixed=dict(data.get("fixed", {})),
                        n_pairs=int(data.get("n_pairs", 0)), excluded=list(data.get("excluded", [])),
                        method=str(data.get("method", "")), source=str(data.get("source", "")),
                        shrinkage=float(data.get("shrinkage", 0.0)),
                        info=dict(data.get("info", {})) if isinstance(data.get("info", {}), dict) else {},
-                       lowsim_version=str(data.get("lowsim_version", "")), schema_version=version)
+                       lowsim_version=str(data.get("lowsim_version", "")), schema_version=version,
+                       model=model, sampler=str(data.get("sampler", "normal")), points=points,
+                       jitter=float(data.get("jitter", 0.25)))
+        except (TypeError, ValueError) as err:
+            raise LowsimError(f"a field has the wrong type ({err})", path) from None
         except LowsimError as err:
             raise LowsimError(str(err), path) from None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in a params file, or LowsimError naming the file and the problem."""
+    if not path.is_file():
+        raise LowsimError("params file not found", path)
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise LowsimError(f"params file is not valid JSON ({err})", path) from None
+    if not isinstance(data, dict):
+        raise LowsimError("params file must hold a JSON object", path)
+    return data
+
+
+def _check_transforms(data: Mapping[str, Any], specs: Mapping[str, ParamSpec], path: Path) -> None:
+    """A file's recorded transforms must be the ones the schema declares."""
+    transforms = data.get("transforms", {})
+    if not isinstance(transforms, dict) or not isinstance(data["names"], list):
+        raise LowsimError("'names' must be a list and 'transforms' an object", path)
+    for name in data["names"]:
+        if name in specs and transforms.get(name, specs[name].transform) != specs[name].transform:
+            raise LowsimError(f"parameter {name} has transform {transforms[name]!r}, "
+                              f"expected {specs[name].transform!r}", path)
 
 
 def _ledoit_wolf_intensity(xc: np.ndarray, sample_cov: np.ndarray) -> float:

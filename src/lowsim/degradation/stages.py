@@ -1,0 +1,145 @@
+"""The physical steps of every degradation model, one small pure function each.
+
+Each stage takes a float32 image (or a raw mosaic) and its own parameters and returns a new array; the
+stages that draw noise take the `numpy.random.Generator` to draw from and draw a fixed number of values
+in a fixed order, so a model built from them is reproducible from one seed. `lowsim.degrade` (v1) and
+`lowsim.degradation.v2` are chains of these functions; `calibrate`, `preview` and the benchmarks call the
+same chains.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from lowsim.sampling import poisson
+
+# ------------------------------------------------------------------------------------- tone and colour
+
+
+def srgb_to_linear(img: np.ndarray) -> np.ndarray:
+    """Inverse sRGB transfer curve: stored sRGB values in [0, 1] to linear light."""
+    img = np.clip(img, 0.0, 1.0)
+    low = img / np.float32(12.92)
+    high = np.power((img + np.float32(0.055)) / np.float32(1.055), np.float32(2.4), dtype=img.dtype)
+    return np.where(img <= 0.04045, low, high).astype(img.dtype, copy=False)
+
+
+def apply_illumination(img: np.ndarray, alpha: float, gamma: float) -> np.ndarray:
+    """Seed 002's illumination map: I·max(α·I^g + 1 − α, 0)."""
+    if alpha == 0.0:
+        return img
+    light = alpha * np.power(img, gamma, dtype=img.dtype) + (1.0 - alpha)
+    return img * np.maximum(light, 0.0)
+
+
+def subtract_black_level(img: np.ndarray, black_level: float) -> np.ndarray:
+    """BL: max(B − bl, 0)."""
+    return np.maximum(img - black_level, 0.0)
+
+
+def apply_channel_gains(img: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """CD: multiply each colour channel by its gain."""
+    return img * np.asarray(gains, dtype=img.dtype)
+
+
+def apply_colour_matrix(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Mix the colour channels: out[..., i] = Σ_j matrix[i, j] · img[..., j]."""
+    return img @ np.asarray(matrix, dtype=img.dtype).T
+
+
+def apply_gamma(img: np.ndarray, gamma: float) -> np.ndarray:
+    """GC: clip to [0, 1], then x^(1/γ)."""
+    return np.power(np.clip(img, 0.0, 1.0), 1.0 / gamma, dtype=img.dtype)
+
+
+# ------------------------------------------------------------------------------------- sensor
+
+BAYER_OFFSETS = {"RGGB": ((0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 2))}  # (row, col, channel) per 2x2 site
+
+
+def mosaic(img: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
+    """Sample an (H, W, 3) image through a Bayer colour filter: an (H, W) mosaic."""
+    out = np.empty(img.shape[:2], dtype=img.dtype)
+    for row, col, channel in BAYER_OFFSETS[pattern]:
+        out[row::2, col::2] = img[row::2, col::2, channel]
+    return out
+
+
+def add_shot_noise(img: np.ndarray, photon_scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Shot noise: Poisson(x·scale)/scale, so the variance is x/scale."""
+    return (poisson(img * photon_scale, rng) / photon_scale).astype(img.dtype, copy=False)
+
+
+def add_gain_shot_noise(raw: np.ndarray, system_gain: float, rng: np.random.Generator) -> np.ndarray:
+    """Shot noise through a system gain K: K·Poisson(x/K), so the variance is K·x."""
+    return add_shot_noise(np.maximum(raw, 0.0), 1.0 / system_gain, rng)
+
+
+def add_read_noise(img: np.ndarray, read_sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Read noise: additive zero-mean Gaussian of standard deviation read_sigma."""
+    if read_sigma == 0.0:
+        return img
+    return img + read_sigma * rng.standard_normal(img.shape, dtype=np.float32).astype(img.dtype, copy=False)
+
+
+def add_row_noise(raw: np.ndarray, row_sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Row (banding) noise: one Gaussian offset per sensor row."""
+    if row_sigma == 0.0:
+        return raw
+    offsets = row_sigma * rng.standard_normal((raw.shape[0], 1), dtype=np.float32)
+    return raw + offsets.astype(raw.dtype, copy=False)
+
+
+def digitize(raw: np.ndarray, bits: int, pedestal: int) -> np.ndarray:
+    """The ADC: full scale 1 → 2^bits − 1 codes above a pedestal (black) code, rounded, clipped; uint16."""
+    white = (1 << bits) - 1
+    codes = np.rint(raw * np.float32(white) + np.float32(pedestal))
+    return np.clip(codes, 0, white + pedestal).astype(np.uint16)
+
+
+def demosaic(codes: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
+    """Bilinear demosaicing (OpenCV) of a uint16 Bayer mosaic: (H, W, 3) uint16 codes."""
+    import cv2
+
+    if pattern != "RGGB":
+        raise ValueError(f"unsupported Bayer pattern {pattern!r}")
+    return cv2.cvtColor(codes, cv2.COLOR_BayerRGGB2RGB)
+
+
+def codes_to_linear(codes: np.ndarray, bits: int, pedestal: int) -> np.ndarray:
+    """Undo the ADC: subtract the pedestal and scale to full scale 1 (float32; may be negative)."""
+    white = np.float32((1 << bits) - 1)
+    return (codes.astype(np.float32) - np.float32(pedestal)) / white
+
+
+# ------------------------------------------------------------------------------------- processing
+
+
+def chroma_denoise(img: np.ndarray, strength: float, sigma: float) -> np.ndarray:
+    """Camera chroma noise reduction: blend Cr/Cb towards their Gaussian blur by `strength`."""
+    import cv2
+
+    if strength == 0.0:
+        return img
+    ycc = cv2.cvtColor(np.ascontiguousarray(img, dtype=np.float32), cv2.COLOR_RGB2YCrCb)
+    for channel in (1, 2):
+        plane = np.ascontiguousarray(ycc[..., channel])
+        ycc[..., channel] = plane + np.float32(strength) * (cv2.GaussianBlur(plane, (0, 0), sigma) - plane)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+
+
+def quantize(img: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Round [0, 1] floats to unsigned integers of the given bit depth (8 or 16)."""
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    top = (1 << bit_depth) - 1
+    dtype = np.uint8 if bit_depth == 8 else np.uint16
+    return np.rint(np.clip(img, 0.0, 1.0) * top).astype(dtype)
+
+
+def to_float(img: np.ndarray) -> np.ndarray:
+    """uint8/uint16 → float32 in [0, 1]; float input is passed through as float32."""
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / np.float32(255)
+    if img.dtype == np.uint16:
+        return img.astype(np.float32) / np.float32(65535)
+    return img.astype(np.float32, copy=False)

@@ -1,0 +1,108 @@
+"""Model v2: an ISP-structured degradation. The clean photo is taken back to the camera's raw mosaic, darkened
+and made noisy there, and processed forward again as a camera would:
+
+    linear  = srgb_to_linear(clean)                       inverse tone curve
+    scene   = illumination(linear; α, g) · exposure · [cast_r, 1, cast_b]
+    raw     = mosaic(to_camera(scene))                    inverse colour matrix and white balance, Bayer RGGB
+    raw     = row(read(shot(raw; K); σ_read); σ_row)      raw-domain noise
+    codes   = digitize(raw; 12 bits, pedestal)            the ADC
+    rgb     = from_camera(demosaic(codes))                 bilinear demosaic, white balance, colour matrix
+    out     = chroma_nr(tone(max(rgb − black_level, 0); γ_tone); strength)
+    dark    = quantize(out)
+
+Channel- and space-correlated noise that peaks in the mid-tones then comes from the processing, as in a
+real camera: demosaicing spreads each site's noise over its neighbours, the colour matrix mixes channels,
+chroma noise reduction correlates them, and the tone curve shapes the level. The camera constants (colour
+matrix, white balance, ADC) are fixed parts of the model's definition (changing them is a new version).
+Every draw comes from the one `rng`, in a fixed order: shot, read, row.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from lowsim.degradation import stages
+from lowsim.params import V2_MODEL, IspParams
+
+MODEL_NAME = V2_MODEL
+SAMPLER = "isp-reference/v2"
+SAMPLERS = (SAMPLER,)
+# A typical daylight camera: camera RGB → linear sRGB (rows sum to 1, so grey stays grey) and the white
+# balance gains that the ISP applies before it.
+CAMERA_TO_SRGB = np.array([[1.80, -0.62, -0.18],
+                           [-0.25, 1.62, -0.37],
+                           [0.03, -0.55, 1.52]])
+SRGB_TO_CAMERA = np.linalg.inv(CAMERA_TO_SRGB)
+WHITE_BALANCE = np.array([2.0, 1.0, 1.6])
+SENSOR_BITS = 12
+PEDESTAL = 256  # black code of the ADC: room below black for negative read noise
+CHROMA_SIGMA = 2.0  # pixels: the chroma noise-reduction blur
+
+
+def scene_light(clean: np.ndarray, p: IspParams) -> np.ndarray:
+    """Linear light of the dark scene: illumination map, exposure and colour cast on the linearised photo."""
+    x = stages.srgb_to_linear(stages.to_float(clean))
+    x = stages.apply_illumination(x, p.illum_alpha, p.illum_gamma)
+    return stages.apply_channel_gains(x, p.exposure * p.cast)
+
+
+def to_camera(rgb: np.ndarray) -> np.ndarray:
+    """Linear sRGB → camera RGB: inverse colour matrix, then inverse white balance (clipped at 0)."""
+    cam = stages.apply_colour_matrix(rgb, SRGB_TO_CAMERA)
+    return np.maximum(stages.apply_channel_gains(cam, 1.0 / WHITE_BALANCE), 0.0)
+
+
+def from_camera(cam: np.ndarray) -> np.ndarray:
+    """Camera RGB → linear sRGB: white balance, then the colour matrix."""
+    return stages.apply_colour_matrix(stages.apply_channel_gains(cam, WHITE_BALANCE), CAMERA_TO_SRGB)
+
+
+def sensor(raw: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
+    """The raw mosaic as the ADC reads it: shot, read and row noise, then digitized (uint16 codes)."""
+    raw = stages.add_gain_shot_noise(raw, p.shot_gain, rng)
+    raw = stages.add_read_noise(raw, p.read_sigma, rng)
+    raw = stages.add_row_noise(raw, p.row_sigma, rng)
+    return stages.digitize(raw, SENSOR_BITS, PEDESTAL)
+
+
+def process(codes: np.ndarray, p: IspParams) -> np.ndarray:
+    """The camera's processing of the raw codes: demosaic, colour, black level, tone, chroma NR."""
+    rgb = from_camera(stages.codes_to_linear(stages.demosaic(codes), SENSOR_BITS, PEDESTAL))
+    out = stages.apply_gamma(stages.subtract_black_level(rgb, p.black_level), p.tone_gamma)
+    return stages.chroma_denoise(out, p.chroma_nr, CHROMA_SIGMA)
+
+
+def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
+    """The whole chain on a uint8/uint16/float image; returns float32 in [0, 1] (not yet quantized)."""
+    raw = stages.mosaic(to_camera(scene_light(clean, p)))
+    return np.clip(process(sensor(raw, p, rng), p), 0.0, 1.0)
+
+
+def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, bit_depth: int = 8,
+                     sampler: str | None = None) -> np.ndarray:
+    """The whole chain including quantization: the dark image at `bit_depth`."""
+    if sampler not in (None, SAMPLER):
+        raise ValueError(f"unknown sampler {sampler!r} for {MODEL_NAME}, expected {SAMPLER!r}")
+    return stages.quantize(degrade(clean, p, rng), bit_depth)
+
+
+def expected_dark(clean: np.ndarray, p: IspParams) -> np.ndarray:
+    """The noiseless forward model (what the calibrator fits), pixelwise: tone(max(scene − bl, 0))."""
+    return stages.apply_gamma(stages.subtract_black_level(scene_light(clean, p), p.black_level), p.tone_gamma)
+
+
+def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator,
+                   illumination: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield (label, sRGB-viewable image) after each step (for `lowsim preview`)."""
+    x = stages.to_float(clean)
+    yield "original", x
+    scene = scene_light(clean, p)
+    yield "+ illumination, exposure, cast", stages.apply_gamma(scene, 2.2)
+    raw = stages.mosaic(to_camera(scene))
+    codes = sensor(raw, p, rng)
+    noisy = from_camera(stages.codes_to_linear(stages.demosaic(codes), SENSOR_BITS, PEDESTAL))
+    yield "+ raw noise, demosaic", stages.apply_gamma(noisy, 2.2)
+    toned = stages.apply_gamma(stages.subtract_black_level(noisy, p.black_level), p.tone_gamma)
+    yield "+ black level, tone", toned
+    yield "+ chroma NR", np.clip(stages.chroma_denoise(toned, p.chroma_nr, CHROMA_SIGMA), 0, 1)
