@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from lowsim import generate as G  # noqa: E402
 from lowsim.degrade import choose_sampler, degrade_to_codes  # noqa: E402
+from lowsim.generate import local as GL, sample as GS  # noqa: E402
 from lowsim.imageio import list_images, read_image, write_png  # noqa: E402
 from lowsim.params import ParamDistribution  # noqa: E402
 from reference_degrade import reference_degrade  # noqa: E402
@@ -65,10 +66,10 @@ _STATE: dict[str, Any] = {}
 
 def _init(pipeline: str, spec: G.RunSpec, dist: ParamDistribution) -> None:
     """Worker start: the generator's own initializer, then swap the degradation for the pipeline's."""
-    G._init_worker(spec, dist)
+    GL._init_worker(spec, dist)
     _STATE.update(pipeline=pipeline, spec=spec, dist=dist)
     if pipeline == "numpy":
-        G.degrade_to_codes = lambda clean, p, rng, bit_depth=8, sampler=None: reference_degrade(clean, p, rng)
+        GS.degrade_to_codes = lambda clean, p, rng, bit_depth=8, sampler=None: reference_degrade(clean, p, rng)
 
 
 def _floor_sample(spec: G.RunSpec, index: int) -> None:
@@ -96,7 +97,7 @@ def _work(indices: list[int]) -> int:
 
 def throughput(pipeline: str, spec: G.RunSpec, dist: ParamDistribution, n: int, workers: int) -> float:
     """Images per second over n samples with `workers` processes (pool start and warm-up excluded)."""
-    with G._worker_environment(), ProcessPoolExecutor(workers, mp_context=G._spawn_context(),
+    with GL._worker_environment(), ProcessPoolExecutor(workers, mp_context=GL._spawn_context(),
                                                       initializer=_init, initargs=(pipeline, spec, dist)) as pool:
         list(pool.map(_work, [[n + w] for w in range(workers)]))  # start and warm every worker
         chunks = [list(range(s, min(n, s + 4))) for s in range(0, n, 4)]

@@ -12,7 +12,7 @@ import pytest
 
 from lowsim import generate as G
 from lowsim.errors import LowsimError
-from lowsim.ray_backend import FAULTS_ENV, make_shard, versions
+from lowsim.generate.ray_executor import FAULTS_ENV, make_shard, versions
 from test_generate import LOWSIM, assert_clean_error, assert_dataset_consistent, write_params, write_sources
 
 N = 24

@@ -26,8 +26,10 @@ import numpy as np
 
 from lowsim import __version__
 from lowsim.errors import LowsimError
-from lowsim.generate import (JOURNAL_DIR, Journal, RunMissing, RunSpec, accept_rows, chunk_size,
-                             ignore_file_size_signal, limit_worker_threads, make_sample, sample_key)
+from lowsim.generate.journal import Journal, accept_rows
+from lowsim.generate.plan import JOURNAL_DIR, RunSpec, sample_key
+from lowsim.generate.sample import make_sample
+from lowsim.generate.workers import RunMissing, chunk_size, ignore_file_size_signal, limit_worker_threads
 from lowsim.params import ParamDistribution
 
 INSTALL_HINT = "pip install 'lowsim[ray]'"
@@ -158,7 +160,7 @@ def ray_session(address: str | None, workers: int) -> Iterator[Any]:
 def ray_executor(spec: RunSpec, dist: ParamDistribution, done: dict[int, dict[str, Any]], journal: Journal, *,
                  workers: int, address: str | None, shard_size: int | None,
                  max_retries: int) -> Iterator[RunMissing]:
-    """The ray backend for `lowsim.generate._run`: run missing indices as shards of Ray tasks."""
+    """The ray backend for `lowsim.generate.driver._run`: run missing indices as shards of Ray tasks."""
     del journal  # the tasks journal their own shards (see the module docstring)
     with ray_session(address, workers) as ray:
         # No runtime_env for thread limits: Ray already starts a 1-CPU task's worker with OMP_NUM_THREADS=1,

@@ -1,0 +1,181 @@
+"""The driver of `lowsim generate`: check the options, open (and lock) the journal, run the missing samples on
+a backend until there are n ok ones, and write the manifests. See the package docstring for what it makes."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Iterator, Mapping
+
+from lowsim.errors import LowsimError
+from lowsim.generate.journal import Journal, row_is_intact
+from lowsim.generate.local import local_executor
+from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, KEY_FILE, MANIFESTS_DIR, METADATA_FILE, RunSpec,
+                                  find_sources, parse_fractions)
+from lowsim.generate.workers import RunMissing, ignore_file_size_signal
+from lowsim.manifest import PARAMS_PATH_KEY, RUN_KEY, SRC_ROOT_KEY, write_manifest
+from lowsim.params import ParamDistribution, file_sha256
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class GenerateResult:
+    """What a run produced."""
+
+    out: Path
+    manifest: Path
+    metadata: Path
+    n_ok: int
+    n_errors: int
+    n_made: int  # samples made by this invocation (the rest came from the journal)
+    rows: list[dict[str, Any]]
+
+
+def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Path | None = None,
+             size: int | None = None, seed: int = 0, workers: int = 1, bit_depth: int = 8,
+             split_fractions: str | Mapping[str, float] | None = None,
+             progress: bool = True, backend: str = "local", address: str | None = None,
+             shard_size: int | None = None, max_retries: int = 3) -> GenerateResult:
+    """Generate (or resume) a dataset of exactly n ok samples; see the `lowsim.generate` package docstring.
+
+    backend "local" runs `workers` processes on this machine; "ray" runs shards of samples as Ray tasks
+    (lowsim.generate.ray_executor) on the cluster at `address`, or on a new local instance of `workers` CPUs.
+    The dataset does not depend on the backend, the worker count or the shard size.
+    """
+    if n <= 0:
+        raise LowsimError(f"--n must be a positive number of samples, got {n}")
+    if size is not None and size <= 0:
+        raise LowsimError(f"--size must be a positive number of pixels, got {size}")
+    if workers <= 0:
+        raise LowsimError(f"--workers must be at least 1, got {workers}")
+    if bit_depth not in (8, 16):
+        raise LowsimError(f"--bit-depth must be 8 or 16, got {bit_depth}")
+    if seed < 0:
+        raise LowsimError(f"--seed must be >= 0, got {seed}")
+    _check_backend(backend, address, shard_size, max_retries)
+    fractions = parse_fractions(split_fractions)
+    dist = ParamDistribution.load(params)
+    root, sources = find_sources(src)
+    out = Path(out)
+    manifest = Path(manifest) if manifest is not None else Path(MANIFESTS_DIR) / f"{out.resolve().name}.parquet"
+    spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
+                   params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
+                   fractions=tuple(fractions.items()), out=str(out.resolve()))
+    ignore_file_size_signal()
+    journal = Journal(out)
+    try:
+        journal.open(spec.signature())
+    except OSError as err:
+        raise LowsimError(f"cannot use the output folder ({err.strerror or err})", out) from None
+    try:
+        done = {i: r for i, r in journal.load().items() if row_is_intact(r, out)}
+        if backend == "ray":
+            from lowsim.generate.ray_executor import ray_executor
+
+            executor = ray_executor(spec, dist, done, journal, workers=workers, address=address,
+                                    shard_size=shard_size, max_retries=max_retries)
+        else:
+            executor = local_executor(spec, dist, done, journal, workers)
+        made = _run(spec, n, done, executor, progress)
+        rows = _final_rows(done, n)
+        _remove_surplus(out, {r["key"] for r in rows if r["status"] == "ok"})
+        ok_rows = [r for r in rows if r["status"] == "ok"]
+        extra = {SRC_ROOT_KEY: spec.src_root, PARAMS_PATH_KEY: spec.params_path, RUN_KEY: spec.signature()}
+        metadata = write_manifest(ok_rows, out / METADATA_FILE, out, extra)
+        write_manifest(rows, manifest, out, extra)
+    finally:
+        journal.close()
+    return GenerateResult(out=out, manifest=manifest, metadata=metadata, n_ok=len(ok_rows),
+                          n_errors=len(rows) - len(ok_rows), n_made=made, rows=rows)
+
+
+def _check_backend(backend: str, address: str | None, shard_size: int | None, max_retries: int) -> None:
+    """The backend options make sense together (and Ray is installed when it is asked for)."""
+    if backend not in BACKENDS:
+        raise LowsimError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend != "ray" and (address is not None or shard_size is not None):
+        given = "--address" if address is not None else "--shard-size"
+        raise LowsimError(f"{given} is an option of --backend ray; got --backend {backend}")
+    if shard_size is not None and shard_size <= 0:
+        raise LowsimError(f"--shard-size must be a positive number of samples, got {shard_size}")
+    if max_retries < 0:
+        raise LowsimError(f"max_retries must be >= 0, got {max_retries}")
+    if backend == "ray":  # before anything is written to the output folder
+        from lowsim.generate.ray_executor import check_address, import_ray
+
+        import_ray()
+        check_address(address)
+
+
+def _ok_count(done: Mapping[int, Mapping[str, Any]], end: int) -> int:
+    return sum(1 for i, r in done.items() if i < end and r["status"] == "ok")
+
+
+def _run(spec: RunSpec, n: int, done: dict[int, dict[str, Any]], executor: ContextManager[RunMissing],
+         show_progress: bool) -> int:
+    """Make missing samples until indices [0, end) hold n ok rows (the executor journals). Returns #made."""
+    end = n
+    made = 0
+    with _progress(show_progress, n) as advance, executor as run_missing:
+        advance(_ok_count(done, end))
+        while True:
+            missing = [i for i in range(end) if i not in done]
+            if missing:
+                made += len(missing)
+                run_missing(missing, advance)
+            ok = _ok_count(done, end)
+            if ok >= n:
+                return made
+            bad = {r["source_path"] for r in done.values() if r["status"] == "error"}
+            if bad >= set(spec.sources):
+                first = min((r for r in done.values() if r["status"] == "error"), key=lambda r: r["index"])
+                raise LowsimError(f"no readable source image among {len(spec.sources)} in "
+                                  f"{spec.src_root} (e.g. {first['error_message']})")
+            end += n - ok  # replacement samples for the ones whose source was unreadable
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr counting ok samples; a no-op when disabled."""
+    if not enabled:
+        yield lambda k: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("generate", total=total)
+        yield lambda k: bar.advance(task, k)
+
+
+def _final_rows(done: Mapping[int, dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """The first n ok rows by index, plus one error row per unreadable source met before the n-th ok row."""
+    rows: list[dict[str, Any]] = []
+    bad_sources: set[str] = set()
+    ok = 0
+    for i in sorted(done):
+        if ok == n:
+            break
+        row = done[i]
+        if row["status"] == "ok":
+            ok += 1
+            rows.append(row)
+        elif row["source_path"] not in bad_sources:
+            bad_sources.add(row["source_path"])
+            rows.append(row)
+    return rows
+
+
+def _remove_surplus(out: Path, keep: set[str]) -> None:
+    """Delete image files of samples not in the final manifest (left by a run with a larger --n)."""
+    for kind in (CLEAN_DIR, DARK_DIR):
+        folder = out / kind
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            match = KEY_FILE.match(path.name)
+            if match and match.group(1) not in keep:
+                with contextlib.suppress(OSError):
+                    path.unlink()

@@ -1,0 +1,118 @@
+"""One sample: render it, make it (read, draw, degrade, write, its manifest row), or rebuild it from its row."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lowsim import __version__
+from lowsim.degrade import MODEL_NAME, SAMPLERS, choose_sampler, degrade_to_codes
+from lowsim.errors import LowsimError
+from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, Geometry, RunSpec, apply_geometry, draw_geometry,
+                                  sample_key, sample_streams, source_index, to_bit_depth)
+from lowsim.imageio import read_image, write_png
+from lowsim.manifest import SRC_ROOT_KEY, read_manifest
+from lowsim.params import DegradationParams, ParamDistribution, file_sha256
+from lowsim.splits import assign_split
+
+
+def render_sample(source: np.ndarray, geometry: Geometry, params: DegradationParams,
+                  noise_rng: np.random.Generator, bit_depth: int,
+                  sampler: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+    """(clean, dark, sampler used) for one sample: geometry, then the degradation at the output depth."""
+    clean = apply_geometry(source, geometry)
+    sampler = sampler or choose_sampler(clean.dtype, params, bit_depth)
+    dark = degrade_to_codes(clean, params, noise_rng, bit_depth, sampler=sampler)
+    return to_bit_depth(clean, bit_depth), dark, sampler
+
+
+def _source_error_row(spec: RunSpec, index: int, source: str, message: str) -> dict[str, Any]:
+    """The row recording an unreadable source."""
+    return {"key": sample_key(index), "index": index, "status": "error", "error_message": message,
+            "source_path": source, "split": assign_split(source, dict(spec.fractions)),
+            "seed": spec.seed, "params_sha256": spec.params_sha256, "bit_depth": spec.bit_depth,
+            "model": MODEL_NAME, "lowsim_version": __version__, "numpy_version": np.__version__}
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _source_sha256(path: Path) -> str:
+    """sha256 of a source file, cached per process by (path, size, mtime)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = file_sha256(path)
+    return _SHA_CACHE[key]
+
+
+def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str, Any]:
+    """Make sample `index`: read its source, draw, degrade, write both PNGs; return its manifest row.
+
+    An unreadable source gives an error row; a failure to write raises (the run cannot go on).
+    """
+    source = spec.sources[source_index(spec.seed, index, len(spec.sources))]
+    path = Path(spec.src_root) / source
+    try:
+        image = read_image(path)
+        source_sha = _source_sha256(path)
+    except LowsimError as err:
+        return _source_error_row(spec, index, source, str(err))
+    except OSError as err:  # vanished or unreadable between listing and reading
+        return _source_error_row(spec, index, source, f"{path}: cannot read ({err.strerror or err})")
+    streams = sample_streams(spec.seed, index)
+    source_height, source_width = image.shape[:2]
+    geometry = draw_geometry(streams["geometry"], source_height, source_width, spec.size)
+    params = dist.sample(streams["params"])
+    clean, dark, sampler = render_sample(image, geometry, params, streams["noise"], spec.bit_depth)
+    del image
+    key = sample_key(index)
+    row = _source_error_row(spec, index, source, "")
+    row.update(status="ok", error_message=None, source_sha256=source_sha, source_height=source_height,
+               source_width=source_width, sampler=sampler)
+    for kind, img in ((CLEAN_DIR, clean), (DARK_DIR, dark)):
+        target = Path(spec.out) / kind / f"{key}.png"
+        write_png(target, img)
+        row[f"{kind}_file_name"] = f"{kind}/{key}.png"
+        row[f"{kind}_bytes"] = target.stat().st_size
+        row[f"{kind}_sha256"] = file_sha256(target)
+    row.update(geometry.fields())
+    row.update(params.to_dict())
+    return row
+
+
+def regenerate(manifest: Path, key: str, src: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Rebuild one sample bit-exactly from its manifest row: (clean, dark, row).
+
+    The source is read from the recorded --src folder (or `src`), checked against its sha256; geometry and
+    parameters come from the row, the noise from the sample's own stream.
+    """
+    frame, meta = read_manifest(manifest)
+    match = frame[frame["key"] == key]
+    if match.empty:
+        raise LowsimError(f"no sample with key {key!r} (keys look like {frame['key'].iloc[0]!r})", manifest)
+    row = {k: (None if _is_missing(v) else v) for k, v in match.iloc[0].to_dict().items()}
+    if row["status"] != "ok":
+        raise LowsimError(f"sample {key} was not generated: {row['error_message']}", manifest)
+    root = Path(src) if src is not None else Path(meta[SRC_ROOT_KEY])
+    path = root / row["source_path"]
+    image = read_image(path)
+    if file_sha256(path) != row["source_sha256"]:
+        raise LowsimError("source file differs from the one sample "
+                          f"{key} was made from (sha256 mismatch)", path)
+    if row["sampler"] not in SAMPLERS:
+        raise LowsimError(f"sample {key} used sampler {row['sampler']!r}, unknown to lowsim {__version__}")
+    params = DegradationParams.from_mapping(row)
+    noise = sample_streams(int(row["seed"]), int(row["index"]))["noise"]
+    clean, dark, _ = render_sample(image, Geometry.from_row(row), params, noise, int(row["bit_depth"]),
+                                   sampler=row["sampler"])
+    return clean, dark, row
+
+
+def _is_missing(value: Any) -> bool:
+    """True for None and pandas' NaN/NA placeholders of null cells."""
+    try:
+        return value is None or bool(np.isnan(value))
+    except (TypeError, ValueError):
+        return False
