@@ -33,32 +33,22 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 from lowsim.degrade import expected_dark
 from lowsim.errors import LowsimError
+from lowsim.pair_checks import (LSB, MAX_SATURATED_FRACTION, MIN_BLOCK_SPEARMAN, MIN_DARK_P99,
+                                MIN_VALID_PIXELS, MISMATCH_BLOCK, SATURATED, PairChecks, block_means,
+                                block_spearman, exclusion_reason, pair_checks, sample_pixels, valid_mask)
 from lowsim.pairs import Pair, read_pair
-from lowsim.params import PARAM_NAMES, DegradationParams, ParamDistribution
+from lowsim.calibrate_v2 import FIXED_V2, RANGES_V2, calibrate_arrays_v2
+from lowsim.params import PARAM_NAMES, V1_MODEL, V2_MODEL, V2_PARAM_NAMES, DegradationParams, ParamDistribution
 
-METHODS = ("joint", "paper")
+METHODS = ("isp", "joint", "paper")  # isp: model v2 (lowsim.calibrate_v2); joint, paper: v1
 
 # The paper's valid range for every estimate (values in [0, 5) carry no information, (250, 255] are
 # saturated light sources).
 PAPER_RANGE_DN = (5.0, 250.0)
-# Pixels at or above this (in either image) are saturated: their true value is unknown.
-SATURATED = 250.0 / 255.0
-LSB = 1.0 / 255.0
-
-# Mismatch detection. Spearman correlation of 8x8-block mean luminance: blocks average the noise away
-# (a very dark, noisy but well matched pair still scores > 0.9) while a different scene or a shift does
-# not average away; the rank correlation is blind to any monotone tone curve. On lol-dev the good pairs
-# score 0.93–1.00 (median 0.99); 648 (different scene) 0.49, 141 0.79.
-MISMATCH_BLOCK = 8
-MIN_BLOCK_SPEARMAN = 0.90
-MAX_SATURATED_FRACTION = 0.05  # of dark pixels: a saturated "dark" image is not a low-light image
-MIN_DARK_P99 = 2.0 * LSB  # 99th percentile below 2 levels: (nearly) empty dark image
-MIN_VALID_PIXELS = 2000  # unsaturated pixels needed to fit anything
-
 # Joint fit settings.
 FIT_PIXELS = 10_000  # subsampled pixel locations per pair (x3 channels) for the final fit
 START_PIXELS = 3_000  # the multi-start runs on a smaller subsample of those, then the best is polished
@@ -153,80 +143,6 @@ def paper_params(est: PaperEstimate) -> tuple[DegradationParams, list[str]]:
 
 # ============================================================================================ pair checks
 
-@dataclass(frozen=True)
-class PairChecks:
-    """Cheap measurements that tell a usable pair from a mismatched or degenerate one."""
-
-    block_spearman: float  # dark vs bright over the blocks the fit does not crush to black
-    block_spearman_bright: float  # dark vs bright over all blocks
-    dark_saturated: float
-    bright_saturated: float
-    dark_p99: float
-    valid_pixels: int
-
-
-def block_means(img: np.ndarray, block: int = MISMATCH_BLOCK) -> np.ndarray:
-    """Mean luminance (channel mean) over non-overlapping block x block tiles."""
-    lum = img.mean(axis=2)
-    h, w = (lum.shape[0] // block) * block, (lum.shape[1] // block) * block
-    return lum[:h, :w].reshape(h // block, block, w // block, block).mean(axis=(1, 3))
-
-
-def block_spearman(a: np.ndarray, b: np.ndarray, keep: np.ndarray | None = None) -> float:
-    """Spearman rank correlation of the block-mean luminances of two images (0 when undefined).
-
-    `keep` (a boolean block mask) restricts it to some blocks.
-    """
-    ba, bb = block_means(a), block_means(b)
-    if keep is not None:
-        ba, bb = ba[keep], bb[keep]
-    ba, bb = ba.ravel(), bb.ravel()
-    if ba.size < 3 or np.ptp(ba) == 0 or np.ptp(bb) == 0:
-        return 0.0
-    rho = float(stats.spearmanr(ba, bb).statistic)
-    return rho if math.isfinite(rho) else 0.0
-
-
-def valid_mask(dark: np.ndarray, bright: np.ndarray) -> np.ndarray:
-    """Pixels (H, W) where no channel of either image is saturated."""
-    return (dark.max(axis=2) < SATURATED) & (bright.max(axis=2) < SATURATED)
-
-
-def pair_checks(dark: np.ndarray, bright: np.ndarray, predicted: np.ndarray | None = None) -> PairChecks:
-    """Structure agreement, saturation, emptiness and usable pixels of one pair.
-
-    With a model prediction, the structure check skips the blocks the model crushes to black (mean
-    prediction below 1 level): there the dark image is clipped noise whose ranks are random, which would
-    lower a good pair's score. The ranks compared are still dark vs bright, not vs the prediction, so a
-    flexible fit cannot hide a different scene.
-    """
-    keep = None if predicted is None else block_means(predicted) >= LSB
-    if keep is not None and keep.sum() < 3:
-        keep = None
-    return PairChecks(
-        block_spearman=block_spearman(dark, bright, keep),
-        block_spearman_bright=block_spearman(dark, bright),
-        dark_saturated=float(np.mean(dark.max(axis=2) >= SATURATED)),
-        bright_saturated=float(np.mean(bright.max(axis=2) >= SATURATED)),
-        dark_p99=float(np.percentile(dark, 99)),
-        valid_pixels=int(valid_mask(dark, bright).sum()),
-    )
-
-
-def exclusion_reason(checks: PairChecks) -> str:
-    """Why a pair must not enter the distribution fit ('' when it may)."""
-    if checks.dark_p99 < MIN_DARK_P99:
-        return f"dark image nearly empty (99th percentile {checks.dark_p99 * 255:.1f}/255)"
-    if checks.dark_saturated > MAX_SATURATED_FRACTION:
-        return f"dark image saturated ({checks.dark_saturated:.1%} of pixels >= 250/255)"
-    if checks.valid_pixels < MIN_VALID_PIXELS:
-        return f"too few unsaturated pixels ({checks.valid_pixels} < {MIN_VALID_PIXELS})"
-    if checks.block_spearman < MIN_BLOCK_SPEARMAN:
-        return (f"images do not match (different scene or misaligned): block rank correlation "
-                f"{checks.block_spearman:.2f} < {MIN_BLOCK_SPEARMAN}")
-    return ""
-
-
 # ============================================================================================ fit quality
 
 def fit_quality(dark: np.ndarray, bright: np.ndarray, p: DegradationParams,
@@ -295,14 +211,6 @@ def loglog_init(d: np.ndarray, b: np.ndarray) -> np.ndarray:
         slope = max(float(coef[3]), 0.05)  # = 1/gamma
         theta = np.array([lo[0], 0.0, lo[2], *(coef[:3] / slope), -math.log(slope)])
     return np.clip(theta, lo + 1e-9, hi - 1e-9)
-
-
-def sample_pixels(mask: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of up to n distinct pixels where mask is true."""
-    flat = np.flatnonzero(mask)
-    if flat.size > n:
-        flat = np.sort(rng.choice(flat, size=n, replace=False))
-    return np.unravel_index(flat, mask.shape)
 
 
 @dataclass
@@ -587,6 +495,12 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
     if dark.shape != bright.shape or dark.ndim != 3 or dark.shape[2] != 3:
         raise LowsimError(f"pair {name!r}: images must be (H, W, 3) of the same shape, got "
                           f"{dark.shape} and {bright.shape}")
+    if method == "isp":
+        checks = pair_checks(quality_view(dark), quality_view(bright))
+        row = calibrate_arrays_v2(name, dark, bright, pair_seed(seed, name), exclusion_reason(checks))
+        row.update({f"check_{k}": v for k, v in checks.__dict__.items()}, height=dark.shape[0],
+                   width=dark.shape[1])
+        return row
     rng = np.random.default_rng(pair_seed(seed, name))
     # Whole-image measurements (estimators, quality, checks) on a strided view of very large images
     # (camera raw: 12+ Mpx) to bound memory; the fits sample pixels from the full images.
@@ -713,8 +627,15 @@ def calibrate_pairs(pairs: Sequence[Pair], method: str = "joint", seed: int = 0,
 
 def fitted_names(method: str) -> tuple[list[str], dict[str, float]]:
     """(sampled parameter names, fixed values) of the distribution a method produces."""
+    if method == "isp":
+        return [n for n in V2_PARAM_NAMES if n not in FIXED_V2], dict(FIXED_V2)
     fixed = dict(PAPER_FIXED) if method == "paper" else {}
     return [n for n in PARAM_NAMES if n not in fixed], fixed
+
+
+def model_of(method: str) -> str:
+    """The degradation model a calibration method fits."""
+    return V2_MODEL if method == "isp" else V1_MODEL
 
 
 def fit_distribution(rows: Iterable[dict[str, Any]], method: str, source: str) -> ParamDistribution:
@@ -723,12 +644,16 @@ def fit_distribution(rows: Iterable[dict[str, Any]], method: str, source: str) -
     names, fixed = fitted_names(method)
     used = [r for r in rows if not r["excluded"]]
     excluded = [{"name": r["name"], "reason": r["reason"]} for r in rows if r["excluded"]]
+    examples = "; ".join(e["name"] + ": " + e["reason"] for e in excluded[:3])
     if len(used) < 2:
         raise LowsimError(f"only {len(used)} usable pairs after excluding {len(excluded)} "
-                          f"({'; '.join(e['name'] + ': ' + e['reason'] for e in excluded[:3])}); "
-                          "need at least 2 to fit a distribution")
+                          f"({examples}); need at least 2 to fit a distribution")
+    if len(used) < len(rows) / 2:
+        raise LowsimError(f"most pairs cannot be used ({len(excluded)} of {len(rows)} excluded, e.g. "
+                          f"{examples}); no distribution written")
     samples = {n: [r[n] for r in used] for n in names}
-    return ParamDistribution.fit(samples, fixed=fixed, method=method, source=source, excluded=excluded)
+    return ParamDistribution.fit(samples, fixed=fixed, method=method, source=source, excluded=excluded,
+                                 model=model_of(method))
 
 
 # Within this distance of a bound in unconstrained units (2 % for a log-transformed value), a per-pair
@@ -740,6 +665,8 @@ def clip_bounds(method: str) -> dict[str, tuple[float, float]]:
     """The bounds each method clips its per-pair values to (a value there means "this far or beyond")."""
     if method == "paper":
         return {"black_level": BOUNDS["black_level"]}
+    if method == "isp":
+        return {n: RANGES_V2[n] for n in fitted_names("isp")[0]}
     bounds = {n: BOUNDS[n] for n in ("illum_alpha", "illum_gamma", "black_level", "gamma", "photon_scale",
                                      "read_sigma")}
     bounds.update({g: BOUNDS["gain"] for g in ("gain_r", "gain_g", "gain_b")})
@@ -763,7 +690,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Mean and median fit quality of both methods (and the paper's [0, 1] reading) over included pairs."""
     used = [r for r in rows if not r["excluded"]]
     out: dict[str, float] = {"n_pairs": float(len(rows)), "n_used": float(len(used))}
-    for prefix in ("paper", "paper01", "joint", "joint_noisy"):
+    for prefix in ("paper", "paper01", "joint", "joint_noisy", "isp"):
         for metric in ("rmse_dn", "r2", "r2_blocks"):
             vals = [r.get(f"{prefix}_{metric}", math.nan) for r in used]
             vals = [v for v in vals if v is not None and math.isfinite(v)]
@@ -804,7 +731,7 @@ def write_table(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     from lowsim.params import atomic_write_bytes
 
     frame = pd.DataFrame(list(rows))
-    first = ["name", "excluded", "reason", *PARAM_NAMES]
+    first = ["name", "excluded", "reason", *PARAM_NAMES, *V2_PARAM_NAMES]
     frame = frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)

@@ -47,7 +47,6 @@ from lowsim.params import V1_MODEL, DegradationParams
 from lowsim.sampling import (
     InverseCdfTable,
     build_inverse_cdf_table,
-    poisson,
     poisson_log_pmf,
     poisson_window,
     sample_inverse_cdf,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from lowsim.errors import LowsimError
-from lowsim.params import PARAM_NAMES
+from lowsim.params import ALL_PARAM_NAMES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +43,7 @@ def manifest_schema() -> "pa.Schema":
         ("resize_height", pa.int32()), ("resize_width", pa.int32()),
         ("crop_y", pa.int32()), ("crop_x", pa.int32()),
         ("flip_v", pa.bool_()), ("flip_h", pa.bool_()), ("transpose", pa.bool_()),
-        *[(name, pa.float64()) for name in PARAM_NAMES],
+        *[(name, pa.float64()) for name in ALL_PARAM_NAMES],
         ("model", pa.string()), ("sampler", pa.string()), ("seed", pa.int64()),
         ("params_sha256", pa.string()), ("bit_depth", pa.int32()),
         ("lowsim_version", pa.string()), ("numpy_version", pa.string()),

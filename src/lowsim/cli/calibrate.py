@@ -68,8 +68,10 @@ def _print_summary(result: Any) -> None:
 def calibrate(
     pairs: Path = typer.Option(..., "--pairs", help="Folder (or CSV) of real dark/bright pairs."),
     layout: str = typer.Option("auto", "--layout", help="auto, sid, lol or csv."),
-    method: str = typer.Option("joint", "--method",
-                               help="joint (fit the whole model + noise) or paper (seed 001's estimators)."),
+    method: str = typer.Option("isp", "--method",
+                               help="isp (model v2: tone and colour fit, noise and processing by matching "
+                                    "residual statistics), joint (v1: the whole sRGB model + noise) or paper "
+                                    "(v1: seed 001's estimators)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]."),
     report: Optional[Path] = typer.Option(None, "--report", help="Report PNG [beside --out, same stem]."),
     split: str = typer.Option("all", "--split",

@@ -48,6 +48,11 @@ def generate(
                                           "path; default: a new local instance)."),
     shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Samples per Ray task (default: up "
                                              "to 16, fewer so that every CPU gets about 4 shards)."),
+    model: Optional[str] = typer.Option(None, "--model", help="v1 or v2; must be the params file's model "
+                                        "(default: the params file's)."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="normal (the fitted multivariate normal) or "
+                                          "empirical (per-pair fits with a small jitter; v2 files) "
+                                          "[default: the params file's]."),
 ) -> None:
     """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest).
 
@@ -62,7 +67,8 @@ def generate(
         progress = sys.stderr.isatty()
     result = run(src=src, n=n, params=_params_or_default(params), out=out, manifest=manifest, size=size,
                  seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
-                 progress=progress, backend=backend, address=address, shard_size=shard_size)
+                 progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
+                 sampler=sampler)
     errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
     typer.echo(f"{result.n_ok} samples in {result.out} ({result.n_made} made now{errors}); "
                f"manifest {result.manifest}")

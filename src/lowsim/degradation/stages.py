@@ -74,6 +74,11 @@ def add_gain_shot_noise(raw: np.ndarray, system_gain: float, rng: np.random.Gene
     return add_shot_noise(np.maximum(raw, 0.0), 1.0 / system_gain, rng)
 
 
+def add_gaussian_shot_noise(raw: np.ndarray, system_gain: float, normals: np.ndarray) -> np.ndarray:
+    """Shot noise's Gaussian approximation x + sqrt(K·x)·z with given standard normals z (smooth in K)."""
+    return raw + np.sqrt(np.float32(system_gain) * np.maximum(raw, 0.0)) * normals
+
+
 def add_read_noise(img: np.ndarray, read_sigma: float, rng: np.random.Generator) -> np.ndarray:
     """Read noise: additive zero-mean Gaussian of standard deviation read_sigma."""
     if read_sigma == 0.0:
@@ -96,13 +101,28 @@ def digitize(raw: np.ndarray, bits: int, pedestal: int) -> np.ndarray:
     return np.clip(codes, 0, white + pedestal).astype(np.uint16)
 
 
-def demosaic(codes: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
-    """Bilinear demosaicing (OpenCV) of a uint16 Bayer mosaic: (H, W, 3) uint16 codes."""
+_GREEN_KERNEL = np.array([[0, 1, 0], [1, 4, 1], [0, 1, 0]], dtype=np.float32) / 4
+_RED_BLUE_KERNEL = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float32) / 4
+
+
+def demosaic(raw: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
+    """Bilinear demosaicing of a float Bayer mosaic (OpenCV filtering): an (H, W, 3) image.
+
+    Float in and out (not OpenCV's integer Bayer conversion), so the calibrator can run the same stage
+    on a smooth, unrounded mosaic; the result equals OpenCV's bilinear COLOR_BayerRGGB2RGB inside.
+    """
     import cv2
 
-    if pattern != "RGGB":
+    if pattern not in BAYER_OFFSETS:
         raise ValueError(f"unsupported Bayer pattern {pattern!r}")
-    return cv2.cvtColor(codes, cv2.COLOR_BayerRGGB2RGB)
+    out = np.empty((*raw.shape, 3), dtype=np.float32)
+    for channel, kernel in ((0, _RED_BLUE_KERNEL), (1, _GREEN_KERNEL), (2, _RED_BLUE_KERNEL)):
+        sites = np.zeros(raw.shape, dtype=np.float32)
+        for row, col, c in BAYER_OFFSETS[pattern]:
+            if c == channel:
+                sites[row::2, col::2] = raw[row::2, col::2]
+        out[..., channel] = cv2.filter2D(sites, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+    return out
 
 
 def codes_to_linear(codes: np.ndarray, bits: int, pedestal: int) -> np.ndarray:

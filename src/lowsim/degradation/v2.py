@@ -5,8 +5,8 @@ and made noisy there, and processed forward again as a camera would:
     scene   = illumination(linear; α, g) · exposure · [cast_r, 1, cast_b]
     raw     = mosaic(to_camera(scene))                    inverse colour matrix and white balance, Bayer RGGB
     raw     = row(read(shot(raw; K); σ_read); σ_row)      raw-domain noise
-    codes   = digitize(raw; 12 bits, pedestal)            the ADC
-    rgb     = from_camera(demosaic(codes))                 bilinear demosaic, white balance, colour matrix
+    codes   = digitize(raw; 14 bits, pedestal)            the ADC
+    rgb     = from_camera(demosaic(linear(codes)))         bilinear demosaic, white balance, colour matrix
     out     = chroma_nr(tone(max(rgb − black_level, 0); γ_tone); strength)
     dark    = quantize(out)
 
@@ -35,8 +35,9 @@ CAMERA_TO_SRGB = np.array([[1.80, -0.62, -0.18],
                            [0.03, -0.55, 1.52]])
 SRGB_TO_CAMERA = np.linalg.inv(CAMERA_TO_SRGB)
 WHITE_BALANCE = np.array([2.0, 1.0, 1.6])
-SENSOR_BITS = 12
-PEDESTAL = 256  # black code of the ADC: room below black for negative read noise
+SENSOR_BITS = 14
+PEDESTAL = 512  # black code of the ADC (SID's Sony A7S2 uses 512 at 14 bits): room for negative noise
+QUANTIZATION_SD = 1.0 / ((1 << SENSOR_BITS) - 1) / np.sqrt(12.0)  # of the ADC's rounding, full scale 1
 CHROMA_SIGMA = 2.0  # pixels: the chroma noise-reduction blur
 
 
@@ -66,17 +67,36 @@ def sensor(raw: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarra
     return stages.digitize(raw, SENSOR_BITS, PEDESTAL)
 
 
-def process(codes: np.ndarray, p: IspParams) -> np.ndarray:
-    """The camera's processing of the raw codes: demosaic, colour, black level, tone, chroma NR."""
-    rgb = from_camera(stages.codes_to_linear(stages.demosaic(codes), SENSOR_BITS, PEDESTAL))
+def sensor_surrogate(raw: np.ndarray, p: IspParams, normals: np.ndarray) -> np.ndarray:
+    """A smooth stand-in for `sensor` (for the calibrator): Gaussian shot noise, the ADC's rounding as
+    Gaussian noise of the same variance; linear out. `normals`: (3, H, W) standard normals."""
+    raw = stages.add_gaussian_shot_noise(raw, p.shot_gain, normals[0])
+    read = np.float32(np.hypot(p.read_sigma, QUANTIZATION_SD))
+    raw = raw + read * normals[1] + np.float32(p.row_sigma) * normals[2][:, :1]
+    return np.maximum(raw, np.float32(-PEDESTAL / ((1 << SENSOR_BITS) - 1)))  # the ADC's floor
+
+
+def process(raw: np.ndarray, p: IspParams) -> np.ndarray:
+    """The camera's processing of the linear raw mosaic: demosaic, colour, black level, tone, chroma NR."""
+    rgb = from_camera(stages.demosaic(raw))
     out = stages.apply_gamma(stages.subtract_black_level(rgb, p.black_level), p.tone_gamma)
-    return stages.chroma_denoise(out, p.chroma_nr, CHROMA_SIGMA)
+    return np.clip(stages.chroma_denoise(out, p.chroma_nr, CHROMA_SIGMA), 0.0, 1.0)
+
+
+def raw_mosaic(clean: np.ndarray, p: IspParams) -> np.ndarray:
+    """The noiseless raw mosaic of the dark scene (linear, full scale 1)."""
+    return stages.mosaic(to_camera(scene_light(clean, p)))
 
 
 def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
     """The whole chain on a uint8/uint16/float image; returns float32 in [0, 1] (not yet quantized)."""
-    raw = stages.mosaic(to_camera(scene_light(clean, p)))
-    return np.clip(process(sensor(raw, p, rng), p), 0.0, 1.0)
+    codes = sensor(raw_mosaic(clean, p), p, rng)
+    return process(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL), p)
+
+
+def simulate_smooth(clean: np.ndarray, p: IspParams, normals: np.ndarray) -> np.ndarray:
+    """The chain with `sensor_surrogate`: smooth in every parameter, for fitting with fixed normals."""
+    return process(sensor_surrogate(raw_mosaic(clean, p), p, normals), p)
 
 
 def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, bit_depth: int = 8,
@@ -99,9 +119,8 @@ def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator,
     yield "original", x
     scene = scene_light(clean, p)
     yield "+ illumination, exposure, cast", stages.apply_gamma(scene, 2.2)
-    raw = stages.mosaic(to_camera(scene))
-    codes = sensor(raw, p, rng)
-    noisy = from_camera(stages.codes_to_linear(stages.demosaic(codes), SENSOR_BITS, PEDESTAL))
+    codes = sensor(stages.mosaic(to_camera(scene)), p, rng)
+    noisy = from_camera(stages.demosaic(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL)))
     yield "+ raw noise, demosaic", stages.apply_gamma(noisy, 2.2)
     toned = stages.apply_gamma(stages.subtract_black_level(noisy, p.black_level), p.tone_gamma)
     yield "+ black level, tone", toned

@@ -14,7 +14,7 @@ from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, KEY_FILE, MANIFESTS_DIR, 
                                   find_sources, parse_fractions)
 from lowsim.generate.workers import RunMissing, ignore_file_size_signal
 from lowsim.manifest import PARAMS_PATH_KEY, RUN_KEY, SRC_ROOT_KEY, write_manifest
-from lowsim.params import ParamDistribution, file_sha256
+from lowsim.params import SAMPLERS, ParamDistribution, file_sha256
 
 BACKENDS = ("local", "ray")
 
@@ -36,12 +36,14 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
              size: int | None = None, seed: int = 0, workers: int = 1, bit_depth: int = 8,
              split_fractions: str | Mapping[str, float] | None = None,
              progress: bool = True, backend: str = "local", address: str | None = None,
-             shard_size: int | None = None, max_retries: int = 3) -> GenerateResult:
+             shard_size: int | None = None, max_retries: int = 3, model: str | None = None,
+             sampler: str | None = None) -> GenerateResult:
     """Generate (or resume) a dataset of exactly n ok samples; see the `lowsim.generate` package docstring.
 
     backend "local" runs `workers` processes on this machine; "ray" runs shards of samples as Ray tasks
     (lowsim.generate.ray_executor) on the cluster at `address`, or on a new local instance of `workers` CPUs.
-    The dataset does not depend on the backend, the worker count or the shard size.
+    The dataset does not depend on the backend, the worker count or the shard size. `model` (v1 | v2),
+    when given, must be the params file's; `sampler` (normal | empirical) overrides the file's sampler.
     """
     if n <= 0:
         raise LowsimError(f"--n must be a positive number of samples, got {n}")
@@ -55,13 +57,14 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
         raise LowsimError(f"--seed must be >= 0, got {seed}")
     _check_backend(backend, address, shard_size, max_retries)
     fractions = parse_fractions(split_fractions)
-    dist = ParamDistribution.load(params)
+    dist = load_distribution(params, model, sampler)
     root, sources = find_sources(src)
     out = Path(out)
     manifest = Path(manifest) if manifest is not None else Path(MANIFESTS_DIR) / f"{out.resolve().name}.parquet"
     spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
                    params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
-                   fractions=tuple(fractions.items()), out=str(out.resolve()))
+                   fractions=tuple(fractions.items()), out=str(out.resolve()), model=dist.model,
+                   param_sampler=dist.sampler)
     ignore_file_size_signal()
     journal = Journal(out)
     try:
@@ -88,6 +91,20 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
         journal.close()
     return GenerateResult(out=out, manifest=manifest, metadata=metadata, n_ok=len(ok_rows),
                           n_errors=len(rows) - len(ok_rows), n_made=made, rows=rows)
+
+
+def load_distribution(params: Path, model: str | None, sampler: str | None) -> ParamDistribution:
+    """The params file's distribution, checked against a requested model and drawn with `sampler`."""
+    from lowsim.degradation.registry import check_params_model
+
+    dist = ParamDistribution.load(params)
+    check_params_model(dist.model, model, params)
+    if sampler is not None and sampler not in SAMPLERS:
+        raise LowsimError(f"--sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+    try:
+        return dist.with_sampler(sampler)
+    except LowsimError as err:
+        raise LowsimError(str(err), params) from None
 
 
 def _check_backend(backend: str, address: str | None, shard_size: int | None, max_retries: int) -> None:

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from lowsim.degrade import MODEL_NAME, SAMPLERS
+from lowsim.degradation.registry import get_model
+from lowsim.params import V1_MODEL
 from lowsim.errors import LowsimError
 from lowsim.imageio import list_images
 from lowsim.splits import DEFAULT_FRACTIONS
@@ -209,11 +210,16 @@ class RunSpec:
     bit_depth: int
     fractions: tuple[tuple[str, float], ...]
     out: str
+    model: str = V1_MODEL
+    param_sampler: str = "normal"  # how parameters are drawn from the distribution (normal | empirical)
 
     def signature(self) -> dict[str, Any]:
         """What must match for a resume (not n, workers, or the paths of params and manifest)."""
         listing = hashlib.sha256("\n".join(self.sources).encode()).hexdigest()
-        return {"src_root": self.src_root, "n_sources": len(self.sources), "sources_sha256": listing,
-                "params_sha256": self.params_sha256, "seed": self.seed, "size": self.size,
-                "bit_depth": self.bit_depth, "split_fractions": dict(self.fractions),
-                "model": MODEL_NAME, "samplers": list(SAMPLERS)}
+        out = {"src_root": self.src_root, "n_sources": len(self.sources), "sources_sha256": listing,
+               "params_sha256": self.params_sha256, "seed": self.seed, "size": self.size,
+               "bit_depth": self.bit_depth, "split_fractions": dict(self.fractions),
+               "model": self.model, "samplers": list(get_model(self.model).samplers)}
+        if self.model != V1_MODEL or self.param_sampler != "normal":  # v1 run records stay as they were
+            out["param_sampler"] = self.param_sampler
+        return out

@@ -7,23 +7,24 @@ from typing import Any
 import numpy as np
 
 from lowsim import __version__
-from lowsim.degrade import MODEL_NAME, SAMPLERS, choose_sampler, degrade_to_codes
+from lowsim.degradation.registry import get_model
 from lowsim.errors import LowsimError
 from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, Geometry, RunSpec, apply_geometry, draw_geometry,
                                   sample_key, sample_streams, source_index, to_bit_depth)
 from lowsim.imageio import read_image, write_png
 from lowsim.manifest import SRC_ROOT_KEY, read_manifest
-from lowsim.params import DegradationParams, ParamDistribution, file_sha256
+from lowsim.params import DegradationParams, IspParams, ParamDistribution, file_sha256, params_from_mapping
 from lowsim.splits import assign_split
 
 
-def render_sample(source: np.ndarray, geometry: Geometry, params: DegradationParams,
+def render_sample(source: np.ndarray, geometry: Geometry, params: DegradationParams | IspParams,
                   noise_rng: np.random.Generator, bit_depth: int,
                   sampler: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """(clean, dark, sampler used) for one sample: geometry, then the degradation at the output depth."""
     clean = apply_geometry(source, geometry)
-    sampler = sampler or choose_sampler(clean.dtype, params, bit_depth)
-    dark = degrade_to_codes(clean, params, noise_rng, bit_depth, sampler=sampler)
+    model = get_model(params.model)
+    sampler = sampler or model.choose_sampler(clean.dtype, params, bit_depth)
+    dark = model.degrade_to_codes(clean, params, noise_rng, bit_depth, sampler=sampler)
     return to_bit_depth(clean, bit_depth), dark, sampler
 
 
@@ -32,7 +33,7 @@ def _source_error_row(spec: RunSpec, index: int, source: str, message: str) -> d
     return {"key": sample_key(index), "index": index, "status": "error", "error_message": message,
             "source_path": source, "split": assign_split(source, dict(spec.fractions)),
             "seed": spec.seed, "params_sha256": spec.params_sha256, "bit_depth": spec.bit_depth,
-            "model": MODEL_NAME, "lowsim_version": __version__, "numpy_version": np.__version__}
+            "model": spec.model, "lowsim_version": __version__, "numpy_version": np.__version__}
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
@@ -101,9 +102,10 @@ def regenerate(manifest: Path, key: str, src: Path | None = None) -> tuple[np.nd
     if file_sha256(path) != row["source_sha256"]:
         raise LowsimError("source file differs from the one sample "
                           f"{key} was made from (sha256 mismatch)", path)
-    if row["sampler"] not in SAMPLERS:
+    model = get_model(row.get("model") or "v1")
+    if row["sampler"] not in model.samplers:
         raise LowsimError(f"sample {key} used sampler {row['sampler']!r}, unknown to lowsim {__version__}")
-    params = DegradationParams.from_mapping(row)
+    params = params_from_mapping(model.name, row)
     noise = sample_streams(int(row["seed"]), int(row["index"]))["noise"]
     clean, dark, _ = render_sample(image, Geometry.from_row(row), params, noise, int(row["bit_depth"]),
                                    sampler=row["sampler"])

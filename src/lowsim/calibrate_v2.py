@@ -1,0 +1,300 @@
+"""Calibration of model v2 (`lowsim.degradation.v2`) from sRGB pairs.
+
+Per pair, two steps:
+
+1. **Tone and colour** (`fit_mean_v2`): robust least squares of v2's noiseless forward model
+   (`v2.expected_dark`: linearise, illumination map, exposure, colour cast, black level, tone curve) on a
+   pixel subsample, in the schema's unconstrained coordinates, with a weak prior that keeps the
+   illumination map off unless the data need it.
+2. **Noise and processing** (`fit_noise_v2`): the pair's fit is simulated through the whole v2 chain and
+   the noise parameters are chosen so that the simulated dark image's high-pass residual matches the real
+   one's (`lowsim.statistics`): its level per intensity bin (shot gain K and read noise, by non-negative
+   least squares on the variance, which is linear in K and σ²) and its cross-channel correlation (the
+   chroma noise-reduction strength, by interpolation on a grid). How well the final simulation matches
+   is recorded per pair.
+
+Fits that end at a bound of their search range are flagged: they are listed and left out of the
+distribution, which is fitted in the schema's coordinates (log exposure, log K, ...).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import optimize
+
+from lowsim.degradation import v2
+from lowsim.params import V2_MODEL, IspParams, from_unconstrained, to_unconstrained
+from lowsim.statistics import dark_statistics, highpass_gain, noise_profile
+
+MEAN_NAMES = ("exposure", "cast_r", "cast_b", "black_level", "tone_gamma", "illum_alpha", "illum_gamma")
+# Search ranges of the mean fit (natural units); a fit that ends on one is flagged and not used.
+MEAN_RANGES = {"exposure": (1e-4, 2.0), "cast_r": (0.2, 5.0), "cast_b": (0.2, 5.0),
+               "black_level": (1e-7, 0.2), "tone_gamma": (0.5, 8.0), "illum_alpha": (1e-6, 1.99),
+               "illum_gamma": (0.05, 20.0)}
+ILLUM_PRIOR = 1e-3  # weight (per sqrt(pixel)) pulling alpha towards 0
+FIT_PIXELS = 10_000
+START_PIXELS = 3_000
+LSB = 1.0 / 255.0
+
+
+def _to_theta(values: dict[str, float]) -> np.ndarray:
+    """Natural mean-fit values → the schema's unconstrained coordinates."""
+    return np.array([float(to_unconstrained(n, values[n])) for n in MEAN_NAMES])
+
+
+def _from_theta(theta: np.ndarray) -> dict[str, float]:
+    """Unconstrained coordinates → natural values of the mean-fit parameters."""
+    return {n: float(from_unconstrained(n, t)) for n, t in zip(MEAN_NAMES, theta)}
+
+
+def _theta_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """The search ranges in unconstrained coordinates."""
+    lo = _to_theta({n: r[0] for n, r in MEAN_RANGES.items()})
+    hi = _to_theta({n: r[1] for n, r in MEAN_RANGES.items()})
+    return lo, hi
+
+
+def predict_mean(theta: np.ndarray, bright: np.ndarray) -> np.ndarray:
+    """v2's noiseless dark prediction for (N, 3) bright values in [0, 1] (float64)."""
+    p = IspParams(**_from_theta(theta))
+    return v2.expected_dark(bright.reshape(-1, 1, 3).astype(np.float32), p).reshape(-1, 3).astype(np.float64)
+
+
+def initial_theta(d: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A start from the medians: tone 2.2, exposure from the linear-light ratio, no cast or map."""
+    lin_d = np.median(np.power(np.maximum(d, LSB), 2.2))
+    lin_b = np.median(np.power(np.maximum(b, LSB), 2.2))
+    start = {"exposure": float(np.clip(lin_d / lin_b, 2e-4, 1.0)), "cast_r": 1.0, "cast_b": 1.0,
+             "black_level": 1e-5, "tone_gamma": 2.2, "illum_alpha": 0.05, "illum_gamma": 1.0}
+    return _to_theta(start)
+
+
+@dataclass
+class MeanFitV2:
+    """The tone-and-colour fit of one pair: values, whether it converged, parameters at a bound."""
+
+    values: dict[str, float]
+    cost: float
+    success: bool
+    at_bound: list[str] = field(default_factory=list)
+
+
+def _robust_fit(start: np.ndarray, d: np.ndarray, b: np.ndarray, f_scale: float) -> optimize.OptimizeResult:
+    """One soft_l1 least-squares run with the weak prior on the illumination strength."""
+    lo, hi = _theta_bounds()
+    alpha = MEAN_NAMES.index("illum_alpha")
+    prior = math.sqrt(d.size) * ILLUM_PRIOR
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        strength = float(from_unconstrained("illum_alpha", theta[alpha]))
+        return np.append((predict_mean(theta, b) - d).ravel(), prior * strength)
+
+    return optimize.least_squares(residuals, np.clip(start, lo + 1e-6, hi - 1e-6), bounds=(lo, hi),
+                                  loss="soft_l1", f_scale=f_scale, x_scale=1.0, ftol=1e-6, xtol=1e-6,
+                                  max_nfev=200)
+
+
+def fit_mean_v2(d: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> MeanFitV2:
+    """Fit tone and colour to (N, 3) dark and bright pixel values in [0, 1]: multi-start, then polish."""
+    start = initial_theta(d, b)
+    resid = (predict_mean(start, b) - d).ravel()
+    f_scale = max(2.0 * 1.4826 * float(np.median(np.abs(resid - np.median(resid)))), LSB)
+    few = rng.permutation(len(d))[:START_PIXELS]
+    alpha = MEAN_NAMES.index("illum_alpha")
+    runs = []
+    for alpha0 in (0.05, 0.5, 1.0):
+        s = start.copy()
+        s[alpha] = float(to_unconstrained("illum_alpha", alpha0))
+        runs.append(_robust_fit(s, d[few], b[few], f_scale))
+    best = _robust_fit(min(runs, key=lambda r: r.cost).x, d, b, f_scale)
+    lo, hi = _theta_bounds()
+    at_bound = [n for n, t, l, h in zip(MEAN_NAMES, best.x, lo, hi)
+                if n not in ("illum_alpha", "black_level") and min(t - l, h - t) < 1e-3]
+    return MeanFitV2(values=_from_theta(best.x), cost=float(best.cost), success=bool(best.status > 0),
+                     at_bound=at_bound)
+
+
+# ============================================================================================ noise fit
+
+NOISE_NAMES = ("shot_gain", "read_sigma", "chroma_nr", "black_level")
+NOISE_RANGES = {"shot_gain": (1e-8, 0.1), "read_sigma": (1e-7, 0.05), "chroma_nr": (1e-3, 0.999),
+                "black_level": (1e-7, 0.05)}
+NOISE_START = {"shot_gain": 1e-4, "read_sigma": 2e-4, "chroma_nr": 0.7, "black_level": 1e-4}
+NOISE_CROP = 384  # the noise fit simulates at most this many rows and columns of the pair (speed)
+MIN_BIN_PIXELS = 500
+# Scales of the residual statistics in the fit (what counts as a one-unit miss).
+CORR_SCALE = 0.05
+BRIGHTNESS_SCALE = 0.05  # of log brightness
+CLIPPED_SCALE = 0.05
+
+
+@dataclass(frozen=True)
+class ResidualStats:
+    """What the noise fit matches: residual sd per intensity bin, channel correlation, brightness, clipping."""
+
+    profile: np.ndarray
+    counts: np.ndarray
+    channel_corr: float
+    spatial_corr: float
+    brightness: float
+    clipped_black: float
+
+    @classmethod
+    def of(cls, img: np.ndarray) -> "ResidualStats":
+        """Measure a dark image (uint8, or an unrounded float simulation in [0, 1])."""
+        profile, counts = noise_profile(img)
+        profile = np.asarray(profile, float)
+        if img.dtype.kind == "f":  # add the 8-bit rounding the real image has (uniform, variance 1/12)
+            profile = np.sqrt(profile ** 2 + highpass_gain() ** 2 / 12.0)
+        s = dark_statistics(img)
+        return cls(profile, np.asarray(counts, float), float(s["channel_corr"]),
+                   float(s["spatial_corr"]), float(s["brightness"]), float(s["clipped_black"]))
+
+
+def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -> np.ndarray:
+    """The scaled misses of a simulation against the real image (what the noise fit minimises).
+
+    `bins` (bool per intensity bin) fixes which bins are compared, so the vector's length never changes;
+    a bin the simulation leaves empty counts as no miss.
+    """
+    ratio = np.log(np.where(sim.profile > 0, sim.profile, np.nan) / real.profile)
+    level = np.nan_to_num(ratio[bins], nan=0.0, posinf=0.0, neginf=0.0)
+    return np.concatenate([level, [
+        (sim.channel_corr - real.channel_corr) / CORR_SCALE,
+        math.log(max(sim.brightness, 1e-6) / max(real.brightness, 1e-6)) / BRIGHTNESS_SCALE,
+        (sim.clipped_black - real.clipped_black) / CLIPPED_SCALE]])
+
+
+def _profile_log_ratio(sim: ResidualStats, real: ResidualStats) -> np.ndarray:
+    """log(sim / real) residual sd in the intensity bins both images populate (a bin only one of them
+    reaches says the tone fit missed there, not the noise)."""
+    good = (real.counts >= MIN_BIN_PIXELS) & (sim.counts >= MIN_BIN_PIXELS)
+    good &= np.isfinite(real.profile) & np.isfinite(sim.profile) & (real.profile > 0) & (sim.profile > 0)
+    return np.log(sim.profile[good] / real.profile[good])
+
+
+def centre_crop(img: np.ndarray, size: int = NOISE_CROP) -> np.ndarray:
+    """The central size x size part of an image (all of it when smaller), with even offsets (Bayer)."""
+    top = max(0, (img.shape[0] - size) // 2) & ~1
+    left = max(0, (img.shape[1] - size) // 2) & ~1
+    return img[top:top + size, left:left + size]
+
+
+@dataclass
+class NoiseFitV2:
+    """The noise and processing fit of one pair, with how well its simulation matches the real residual."""
+
+    values: dict[str, float]
+    match: dict[str, float]
+    at_bound: list[str] = field(default_factory=list)
+
+
+def _noise_theta(values: dict[str, float]) -> np.ndarray:
+    return np.array([float(to_unconstrained(n, values[n])) for n in NOISE_NAMES])
+
+
+def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
+                 rng: np.random.Generator) -> NoiseFitV2:
+    """Choose K, read noise, chroma NR and black level so the simulated residual matches the real one.
+
+    Simulates v2 with its smooth sensor surrogate and fixed normals (common random numbers), so the
+    misses are smooth in the parameters and a least-squares fit with finite differences converges.
+    """
+    dark_c, bright_c = centre_crop(dark), centre_crop(bright)
+    real = ResidualStats.of(dark_c)
+    normals = rng.standard_normal((3, *bright_c.shape[:2]), dtype=np.float32)
+    lo = _noise_theta({n: r[0] for n, r in NOISE_RANGES.items()})
+    hi = _noise_theta({n: r[1] for n, r in NOISE_RANGES.items()})
+
+    def simulate(theta: np.ndarray) -> np.ndarray:
+        noise = {n: float(from_unconstrained(n, t)) for n, t in zip(NOISE_NAMES, theta)}
+        p = IspParams(**{**mean, **noise})
+        return v2.simulate_smooth(bright_c, p, normals)
+
+    start = np.clip(_noise_theta(NOISE_START), lo + 1e-3, hi - 1e-3)
+    first = ResidualStats.of(simulate(start))
+    bins = (real.counts >= MIN_BIN_PIXELS) & (first.counts >= MIN_BIN_PIXELS) & (real.profile > 0)
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        return match_residuals(ResidualStats.of(simulate(theta)), real, bins)
+
+    fit = optimize.least_squares(residuals, start, bounds=(lo, hi), diff_step=1e-3, x_scale=1.0,
+                                 ftol=1e-4, xtol=1e-4, max_nfev=60)
+    values = {n: float(from_unconstrained(n, t)) for n, t in zip(NOISE_NAMES, fit.x)}
+    sim = ResidualStats.of(simulate(fit.x))
+    at_bound = [n for n, t, l, h in zip(NOISE_NAMES, fit.x, lo, hi)
+                if n != "black_level" and min(t - l, h - t) < 1e-2]
+    return NoiseFitV2(values=values, match=_match_report(sim, real), at_bound=at_bound)
+
+
+def _match_report(sim: ResidualStats, real: ResidualStats) -> dict[str, float]:
+    """How close the fitted simulation's residual is to the real one (recorded per pair)."""
+    ratio = _profile_log_ratio(sim, real)
+    return {"match_profile_rms_log": float(np.sqrt(np.mean(ratio ** 2))) if ratio.size else math.nan,
+            "match_profile_bins": int(ratio.size),
+            "match_channel_corr_real": real.channel_corr, "match_channel_corr_sim": sim.channel_corr,
+            "match_spatial_corr_real": real.spatial_corr, "match_spatial_corr_sim": sim.spatial_corr,
+            "match_brightness_real": real.brightness, "match_brightness_sim": sim.brightness,
+            "match_clipped_real": real.clipped_black, "match_clipped_sim": sim.clipped_black}
+
+
+# ============================================================================================ per pair
+
+FIXED_V2 = {"row_sigma": 0.0}  # row noise cannot be told from scene texture in processed sRGB pairs
+RANGES_V2 = {**MEAN_RANGES, **NOISE_RANGES}
+IDENTICAL_LEVELS = 0.5  # mean |dark − bright| below half a level: the same image twice
+
+
+def fit_quality_v2(dark: np.ndarray, bright: np.ndarray, p: IspParams) -> dict[str, float]:
+    """RMSE (8-bit levels) and R² of v2's noiseless prediction against the dark image."""
+    pred = v2.expected_dark(bright, p).astype(np.float64)
+    resid = dark.astype(np.float64) - pred
+    ss_tot = float(np.sum((dark - dark.mean()) ** 2))
+    return {"isp_rmse_dn": float(np.sqrt(np.mean(resid ** 2)) * 255.0),
+            "isp_r2": 1.0 - float(np.sum(resid ** 2)) / ss_tot if ss_tot > 0 else math.nan}
+
+
+def physical_reason(dark: np.ndarray, bright: np.ndarray, values: dict[str, float]) -> str:
+    """Why a fitted pair is not a low-light pair at all ('' when it is)."""
+    if float(np.mean(np.abs(dark - bright))) * 255.0 < IDENTICAL_LEVELS:
+        return "dark and bright are the same image"
+    if values["exposure"] >= 1.0 or float(dark.mean()) >= float(bright.mean()):
+        return (f"dark image is not darker than its bright image (exposure {values['exposure']:.2f}; "
+                "are low/ and high/ swapped?)")
+    return ""
+
+
+def calibrate_arrays_v2(name: str, dark: np.ndarray, bright: np.ndarray, seed_sequence: np.random.SeedSequence,
+                        checks_reason: str) -> dict[str, Any]:
+    """Everything v2 calibration records about one pair (float images in [0, 1]): a flat table row.
+
+    `checks_reason` is the shared pair checks' verdict (lowsim.pair_checks); a pair they reject is still
+    fitted when possible, so the table shows what it would have given.
+    """
+    from lowsim.pair_checks import sample_pixels, valid_mask
+
+    rng = np.random.default_rng(seed_sequence)
+    row: dict[str, Any] = {"name": name, "method": "isp", "model": V2_MODEL}
+    rows_idx, cols_idx = sample_pixels(valid_mask(dark, bright), FIT_PIXELS, rng)
+    mean = fit_mean_v2(dark[rows_idx, cols_idx].astype(np.float64),
+                       bright[rows_idx, cols_idx].astype(np.float64), rng)
+    reason = checks_reason or physical_reason(dark, bright, mean.values)
+    at_bound = list(mean.at_bound)
+    values = {**mean.values, **FIXED_V2, **{n: NOISE_START[n] for n in NOISE_NAMES}}
+    if not reason:
+        dark_codes = np.rint(np.clip(dark, 0, 1) * 255).astype(np.uint8)
+        noise = fit_noise_v2(dark_codes, bright, mean.values, rng)
+        values.update(noise.values)
+        row.update(noise.match)
+        at_bound += noise.at_bound
+    params = IspParams(**{n: values[n] for n in IspParams.__dataclass_fields__})
+    row.update(params.to_dict())
+    row.update(fit_quality_v2(dark, bright, params))
+    if not reason and at_bound:
+        reason = f"fit at a bound of its search range: {', '.join(at_bound)}"
+    row.update(at_bound=", ".join(at_bound), excluded=bool(reason), reason=reason,
+               fit_success=mean.success, notes="")
+    return row

@@ -1,0 +1,62 @@
+"""Every degradation model by name: what generate, regenerate, preview and the benchmarks call.
+
+A model is its parameters' schema (`lowsim.params.MODEL_SPECS`) plus these functions; v1 is
+`lowsim.degrade`, v2 is `lowsim.degradation.v2`. Both are built from `lowsim.degradation.stages`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from lowsim import degrade as v1
+from lowsim.degradation import v2
+from lowsim.errors import LowsimError
+from lowsim.params import SCHEMA_VERSIONS, V1_MODEL, V2_MODEL
+
+SHORT_NAMES = {"v1": V1_MODEL, "v2": V2_MODEL}
+
+
+@dataclass(frozen=True)
+class DegradationModel:
+    """One model's entry points (all pure; noise only from the Generator passed in)."""
+
+    name: str
+    samplers: tuple[str, ...]
+    choose_sampler: Callable[[np.dtype, Any, int], str]
+    degrade_to_codes: Callable[..., np.ndarray]  # (clean, params, rng, bit_depth, sampler) -> codes
+    expected_dark: Callable[[np.ndarray, Any], np.ndarray]
+    stages: Callable[..., Iterator[tuple[str, np.ndarray]]]  # (clean, params, rng) -> (label, image)...
+
+    @property
+    def schema_version(self) -> int:
+        return SCHEMA_VERSIONS[self.name]
+
+
+MODELS: dict[str, DegradationModel] = {
+    V1_MODEL: DegradationModel(V1_MODEL, v1.SAMPLERS, v1.choose_sampler, v1.degrade_to_codes,
+                               v1.expected_dark, lambda c, p, r: v1.degrade_stages(c, p, r, illumination=True)),
+    V2_MODEL: DegradationModel(V2_MODEL, v2.SAMPLERS, lambda dtype, p, bit_depth: v2.SAMPLER,
+                               v2.degrade_to_codes, v2.expected_dark, v2.degrade_stages),
+}
+
+
+def get_model(name: str) -> DegradationModel:
+    """A model by its full name (lowsim.degrade/v2) or short name (v2); LowsimError naming the known ones."""
+    full = SHORT_NAMES.get(name, name)
+    if full not in MODELS:
+        raise LowsimError(f"unknown degradation model {name!r}; expected one of "
+                          f"{', '.join([*SHORT_NAMES, *MODELS])}")
+    return MODELS[full]
+
+
+def check_params_model(params_model: str, requested: str | None, path: Any = None) -> DegradationModel:
+    """The model to generate with: the params file's, which a requested one must equal."""
+    model = get_model(params_model)
+    if requested is not None and get_model(requested).name != model.name:
+        raise LowsimError(f"the params file is for {model.name} (schema {model.schema_version}) but "
+                          f"{get_model(requested).name} was requested (schema "
+                          f"{get_model(requested).schema_version}); calibrate for that model or drop --model",
+                          path)
+    return model
