@@ -11,7 +11,7 @@ import torch
 
 from lowsim.imageio import write_png
 from transfer.train import TrainConfig
-from transfer.zoo import VGG16_GROUPS
+from transfer.models import VGG16_GROUPS
 
 
 def smooth_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:

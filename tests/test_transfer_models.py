@@ -97,3 +97,41 @@ def test_frozen_batch_norm_statistics_do_not_move() -> None:
 def test_unknown_block_name_is_refused() -> None:
     with pytest.raises(TransferError, match="unknown block"):
         set_trainable_blocks(SIDUNet(width=4), ["up5"])
+
+
+def test_register_adds_a_model_whose_declared_options_match_its_constructor(monkeypatch) -> None:
+    from transfer.models import MODEL_REGISTRY, BlockModel, ModelOption, declared_options, register
+
+    monkeypatch.setattr("transfer.models.registry.MODEL_REGISTRY", dict(MODEL_REGISTRY))
+    from transfer.models import registry
+
+    @register("tiny_net")
+    class TinyNet(BlockModel):
+        options = (ModelOption("depth", int, "layers."),)
+
+        def __init__(self, width: int = 4, depth: int = 1, input_kind: str = "srgb", norm: str = "none") -> None:
+            super().__init__()
+            self.config = {"width": width, "depth": depth, "input_kind": input_kind, "norm": norm}
+
+    assert registry.MODEL_REGISTRY["tiny_net"] is TinyNet and TinyNet.model_name == "tiny_net"
+    assert registry.create_model("tiny_net", depth=2).config["depth"] == 2
+    assert [o.flag for o in declared_options("tiny_net")] == ["--depth"]
+    with pytest.raises(ValueError, match="registered twice"):
+        register("tiny_net")(TinyNet)
+    with pytest.raises(ValueError, match=r"declares options \[\] but its constructor takes \['depth'\]"):
+        @register("undeclared_net")
+        class Undeclared(BlockModel):
+            def __init__(self, width: int = 4, depth: int = 1) -> None:
+                super().__init__()
+    assert "undeclared_net" not in registry.MODEL_REGISTRY
+
+
+def test_every_registered_model_declares_its_specific_options() -> None:
+    from transfer.models import COMMON_OPTIONS, all_declared_options, declared_options, model_options
+
+    for name in list_models():
+        specific = [o for o in model_options(name) if o not in COMMON_OPTIONS]
+        assert sorted(o.name for o in declared_options(name)) == sorted(specific), name
+    shared = all_declared_options()
+    assert shared["depth"][1] == ["dense_cnn", "plain_cnn"] and shared["backbone_weights"][0].flag == \
+        "--backbone-weights"

@@ -195,7 +195,7 @@ def test_real_lol_pairs_train_and_validate_on_the_held_out_split(tmp_path: Path,
 
 def record_alphas(monkeypatch) -> list:
     """Patch EstimateEnhance.forward to record the alpha of every call (None when not given)."""
-    from transfer.zoo import EstimateEnhance
+    from transfer.models import EstimateEnhance
 
     calls: list = []
     real_forward = EstimateEnhance.forward

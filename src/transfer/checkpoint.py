@@ -20,7 +20,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from lowsim.params import atomic_write_bytes, atomic_write_text
 from transfer.errors import TransferError
-from transfer.models import SIDUNet, create_model
+from transfer.models import BlockModel, create_model
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -103,7 +103,7 @@ def read_meta(weights: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", prefer: str = "best",
-                    expect: dict[str, Any] | None = None) -> tuple[SIDUNet, dict[str, Any]]:
+                    expect: dict[str, Any] | None = None) -> tuple[BlockModel, dict[str, Any]]:
     """Build the checkpoint's model and load its weights; `expect` ({"model", "width", ...}) must agree."""
     weights = resolve_checkpoint(path, prefer)
     meta = read_meta(weights)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from transfer.errors import TransferError
-from transfer.models import SIDUNet, alpha_models, registered_name, takes_alpha
+from transfer.models import BlockModel, alpha_models, registered_name, takes_alpha
 
 # Inputs up to this many pixels (input representation) run in one pass; larger ones are tiled.
 DEFAULT_TILE = 512
@@ -56,7 +56,7 @@ def alpha_kwargs(model: torch.nn.Module, alpha: float | None) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def run_padded(model: SIDUNet, x: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
+def run_padded(model: BlockModel, x: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
     """Run the model on an input of any size: pad to its multiple, run, crop the output back (not clipped)."""
     padded, (height, width) = pad_to_multiple(x, model.pad_multiple)
     out = model(padded, **alpha_kwargs(model, alpha))
@@ -86,7 +86,7 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
 
 
 @torch.no_grad()
-def run_tiled(model: SIDUNet, x: torch.Tensor, tile: int = DEFAULT_TILE,
+def run_tiled(model: BlockModel, x: torch.Tensor, tile: int = DEFAULT_TILE,
               overlap: int = DEFAULT_OVERLAP, alpha: float | None = None) -> torch.Tensor:
     """Run the model tile by tile (sizes in input pixels) and blend the outputs; returns (1, 3, H*s, W*s)."""
     if overlap < 0 or tile <= overlap:
@@ -111,7 +111,7 @@ def run_tiled(model: SIDUNet, x: torch.Tensor, tile: int = DEFAULT_TILE,
 
 
 @torch.no_grad()
-def predict(model: SIDUNet, img: np.ndarray, tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
+def predict(model: BlockModel, img: np.ndarray, tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
             device: torch.device | str | None = None, alpha: float | None = None) -> np.ndarray:
     """Enhance one (H, W, C) float image: whole when it fits in one tile (or tile=None), else tiled; clip to [0, 1]."""
     if tile is not None and tile < model.pad_multiple:

@@ -1,0 +1,78 @@
+"""What every registered network is: a `BlockModel` with named blocks, plus the small layers and option checks
+the networks share.
+
+A `BlockModel` names its blocks in data-flow order (`block_names`), says how inputs must be padded
+(`pad_multiple`) and how much larger its output is (`scale`), and keeps its constructor options in `config` so a
+checkpoint can rebuild it.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from torch import nn
+
+from transfer.errors import TransferError
+
+INPUT_KINDS: tuple[str, ...] = ("srgb", "raw")
+NORMS: tuple[str, ...] = ("none", "batch")
+ACTIVATIONS: tuple[str, ...] = ("lrelu", "relu")
+# Base width 16 by default: a quarter of SID's 7.8M parameters (width 32), which trains at ~100 patches/s
+# on two CPU cores (benchmarks/bench_train.py) while keeping SID's depth, skips and receptive field.
+DEFAULT_WIDTH = 16
+LEAKY_SLOPE = 0.2  # SID's lrelu: max(0.2 x, x)
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    """A model size option must be a positive integer (bool is not one)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TransferError(f"model {name} must be a positive integer, got {value!r}")
+
+
+def check_choice(what: str, value: Any, choices: Iterable[str]) -> None:
+    """A model option must be one of a fixed set."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise TransferError(f"unknown {what} {value!r}, expected one of {', '.join(choices)}")
+
+
+def check_srgb(input_kind: str, name: str) -> None:
+    """Networks that take sRGB images only (packed raw is the SID U-Net's) refuse any other input kind."""
+    if input_kind != "srgb":
+        raise TransferError(f"model {name} takes sRGB input only, got input kind {input_kind!r}")
+
+
+def activation_layer(name: str) -> nn.Module:
+    """LeakyReLU(0.2) or ReLU (seed 004 compares both)."""
+    return nn.LeakyReLU(LEAKY_SLOPE, inplace=True) if name == "lrelu" else nn.ReLU(inplace=True)
+
+
+def norm_layer(norm: str, channels: int) -> nn.Module:
+    """Batch norm, or nothing."""
+    return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
+
+
+class BlockModel(nn.Module):
+    """A network split into named blocks in data-flow order, so "train the last N blocks" is well defined."""
+
+    model_name: str = ""  # set by models.registry.register
+    block_names: tuple[str, ...] = ()
+    input_kind: str = "srgb"
+    scale: int = 1  # output pixels per input pixel along each axis
+    pad_multiple: int = 1  # input height and width must be multiples of this
+    takes_alpha: bool = False  # forward(x, alpha=...) takes a restoration strength (estimate_enhance)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {}
+        self.frozen_blocks: frozenset[str] = frozenset()
+
+    def blocks(self) -> list[tuple[str, nn.Module]]:
+        """(name, module) of every block in data-flow order."""
+        return [(name, getattr(self, name)) for name in self.block_names]
+
+    def train(self, mode: bool = True) -> "BlockModel":
+        """Like nn.Module.train, but frozen blocks stay in eval mode so their BN statistics never move."""
+        super().train(mode)
+        for name in self.frozen_blocks:
+            getattr(self, name).eval()
+        return self
