@@ -20,7 +20,7 @@ def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
     import importlib
 
-    for name in ("calibrate", "generate"):
+    for name in ("calibrate", "generate", "compare"):
         importlib.import_module(f"lowsim.cli.{name}")
 
 
