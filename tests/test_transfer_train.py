@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import transfer.train as train_module
+import transfer.train.trainer as trainer_module
 from lowsim import __version__ as lowsim_version
 from lowsim.params import file_sha256
 from test_transfer_fixtures import (lol_tiny, make_lol, make_manifest, manifest_tiny, tiny_config,  # noqa: F401
@@ -138,7 +138,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, lol_t
 
 def test_early_stopping_after_patience_validations(tmp_path: Path, lol_tiny: Path, monkeypatch) -> None:
     scores = iter([20.0, 19.0, 18.0, 17.0, 16.0])
-    monkeypatch.setattr(train_module, "validate", lambda model, store, tile: [next(scores)])
+    monkeypatch.setattr(trainer_module, "validate", lambda model, store, tile: [next(scores)])
     result = run_training(tiny_config(tmp_path / "r", pairs=lol_tiny, iters=10, val_every=1, patience=2))
     assert result["stop_reason"] == "early_stopping" and result["steps"] == 3 and result["best_step"] == 1
     assert json.loads((tmp_path / "r" / "best" / "checkpoint.json").read_text())["step"] == 1
@@ -163,7 +163,7 @@ def test_raw_input_trains_on_sid_pairs(tmp_path: Path) -> None:
 def test_ctrl_c_saves_last_and_resume_matches(tmp_path: Path, lol_tiny: Path, monkeypatch) -> None:
     options = dict(pairs=lol_tiny, iters=4, val_split=False, save_every=100)
     run_training(tiny_config(tmp_path / "straight", **options))
-    real_loss, calls = train_module.F.l1_loss, []
+    real_loss, calls = trainer_module.F.l1_loss, []
 
     def interrupting_loss(*args, **kwargs):
         calls.append(1)
@@ -171,10 +171,10 @@ def test_ctrl_c_saves_last_and_resume_matches(tmp_path: Path, lol_tiny: Path, mo
             raise KeyboardInterrupt
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(train_module.F, "l1_loss", interrupting_loss)
+    monkeypatch.setattr(trainer_module.F, "l1_loss", interrupting_loss)
     with pytest.raises(KeyboardInterrupt):
         run_training(tiny_config(tmp_path / "cut", **options))
-    monkeypatch.setattr(train_module.F, "l1_loss", real_loss)
+    monkeypatch.setattr(trainer_module.F, "l1_loss", real_loss)
     assert json.loads((tmp_path / "cut" / "last" / "checkpoint.json").read_text())["step"] == 2
     run_training(tiny_config(tmp_path / "cut", resume=True, **options))
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "cut")

@@ -9,9 +9,9 @@ import numpy as np
 from lowsim.imageio import is_raw, read_bayer_packed, read_image, write_png
 from transfer.checkpoint import load_checkpoint
 from transfer.data import dark_to_float
+from transfer.device import pick_device
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
-from transfer.train import pick_device
 
 
 def output_paths(images: Sequence[Path], out_dir: Path) -> list[Path]:

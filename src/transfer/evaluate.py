@@ -14,6 +14,7 @@ from lowsim.params import atomic_write_text
 from transfer.checkpoint import load_checkpoint, resolve_checkpoint
 from transfer.data import (PairItem, bright_to_float, dark_to_float, decode_item, load_manifest, load_pairs,
                            split_real_pairs)
+from transfer.device import pick_device
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
 from transfer.metrics import psnr, ssim
@@ -27,13 +28,6 @@ def select_split(items: list[PairItem], split: str) -> list[PairItem]:
     if split not in SPLITS:
         raise TransferError(f"unknown --split {split!r}, expected one of {', '.join(SPLITS)}")
     return list(items) if split == "all" else split_real_pairs(items, split)
-
-
-def pick_device(name: str) -> torch.device:
-    """CUDA when present (or asked for), else CPU."""
-    from transfer.train import pick_device as _pick
-
-    return _pick(name)
 
 
 def find_items(pairs: str | Path | None, manifest: str | Path | None, layout: str, split: str) -> list[PairItem]:

@@ -12,7 +12,7 @@ not clipped (inference clips). Defaults are narrow so they train on a CPU.
 from __future__ import annotations
 
 from transfer.models.base import (ACTIVATIONS, DEFAULT_WIDTH, INPUT_KINDS, LEAKY_SLOPE, NORMS, BlockModel,
-                                  check_choice, check_positive_int)
+                                  TrainingInputs, check_choice, check_positive_int)
 from transfer.models.registry import (COMMON_OPTIONS, MODEL_REGISTRY, ModelOption, alpha_models,
                                       all_declared_options, check_model_name, create_model, declared_options,
                                       list_models, model_options, option_flag, register, registered_name,
@@ -27,7 +27,7 @@ from transfer.models.freeze import (block_parameter_counts, count_parameters, fr
 
 __all__ = ["ACTIVATIONS", "BLOCK_NAMES", "COMMON_OPTIONS", "DEFAULT_WIDTH", "INPUT_KINDS", "LEAKY_SLOPE",
            "MODEL_REGISTRY", "NORMS", "VGG16_GROUPS", "BlockModel", "DenseCNN", "EstimateEnhance", "ModelOption",
-           "PlainCNN", "SIDUNet", "VGG16Residual", "alpha_models", "all_declared_options",
+           "PlainCNN", "SIDUNet", "TrainingInputs", "VGG16Residual", "alpha_models", "all_declared_options",
            "block_parameter_counts", "check_choice", "check_model_name", "check_positive_int", "count_parameters",
            "create_model", "declared_options", "freeze_all_but_last", "last_blocks", "list_models",
            "load_vgg16_backbone", "model_options", "option_flag", "register", "registered_name",

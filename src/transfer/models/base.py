@@ -3,11 +3,13 @@ the networks share.
 
 A `BlockModel` names its blocks in data-flow order (`block_names`), says how inputs must be padded
 (`pad_multiple`) and how much larger its output is (`scale`), and keeps its constructor options in `config` so a
-checkpoint can rebuild it.
+checkpoint can rebuild it. A model whose forward takes a per-sample input from the training pairs (estimate_enhance's
+alpha) says so in `training_inputs`; the training loop itself knows no model.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Collection, Iterable, Sequence
 
 from torch import nn
 
@@ -51,6 +53,20 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
     return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
 
 
+@dataclass(frozen=True)
+class TrainingInputs:
+    """Per-sample forward inputs a model takes from its training pairs (none for most models).
+
+    `values` holds one number per training pair (None: batches carry no extra tensor and the model uses its
+    configured value); the loop passes each batch's values as the forward keyword `keyword`. `description` goes
+    to the run's config.json, `notes` to its log."""
+
+    keyword: str | None = None
+    values: list[float] | None = None
+    description: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+
+
 class BlockModel(nn.Module):
     """A network split into named blocks in data-flow order, so "train the last N blocks" is well defined."""
 
@@ -76,3 +92,8 @@ class BlockModel(nn.Module):
         for name in self.frozen_blocks:
             getattr(self, name).eval()
         return self
+
+    def training_inputs(self, items: Sequence[Any], given: Collection[str]) -> TrainingInputs:
+        """The per-sample inputs to train with on `items` (transfer.data.PairItem); `given` names the model
+        options set explicitly. The default: none."""
+        return TrainingInputs()

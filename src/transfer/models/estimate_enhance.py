@@ -9,12 +9,16 @@ Fig. 5 setting) unless `transfer enhance/evaluate --alpha` sets the restoration 
 """
 from __future__ import annotations
 
+from typing import Any, Collection, Sequence
+
+import numpy as np
 import torch
 from torch import nn
 
+from transfer.data import ALPHA_COLUMN
 from transfer.errors import TransferError
-from transfer.models.base import (DEFAULT_WIDTH, NORMS, BlockModel, check_choice, check_positive_int,
-                                  check_srgb, norm_layer)
+from transfer.models.base import (DEFAULT_WIDTH, NORMS, BlockModel, TrainingInputs, check_choice,
+                                  check_positive_int, check_srgb, norm_layer)
 from transfer.models.registry import ModelOption, register
 
 
@@ -74,6 +78,10 @@ class EstimateEnhance(BlockModel):
             names.append(f"{net}_tail")
         self.block_names = tuple(names)
 
+    def set_alpha(self, alpha: float) -> None:
+        """Change the configured restoration strength (kept in `config`, so checkpoints store it)."""
+        self.alpha = self.config["alpha"] = float(alpha)
+
     def _subnet(self, net: str, x: torch.Tensor) -> torch.Tensor:
         """Run Estimate-Net or Enhance-Net: head, residual blocks, tail to 3 channels."""
         for name, block in self.blocks():
@@ -93,3 +101,24 @@ class EstimateEnhance(BlockModel):
             alpha = alpha.to(x.dtype).reshape(-1, 1, 1, 1)
         combined = x + alpha * self.difference_map(x)
         return combined + self._subnet("enhance", combined)
+
+    def training_inputs(self, items: Sequence[Any], given: Collection[str]) -> TrainingInputs:
+        """Pairs with an illum_alpha (a manifest): each patch's own as its strength (a row without one: the
+        configured alpha), and unless `alpha` was given, their mean becomes the configured strength used later
+        (validation, evaluate, enhance), as the network never saw one far from the rows'. Pairs without (real
+        pairs): the configured alpha."""
+        if all(item.alpha is None for item in items):
+            return TrainingInputs(description={"source": "model config", "value": self.alpha},
+                                  notes=(f"alpha: the model's configured {self.alpha:g} (the pairs carry no "
+                                         f"{ALPHA_COLUMN})",))
+        alphas = [self.alpha if item.alpha is None else float(item.alpha) for item in items]
+        if "alpha" not in given:
+            self.set_alpha(float(np.mean(alphas)))
+        described = {"source": f"manifest {ALPHA_COLUMN}", "min": min(alphas), "mean": float(np.mean(alphas)),
+                     "max": max(alphas)}
+        notes = [f"alpha: each patch's manifest {ALPHA_COLUMN} (min {described['min']:g}, mean "
+                 f"{described['mean']:g}, max {described['max']:g}); validation uses the configured {self.alpha:g}"]
+        if max(alphas) == 0:
+            notes.append(f"warning: every training row has {ALPHA_COLUMN} 0, so alpha * I^D is 0 and "
+                         "Estimate-Net gets no gradient; only Enhance-Net learns")
+        return TrainingInputs("alpha", alphas, described, tuple(notes))

@@ -1,0 +1,318 @@
+"""The training loop: `Trainer(config, info, device)` sets a run up, `run()` steps, validates and saves.
+
+The phases are methods: the setup (`__init__`: model, data, run state, run files, loader), `step` (one optimizer
+step on one batch), `validate_and_track` (score the validation pairs, keep `best`, early stopping) and `save`
+(`last`, through RunState). It uses the paper's L1 loss (MAE) and Adam with a decay schedule. The network output
+is NOT clipped during training: a clamp has zero gradient outside [0, 1], so pixels the network overshoots (dark
+targets near 0, highlights near 1) would stop learning; SID trains unclipped too. Inference clips (seed 004).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lowsim import __version__ as lowsim_version
+from lowsim.params import atomic_write_text
+from transfer import checkpoint as ckpt
+from transfer.data import (PairStore, PatchDataset, StepBatchSampler, bright_to_float, dark_to_float,
+                           default_workers, make_loader)
+from transfer.device import pick_device
+from transfer.distributed import (DistInfo, barrier, broadcast_buffers, broadcast_flag, gather_strings,
+                                  init_distributed, mean_across, shutdown)
+from transfer.errors import TrainingDiverged, TransferError
+from transfer.infer import predict
+from transfer.metrics import psnr
+from transfer.models import BlockModel, count_parameters, registered_name, trainable_blocks
+from transfer.train.config import TrainConfig, check_config, check_patch, lr_factor, total_steps
+from transfer.train.prepare import backbone_description, build_model, fingerprint, resolve_data
+from transfer.train.report import Reporter, plot_curves
+from transfer.train.state import BEST, LAST, RunState, has_saved_state
+
+CONFIG_JSON, CURVES_PNG = "config.json", "curves.png"
+
+
+def run_training(config: TrainConfig) -> dict[str, Any]:
+    """Train as configured and return a summary (steps, best/final metrics, checkpoint paths)."""
+    check_config(config)
+    device = pick_device(config.device)
+    info = init_distributed(device.type == "cuda")
+    try:
+        return Trainer(config, info, device).run()
+    finally:
+        shutdown(info)
+
+
+@torch.no_grad()
+def validate(model: BlockModel, store: PairStore, tile: int) -> list[float]:
+    """PSNR of every validation pair at full resolution (tiled when large), output clipped to [0, 1]."""
+    scores = []
+    for index in range(len(store)):
+        pair = store.get(index)
+        prediction = predict(model, dark_to_float(pair.dark, pair.ratio), tile=tile)
+        scores.append(psnr(prediction, bright_to_float(pair.bright)))
+    return scores
+
+
+class Trainer:
+    """One training run (one process of it under torchrun)."""
+
+    def __init__(self, config: TrainConfig, info: DistInfo, device: torch.device) -> None:
+        """Set the run up: model, data, run state (fresh or resumed), run files and the batch loader."""
+        self.started = time.perf_counter()
+        self.config, self.info = config, info
+        self.device = torch.device("cuda", info.local_rank) if info.enabled and device.type == "cuda" else device
+        # The model first: a bad option, checkpoint or backbone file is refused before any data is read.
+        self.model, self.init = build_model(config, self.device)
+        check_patch(config.patch, self.model)
+        self.name = registered_name(self.model)
+        self.data = resolve_data(config)
+        self.trained = trainable_blocks(self.model)
+        self.n_trainable, self.n_total = count_parameters(self.model)
+        self.reporter = Reporter(config.progress and info.is_main)
+        self.reporter.print(f"{config.mode}: {self.model.config} on {self.device}, {info.world} process(es); "
+                            f"training {self.n_trainable:,} of {self.n_total:,} parameters (blocks "
+                            f"{', '.join(self.trained)})")
+        self.total = total_steps(config, len(self.data.train))
+        self.val_every = config.val_every or max(1, self.total // 10)
+        self.save_every = config.save_every or self.val_every
+        self.run_dir = Path(config.run_dir)
+        self.backbone = backbone_description(config)
+        self.resuming = has_saved_state(self.run_dir)
+        if self.resuming and not config.resume:
+            raise TransferError("run directory already holds a checkpoint; pass --resume to continue it or choose "
+                                "another --run-dir", self.run_dir)
+        self.store, self.val_store = self._load_pairs()
+        # the model's per-sample inputs (estimate_enhance: each manifest row's alpha; it may set its own alpha)
+        self.inputs = self.model.training_inputs(self.data.train, set(config.model_options))
+        for note in self.inputs.notes:
+            self.reporter.print(note)
+        self.state = self._start_state()
+        self.saved_step = self.state.step if self.resuming else None
+        self.run_config = self._write_run_files()
+        self.net = self._wrap_for_processes()
+        self.workers = default_workers(self.store.fully_cached) if config.workers is None else config.workers
+        self.end = self.total if config.stop_after is None else min(self.total, self.state.step + config.stop_after)
+        self.loader = make_loader(PatchDataset(self.store, config.patch, config.seed, self.model.scale,
+                                               self.inputs.values),
+                                  StepBatchSampler(self.state.step, self.end, config.batch, info.rank, info.world),
+                                  self.workers)
+        self.images, self.compute_s, self.data_s, self.last_loss = 0, 0.0, 0.0, math.nan
+
+    # -- setup --------------------------------------------------------------------------------------------------
+    def _load_pairs(self) -> tuple[PairStore, PairStore | None]:
+        """Decode the training pairs (and, on the main process, the validation pairs) into the RAM cache."""
+        data, cache_bytes = self.data, int(self.config.cache_mb * 2**20)
+        store = PairStore(data.train, self.model.input_kind, cache_bytes)
+        store.check_patch(self.config.patch)
+        val_store = PairStore(data.val, self.model.input_kind, max(0, cache_bytes - store.cached_bytes)) \
+            if self.info.is_main and data.val else None
+        cached_mib = (store.cached_bytes + (val_store.cached_bytes if val_store else 0)) / 2**20
+        self.reporter.print(f"data: {len(data.train)} training pair(s), {len(data.val)} validation pair(s); "
+                            f"{cached_mib:.0f} MiB of decoded images cached in RAM"
+                            + ("" if store.fully_cached else " (training set larger than --cache-mb: decoded per "
+                                                            "patch)")
+                            + ("" if data.val else "; no validation pairs, so no `best` checkpoint (use `last`)"))
+        return store, val_store
+
+    def _start_state(self) -> RunState:
+        """The model on the device, its optimizer and schedule, and the run state: fresh, or resumed from `last`."""
+        config = self.config
+        # Channels-last before the optimizer exists, so that Adam's moments share the parameters' layout in both
+        # a fresh and a resumed run (the same layout means the same floating-point results).
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model = self.model.to(self.device, memory_format=self.memory_format)
+        optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.schedule, self.total))
+        prints = fingerprint(config, self.model, self.data, self.init, self.total, self.backbone)
+        state = RunState(self.model, optimizer, scheduler, prints)
+        if self.resuming:
+            state.load(self.run_dir)
+            self.reporter.print(f"resuming {self.run_dir} at step {state.step}/{self.total}")
+        elif config.resume:
+            self.reporter.print(f"nothing to resume in {self.run_dir}; starting a new run")
+        return state
+
+    def _write_run_files(self) -> dict[str, Any]:
+        """config.json and the lists of training and validation pairs (main process); returns the config."""
+        model, data = self.model, self.data
+        run_config = {"command": self.config.mode, "model": self.name, "model_config": model.config,
+                      "input_kind": model.input_kind, "trained_blocks": self.trained,
+                      "trainable_params": self.n_trainable, "total_params": self.n_total, "data": data.description,
+                      "data_sha256": data.description["sha256"], "init_checkpoint": self.init,
+                      "backbone_weights": self.backbone, "train_alpha": self.inputs.description,
+                      "seed": self.config.seed, "lowsim_version": lowsim_version,
+                      "torch_version": torch.__version__, "device": str(self.device), "world_size": self.info.world,
+                      "total_steps": self.total, "val_every": self.val_every, "fingerprint": self.state.fingerprint,
+                      "options": self.config.to_json()}
+        if self.info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "train_pairs.txt", "".join(f"{i.name}\n" for i in data.train))
+            atomic_write_text(self.run_dir / "val_pairs.txt", "".join(f"{i.name}\n" for i in data.val))
+            atomic_write_text(self.run_dir / CONFIG_JSON, json.dumps(run_config, indent=2) + "\n")
+        barrier(self.info)
+        return run_config
+
+    def _wrap_for_processes(self) -> torch.nn.Module:
+        """The model itself, or under torchrun a DistributedDataParallel wrapper of it."""
+        if not self.info.enabled:
+            return self.model
+        if self.device.type == "cuda":  # batch statistics over the global batch, as one process would compute them
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)  # in place below the root (CPU: GPU-only layer)
+        return torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    # -- the phases of the loop ---------------------------------------------------------------------------------
+    def epoch(self) -> float:
+        """Passes over the training images so far (one patch per image per pass)."""
+        return self.state.step * self.config.batch / len(self.data.train)
+
+    def meta(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The description stored with a checkpoint of the current step."""
+        return {"model": self.name, "model_config": self.model.config, "input_kind": self.model.input_kind,
+                "trained_blocks": self.trained, "step": self.state.step, "epoch": self.epoch(),
+                "data_sha256": self.data.description["sha256"], "seed": self.config.seed,
+                "lowsim_version": lowsim_version, "best_val_psnr": self.state.best_val_psnr,
+                "best_step": self.state.best_step, **(extra or {})}
+
+    def step(self, batch: tuple[torch.Tensor, ...]) -> float:
+        """One optimizer step on a batch (input, target[, per-sample input]); returns the loss (mean over
+        processes). A NaN or infinite loss stops the run before the weights change."""
+        state, device, memory_format = self.state, self.device, self.memory_format
+        inputs = batch[0].to(device, non_blocking=True, memory_format=memory_format)
+        targets = batch[1].to(device, non_blocking=True, memory_format=memory_format)
+        # a third tensor holds the model's per-sample input (estimate_enhance's alpha on manifest rows); DDP passes
+        # keyword arguments through to the model
+        extra = {self.inputs.keyword: batch[2].to(device, non_blocking=True)} if len(batch) > 2 else {}
+        loss = F.l1_loss(self.net(inputs, **extra), targets)
+        loss_value = float(mean_across(loss.detach(), self.info))
+        if not math.isfinite(loss_value):
+            raise _diverged(state.step + 1, loss_value, self.config.lr, self.saved_step, self.run_dir / LAST)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        state.scheduler.step()
+        state.step += 1
+        return loss_value
+
+    def validate_and_track(self) -> bool:
+        """Score the validation pairs (main process), keep the best as `best`, count validations without a
+        better PSNR; returns whether to stop early (the same answer on every process)."""
+        stop = False
+        if self.val_store is not None:
+            state = self.state
+            scores = validate(self.model, self.val_store, self.config.tile)
+            score = float(np.mean(scores))
+            if state.track(score, self.epoch()):
+                ckpt.save_checkpoint(self.run_dir / BEST, self.model, self.meta({"val_psnr": score}))
+            self.reporter.print(f"step {state.step}: validation PSNR {score:.2f} dB over {len(scores)} image(s)"
+                                f" (best {state.best_psnr:.2f} dB at step {state.best_step})")
+            stop = self.config.patience is not None and state.bad_validations >= self.config.patience
+            self.net.train()
+        return broadcast_flag(stop, self.info, self.device)
+
+    def save(self) -> None:
+        """Save `last` and the metric CSVs (the main process writes)."""
+        if self.info.is_main:
+            self.state.save(self.run_dir, self.meta())
+        self.saved_step = self.state.step
+
+    # -- the run ------------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train to the end of the budget (or --stop-after, or early stopping); returns the run's summary. Ctrl-C
+        saves `last` first."""
+        self.reporter.start(self.total, self.state.step, self.config.log_every)
+        self.net.train()
+        try:
+            stop_reason = self._loop()
+        except KeyboardInterrupt:
+            self.reporter.close()
+            if self.state.step > (self.saved_step or 0):
+                self.save()
+            raise
+        finally:
+            self.reporter.close()
+            if self.info.is_main and self.state.train_rows:
+                self.state.write_rows(self.run_dir)
+                plot_curves(self.run_dir / CURVES_PNG, self.state.train_rows, self.state.val_rows)
+        return self._finish(stop_reason)
+
+    def _loop(self) -> str:
+        """Step through this invocation's batches; returns why it ended."""
+        state, t_prev = self.state, time.perf_counter()
+        for batch in self.loader:
+            t_batch = time.perf_counter()
+            loss = self.step(batch)
+            self._account(loss, data_s=t_batch - t_prev, step_s=time.perf_counter() - t_prev)
+            stop = False
+            if state.step % self.val_every == 0 or state.step == self.total:
+                stop = self.validate_and_track()
+            if stop or state.step % self.save_every == 0 or state.step == self.end:
+                self.save()
+            self.reporter.step(state.step, self.total, f"loss {loss:.4f} lr "
+                                                       f"{state.optimizer.param_groups[0]['lr']:.2e} "
+                                                       f"{self.images / max(self.compute_s, 1e-9):.1f} img/s")
+            t_prev = time.perf_counter()  # validation and saving are not step time
+            if stop:
+                self.reporter.print(f"early stopping at step {state.step}: no better validation PSNR in "
+                                    f"{state.bad_validations} validations")
+                return "early_stopping"
+        return "completed" if state.step >= self.total else "stopped_after"
+
+    def _account(self, loss: float, data_s: float, step_s: float) -> None:
+        """Count a finished step: its metrics row, throughput and waiting for data."""
+        self.images += self.config.batch
+        self.compute_s += step_s
+        self.data_s += data_s
+        self.last_loss = loss
+        self.state.log_step(loss, self.epoch(), step_s, data_s)
+
+    def _finish(self, stop_reason: str) -> dict[str, Any]:
+        """Agree on the final weights across processes, write the metrics into config.json, return the summary."""
+        state = self.state
+        broadcast_buffers(self.model, self.info)  # CPU batch norm keeps per-process running statistics: rank 0's
+        checksums = gather_strings(_weights_checksum(self.model), self.info)
+        result = {"run_dir": str(self.run_dir), "mode": self.config.mode, "steps": state.step,
+                  "total_steps": self.total, "stop_reason": stop_reason, "final_loss": self.last_loss,
+                  "best_val_psnr": state.best_val_psnr, "best_step": state.best_step,
+                  "last_checkpoint": str(self.run_dir / LAST),
+                  "best_checkpoint": str(self.run_dir / BEST) if state.best_step else None,
+                  "trainable_params": self.n_trainable, "total_params": self.n_total, "trained_blocks": self.trained,
+                  "train_count": len(self.data.train), "val_count": len(self.data.val), "world_size": self.info.world,
+                  "rank_weight_sha256": checksums, "workers": self.workers,
+                  "images_per_s": self.images / max(self.compute_s, 1e-9),
+                  "data_wait_share": self.data_s / max(self.compute_s, 1e-9),
+                  "seconds": time.perf_counter() - self.started}
+        if self.info.is_main:
+            self.run_config["metrics"] = result
+            atomic_write_text(self.run_dir / CONFIG_JSON, json.dumps(self.run_config, indent=2) + "\n")
+            self.reporter.print(f"{stop_reason} at step {state.step}/{self.total}: loss {self.last_loss:.4f}, "
+                                f"{result['images_per_s']:.1f} img/s"
+                                + (f", best validation PSNR {state.best_psnr:.2f} dB (step {state.best_step})"
+                                   if state.best_step else ""))
+        return result
+
+
+def _diverged(step: int, loss: float, lr: float, saved_step: int | None, last_dir: Path) -> TrainingDiverged:
+    """The error for a NaN/inf loss: where the last good checkpoint is (it is never overwritten)."""
+    kept = f"the last good checkpoint is {last_dir} (step {saved_step})" if saved_step is not None else \
+        "no checkpoint had been saved yet"
+    return TrainingDiverged(f"training stopped: the loss became {loss} at step {step} (learning rate {lr:g}); "
+                            f"{kept}; try a lower --lr")
+
+
+def _weights_checksum(model: torch.nn.Module) -> str:
+    """sha256 of all parameters and buffers (to check that processes agree)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
