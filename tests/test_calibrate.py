@@ -98,7 +98,7 @@ def recovery_run(clean_dir: Path, tmp_path_factory) -> tuple[pd.DataFrame, dict,
             pairs[name] = (_degraded(bright, p, seed=i), bright)
             brights[name] = bright
     root = _write_lol(tmp_path_factory.mktemp("recovery"), pairs)
-    result = run_calibration(root, root / "out.json", workers=2, seed=0)
+    result = run_calibration(root, root / "out.json", method="joint", workers=2, seed=0)
     table = pd.DataFrame(result.rows).set_index("name")
     return table, sets, brights
 
@@ -166,7 +166,7 @@ def test_fitted_distribution_recovers_a_known_sampling_distribution(clean_dir: P
     drawn = [known.sample(rng) for _ in photos]
     pairs = {f"s{i:02d}": (_degraded(b, p, seed=100 + i), b) for i, (b, p) in enumerate(zip(photos, drawn))}
     root = _write_lol(tmp_path / "pairs", pairs)
-    result = run_calibration(root, tmp_path / "fit.json", workers=2, seed=0)
+    result = run_calibration(root, tmp_path / "fit.json", method="joint", workers=2, seed=0)
     assert all(not r["excluded"] for r in result.rows)
     fitted = result.distribution
     truth = np.array([[to_unconstrained(n, getattr(p, n)) for n in names] for p in drawn])
@@ -332,7 +332,7 @@ def _run_cli(args: list[str]) -> None:
 
 def test_cli_writes_json_parquet_and_png_and_lists_excluded_pairs(small_pairs: Path, tmp_path: Path):
     out = tmp_path / "params" / "small.json"
-    _run_cli(["calibrate", "--pairs", str(small_pairs), "--out", str(out), "--workers", "2"])
+    _run_cli(["calibrate", "--pairs", str(small_pairs), "--method", "joint", "--out", str(out), "--workers", "2"])
     data = json.loads(out.read_text())
     assert data["method"] == "joint" and data["n_pairs"] == 4
     assert [e["name"] for e in data["excluded"]] == ["zz_mismatch"]
@@ -352,8 +352,8 @@ def test_cli_writes_json_parquet_and_png_and_lists_excluded_pairs(small_pairs: P
 
 
 def test_results_do_not_depend_on_the_worker_count(small_pairs: Path, tmp_path: Path):
-    one = run_calibration(small_pairs, tmp_path / "one.json", workers=1, seed=3)
-    two = run_calibration(small_pairs, tmp_path / "two.json", workers=2, seed=3)
+    one = run_calibration(small_pairs, tmp_path / "one.json", method="joint", workers=1, seed=3)
+    two = run_calibration(small_pairs, tmp_path / "two.json", method="joint", workers=2, seed=3)
     left = pd.read_parquet(one.table_path)[["name", *PARAM_COLUMNS]]
     right = pd.read_parquet(two.table_path)[["name", *PARAM_COLUMNS]]
     pd.testing.assert_frame_equal(left, right)

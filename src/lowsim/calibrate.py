@@ -42,7 +42,7 @@ from lowsim.pair_checks import (LSB, MAX_SATURATED_FRACTION, MIN_BLOCK_SPEARMAN,
                                 block_spearman, exclusion_reason, pair_checks, sample_pixels, valid_mask)
 from lowsim.pairs import Pair, read_pair
 from lowsim.calibrate_v2 import FIXED_V2, RANGES_V2, calibrate_arrays_v2
-from lowsim.params import PARAM_NAMES, V1_MODEL, V2_MODEL, V2_PARAM_NAMES, DegradationParams, ParamDistribution
+from lowsim.params import ALL_PARAM_NAMES, PARAM_NAMES, V1_MODEL, V2_MODEL, V2_PARAM_NAMES, DegradationParams, ParamDistribution
 
 METHODS = ("isp", "joint", "paper")  # isp: model v2 (lowsim.calibrate_v2); joint, paper: v1
 
@@ -731,7 +731,7 @@ def write_table(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     from lowsim.params import atomic_write_bytes
 
     frame = pd.DataFrame(list(rows))
-    first = ["name", "excluded", "reason", *PARAM_NAMES, *V2_PARAM_NAMES]
+    first = ["name", "excluded", "reason", *ALL_PARAM_NAMES]
     frame = frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
@@ -777,7 +777,7 @@ class CalibrationResult:
 
 
 def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "auto",
-                    method: str = "joint", report: str | Path | None = None, split: str = "all",
+                    method: str = "isp", report: str | Path | None = None, split: str = "all",
                     seed: int = 0, workers: int = 1, source: str = "",
                     on_start: Callable[[int], None] | None = None,
                     on_done: Callable[[dict[str, Any]], None] | None = None) -> CalibrationResult:

@@ -97,19 +97,22 @@ def _robust_fit(start: np.ndarray, d: np.ndarray, b: np.ndarray, f_scale: float)
                                   max_nfev=200)
 
 
-def fit_mean_v2(d: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> MeanFitV2:
+def fit_mean_v2(d: np.ndarray, b: np.ndarray, rng: np.random.Generator,
+                start_values: dict[str, float] | None = None) -> MeanFitV2:
     """Fit tone and colour to (N, 3) dark and bright pixel values in [0, 1]: multi-start, then polish."""
-    start = initial_theta(d, b)
+    start = initial_theta(d, b) if start_values is None else _to_theta(start_values)
     resid = (predict_mean(start, b) - d).ravel()
-    f_scale = max(2.0 * 1.4826 * float(np.median(np.abs(resid - np.median(resid)))), LSB)
+    # soft_l1 turns linear only far out (6 robust sds): noise clipped at black is skewed, and a loss that
+    # already discounts its tail would fit its median, below its mean.
+    f_scale = max(6.0 * 1.4826 * float(np.median(np.abs(resid - np.median(resid)))), LSB)
     few = rng.permutation(len(d))[:START_PIXELS]
     alpha = MEAN_NAMES.index("illum_alpha")
     runs = []
-    for alpha0 in (0.05, 0.5, 1.0):
+    for alpha0 in (0.05, 0.5, 1.0) if start_values is None else ():
         s = start.copy()
         s[alpha] = float(to_unconstrained("illum_alpha", alpha0))
         runs.append(_robust_fit(s, d[few], b[few], f_scale))
-    best = _robust_fit(min(runs, key=lambda r: r.cost).x, d, b, f_scale)
+    best = _robust_fit(min(runs, key=lambda r: r.cost).x if runs else start, d, b, f_scale)
     lo, hi = _theta_bounds()
     at_bound = [n for n, t, l, h in zip(MEAN_NAMES, best.x, lo, hi)
                 if n not in ("illum_alpha", "black_level") and min(t - l, h - t) < 1e-3]
@@ -197,7 +200,7 @@ def _noise_theta(values: dict[str, float]) -> np.ndarray:
 
 
 def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
-                 rng: np.random.Generator) -> NoiseFitV2:
+                 rng: np.random.Generator, start_values: dict[str, float] | None = None) -> NoiseFitV2:
     """Choose K, read noise, chroma NR and black level so the simulated residual matches the real one.
 
     Simulates v2 with its smooth sensor surrogate and fixed normals (common random numbers), so the
@@ -214,7 +217,7 @@ def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
         p = IspParams(**{**mean, **noise})
         return v2.simulate_smooth(bright_c, p, normals)
 
-    start = np.clip(_noise_theta(NOISE_START), lo + 1e-3, hi - 1e-3)
+    start = np.clip(_noise_theta(start_values or NOISE_START), lo + 1e-3, hi - 1e-3)
     first = ResidualStats.of(simulate(start))
     bins = (real.counts >= MIN_BIN_PIXELS) & (first.counts >= MIN_BIN_PIXELS) & (real.profile > 0)
 
@@ -228,6 +231,30 @@ def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
     at_bound = [n for n, t, l, h in zip(NOISE_NAMES, fit.x, lo, hi)
                 if n != "black_level" and min(t - l, h - t) < 1e-2]
     return NoiseFitV2(values=values, match=_match_report(sim, real), at_bound=at_bound)
+
+
+BIAS_BINS = 64
+
+
+def noise_bias(bright: np.ndarray, p: IspParams, normals: np.ndarray) -> np.ndarray:
+    """(BIAS_BINS, 3) mean of (noisy − noiseless) dark per noiseless level and channel: what clipping the
+    noise at black adds to the mean, which a noiseless tone fit would otherwise absorb into its parameters."""
+    pred = v2.expected_dark(bright, p).reshape(-1, 3)
+    sim = v2.simulate_smooth(bright, p, normals).reshape(-1, 3)
+    table = np.zeros((BIAS_BINS, 3))
+    for c in range(3):
+        index = np.minimum((pred[:, c] * BIAS_BINS).astype(int), BIAS_BINS - 1)
+        total = np.bincount(index, weights=sim[:, c] - pred[:, c], minlength=BIAS_BINS)
+        count = np.bincount(index, minlength=BIAS_BINS)
+        table[:, c] = np.divide(total, count, out=np.zeros(BIAS_BINS), where=count >= 20)
+    return table
+
+
+def debias(d: np.ndarray, b: np.ndarray, values: dict[str, float], table: np.ndarray) -> np.ndarray:
+    """Dark pixel values with the noise-clipping bias at their predicted level taken out."""
+    pred = predict_mean(_to_theta(values), b)
+    index = np.minimum((pred * BIAS_BINS).astype(int), BIAS_BINS - 1)
+    return d - np.take_along_axis(table, index, axis=0)
 
 
 def _match_report(sim: ResidualStats, real: ResidualStats) -> dict[str, float]:
@@ -267,6 +294,19 @@ def physical_reason(dark: np.ndarray, bright: np.ndarray, values: dict[str, floa
     return ""
 
 
+def refine_with_noise(dark: np.ndarray, bright: np.ndarray, d: np.ndarray, b: np.ndarray, mean: MeanFitV2,
+                      rng: np.random.Generator) -> tuple[MeanFitV2, NoiseFitV2]:
+    """Noise fit; then tone and colour refitted on the dark values less the noise's clipping bias, and
+    the noise fitted again for the new curve (noise clipped at black raises the mean of dark pixels)."""
+    dark_codes = np.rint(np.clip(dark, 0, 1) * 255).astype(np.uint8)
+    noise = fit_noise_v2(dark_codes, bright, mean.values, rng)
+    first = IspParams(**{**IspParams().to_dict(), **FIXED_V2, **mean.values, **noise.values})
+    normals = rng.standard_normal((3, *bright.shape[:2]), dtype=np.float32)
+    table = noise_bias(bright, first, normals)
+    mean = fit_mean_v2(debias(d, b, mean.values, table), b, rng, start_values=mean.values)
+    return mean, fit_noise_v2(dark_codes, bright, mean.values, rng, start_values=noise.values)
+
+
 def calibrate_arrays_v2(name: str, dark: np.ndarray, bright: np.ndarray, seed_sequence: np.random.SeedSequence,
                         checks_reason: str) -> dict[str, Any]:
     """Everything v2 calibration records about one pair (float images in [0, 1]): a flat table row.
@@ -285,11 +325,12 @@ def calibrate_arrays_v2(name: str, dark: np.ndarray, bright: np.ndarray, seed_se
     at_bound = list(mean.at_bound)
     values = {**mean.values, **FIXED_V2, **{n: NOISE_START[n] for n in NOISE_NAMES}}
     if not reason:
-        dark_codes = np.rint(np.clip(dark, 0, 1) * 255).astype(np.uint8)
-        noise = fit_noise_v2(dark_codes, bright, mean.values, rng)
+        d, b = dark[rows_idx, cols_idx].astype(np.float64), bright[rows_idx, cols_idx].astype(np.float64)
+        mean, noise = refine_with_noise(dark, bright, d, b, mean, rng)
+        values.update(mean.values)
         values.update(noise.values)
         row.update(noise.match)
-        at_bound += noise.at_bound
+        at_bound = list(mean.at_bound) + noise.at_bound
     params = IspParams(**{n: values[n] for n in IspParams.__dataclass_fields__})
     row.update(params.to_dict())
     row.update(fit_quality_v2(dark, bright, params))

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lowsim.params import SPECS_BY_NAME, ParamDistribution, atomic_write_bytes
+from lowsim.params import ALL_SPECS, ParamDistribution, atomic_write_bytes, specs_of
 
 
 def _finite(values: Sequence[Any]) -> np.ndarray:
@@ -28,7 +28,7 @@ def _histogram(ax: Any, name: str, used: Sequence[dict[str, Any]], dist: ParamDi
         ax.set_title(name)
         ax.set_yticks([])
         return
-    log_axis = SPECS_BY_NAME[name].transform == "log" and values.size and values.min() > 0 \
+    log_axis = ALL_SPECS[name].transform == "log" and values.size and values.min() > 0 \
         and values.max() / values.min() > 20
     if values.size:
         bins = np.geomspace(values.min(), values.max(), 20) if log_axis else 20
@@ -65,25 +65,59 @@ def _correlation(ax: Any, dist: ParamDistribution) -> None:
 
 
 def _fit_quality(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """Per-pair RMSE of expected_dark vs dark for both methods; excluded pairs marked."""
-    order = np.argsort([r.get("joint_rmse_dn", math.nan) for r in rows])
+    """Per-pair RMSE of the noiseless prediction vs dark for each method present; excluded pairs marked."""
+    main = "isp_rmse_dn" if any("isp_rmse_dn" in r for r in rows) else "joint_rmse_dn"
+    order = np.argsort([r.get(main, math.nan) for r in rows])
     x = np.arange(len(rows))
-    for key, label, colour in (("paper_rmse_dn", "paper", "#ee7733"), ("joint_rmse_dn", "joint", "#0077bb")):
+    for key, label, colour in (("paper_rmse_dn", "paper", "#ee7733"), ("joint_rmse_dn", "joint", "#0077bb"),
+                               ("isp_rmse_dn", "isp (v2)", "#009988")):
+        if not any(key in r for r in rows):
+            continue
         y = np.array([rows[i].get(key, math.nan) for i in order], dtype=np.float64)
         ax.scatter(x, y, s=6, color=colour, label=label)
     bad = [k for k, i in enumerate(order) if rows[i]["excluded"]]
     if bad:
-        y = [rows[order[k]].get("joint_rmse_dn", math.nan) for k in bad]
+        y = [rows[order[k]].get(main, math.nan) for k in bad]
         ax.scatter(bad, y, s=40, facecolors="none", edgecolors="red", label="excluded")
     ax.set_yscale("log")
-    ax.set_xlabel("pair (sorted by joint RMSE)")
+    ax.set_xlabel(f"pair (sorted by {main.removesuffix('_rmse_dn')} RMSE)")
     ax.set_ylabel("RMSE (8-bit levels)")
     ax.set_title("fit quality per pair", fontsize=9)
     ax.legend(fontsize=7)
 
 
+def _residual_match(ax: Any, used: Sequence[dict[str, Any]]) -> None:
+    """v2: the real vs simulated residual statistics of every included pair (how well the noise fit matched)."""
+    for stat, colour in (("channel_corr", "#0077bb"), ("spatial_corr", "#ee7733")):
+        real = [r.get(f"match_{stat}_real", math.nan) for r in used]
+        sim = [r.get(f"match_{stat}_sim", math.nan) for r in used]
+        ax.scatter(real, sim, s=6, color=colour, label=stat.replace("_", " "))
+    ax.plot([-0.2, 1], [-0.2, 1], color="grey", lw=1)
+    rms = [r.get("match_profile_rms_log", math.nan) for r in used]
+    ax.set_xlabel("real dark image")
+    ax.set_ylabel("simulated from the pair's fit")
+    ax.set_title(f"residual match per pair (noise-level miss: median {np.nanmedian(rms):.2f} in log sd)",
+                 fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _excluded_list(ax: Any, rows: Sequence[dict[str, Any]], limit: int = 14) -> None:
+    """The excluded pairs and why (fits at a bound included), as text."""
+    ax.axis("off")
+    bad = [r for r in rows if r["excluded"]]
+    lines = [f"{r['name']}: {str(r['reason'])[:90]}" for r in bad[:limit]]
+    if len(bad) > limit:
+        lines.append(f"... and {len(bad) - limit} more (see the per-pair table)")
+    ax.text(0, 1, "\n".join(lines) or "no pair excluded", va="top", ha="left", fontsize=7, family="monospace",
+            transform=ax.transAxes)
+    ax.set_title(f"excluded pairs ({len(bad)})", fontsize=9, loc="left")
+
+
 def _noise(ax: Any, used: Sequence[dict[str, Any]]) -> None:
     """Observed vs modelled residual spread per intensity bin, pooled over the included pairs."""
+    if any("match_channel_corr_real" in r for r in used):
+        _residual_match(ax, used)
+        return
     observed, modelled = [], []
     for r in used:
         obs, mod = r.get("noise_bin_spread"), r.get("noise_model_spread")
@@ -112,9 +146,9 @@ def write_report(path: str | Path, rows: Sequence[dict[str, Any]], dist: ParamDi
     import matplotlib.pyplot as plt
 
     used = [r for r in rows if not r["excluded"]]
-    fig = plt.figure(figsize=(18, 12), dpi=90)
-    grid = fig.add_gridspec(3, 5)
-    names = [s for s in SPECS_BY_NAME]
+    fig = plt.figure(figsize=(18, 15), dpi=90)
+    grid = fig.add_gridspec(4, 5)
+    names = list(specs_of(dist.model))
     rng = np.random.default_rng(0)
     drawn = [dist.sample(rng) for _ in range(4000)]
     for k, name in enumerate(names):
@@ -123,6 +157,7 @@ def write_report(path: str | Path, rows: Sequence[dict[str, Any]], dist: ParamDi
     _correlation(fig.add_subplot(grid[0:2, 3:5]), dist)
     _fit_quality(fig.add_subplot(grid[2, 3]), rows)
     _noise(fig.add_subplot(grid[2, 4]), used)
+    _excluded_list(fig.add_subplot(grid[3, 3:5]), rows)
     excluded = len(rows) - len(used)
     fig.suptitle(title or f"lowsim calibrate ({dist.method}): {len(used)} pairs used, {excluded} excluded",
                  fontsize=12)

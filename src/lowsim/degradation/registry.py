@@ -55,8 +55,8 @@ def check_params_model(params_model: str, requested: str | None, path: Any = Non
     """The model to generate with: the params file's, which a requested one must equal."""
     model = get_model(params_model)
     if requested is not None and get_model(requested).name != model.name:
+        wanted = get_model(requested)
         raise LowsimError(f"the params file is for {model.name} (schema {model.schema_version}) but "
-                          f"{get_model(requested).name} was requested (schema "
-                          f"{get_model(requested).schema_version}); calibrate for that model or drop --model",
-                          path)
+                          f"{wanted.name} (schema {wanted.schema_version}) was requested; calibrate for that "
+                          "model or drop --model", path)
     return model

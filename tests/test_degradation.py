@@ -1,0 +1,93 @@
+"""The stage functions (lowsim.degradation.stages) and model v2's chain (lowsim.degradation.v2)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from lowsim.degradation import stages, v2
+from lowsim.degradation.registry import check_params_model, get_model
+from lowsim.errors import LowsimError
+from lowsim.params import IspParams
+from lowsim.statistics import dark_statistics
+
+PHOTO = np.ascontiguousarray(data.astronaut()[100:292, 150:342])  # 192 x 192 uint8 RGB
+BASE = IspParams(exposure=0.01, cast_r=1.1, cast_b=0.9, shot_gain=1e-4, read_sigma=2e-4, black_level=1e-5,
+                 chroma_nr=0.0, tone_gamma=2.4)
+
+
+def with_(**changes: float) -> IspParams:
+    return IspParams(**{**BASE.to_dict(), **changes})
+
+
+def test_srgb_to_linear_matches_the_standard_curve():
+    x = np.array([0.0, 0.04045, 0.5, 1.0], dtype=np.float32)
+    np.testing.assert_allclose(stages.srgb_to_linear(x), [0.0, 0.04045 / 12.92, 0.21404, 1.0], rtol=1e-4)
+
+
+def test_mosaic_then_demosaic_returns_a_flat_colour_and_matches_opencv_inside():
+    flat = np.ones((8, 8, 3), np.float32) * np.array([0.2, 0.5, 0.7], np.float32)
+    np.testing.assert_allclose(stages.demosaic(stages.mosaic(flat)), flat, atol=1e-6)
+    codes = np.random.default_rng(0).integers(0, 4000, (32, 32)).astype(np.uint16)
+    ours = stages.demosaic(codes.astype(np.float32))
+    theirs = cv2.cvtColor(codes, cv2.COLOR_BayerRGGB2RGB).astype(np.float32)
+    assert np.abs(ours - theirs)[2:-2, 2:-2].max() <= 0.5  # OpenCV rounds to integers
+
+
+def test_digitize_adds_the_pedestal_rounds_and_clips():
+    raw = np.array([[-1.0, 0.0, 0.5, 2.0]], np.float32)
+    codes = stages.digitize(raw, bits=12, pedestal=256)
+    assert codes.dtype == np.uint16 and codes.tolist() == [[0, 256, 2304, 4095 + 256]]
+    np.testing.assert_allclose(stages.codes_to_linear(codes, 12, 256)[0, 1:3], [0.0, 0.5], atol=1e-3)
+
+
+def test_chroma_denoise_correlates_channel_noise():
+    noise = np.random.default_rng(1).normal(0.2, 0.02, (128, 128, 3)).astype(np.float32)
+    before = np.corrcoef(noise.reshape(-1, 3).T)[0, 1]
+    after = stages.chroma_denoise(noise, 0.95, 2.0)
+    assert abs(before) < 0.05 and np.corrcoef(after.reshape(-1, 3).T)[0, 1] > 0.8
+    assert stages.chroma_denoise(noise, 0.0, 2.0) is noise
+
+
+def test_v2_is_reproducible_from_its_generator_and_only_from_it():
+    one = v2.degrade_to_codes(PHOTO, BASE, np.random.default_rng(7))
+    two = v2.degrade_to_codes(PHOTO, BASE, np.random.default_rng(7))
+    other = v2.degrade_to_codes(PHOTO, BASE, np.random.default_rng(8))
+    assert one.dtype == np.uint8 and one.shape == PHOTO.shape
+    np.testing.assert_array_equal(one, two)
+    assert np.any(one != other)
+    assert v2.degrade_to_codes(PHOTO, BASE, np.random.default_rng(7), bit_depth=16).dtype == np.uint16
+
+
+def test_v2_without_noise_is_its_expected_dark():
+    quiet = with_(shot_gain=1e-9, read_sigma=1e-9)
+    dark = v2.degrade(PHOTO, quiet, np.random.default_rng(0)).astype(np.float64)
+    expected = v2.expected_dark(PHOTO, quiet).astype(np.float64)
+    inside = np.s_[2:-2, 2:-2]  # demosaicing smooths edges of the scene a little: compare the mean level
+    assert abs(dark[inside].mean() - expected[inside].mean()) * 255 < 0.5
+
+
+def test_v2_exposure_darkens_and_chroma_nr_correlates_the_noise():
+    bright = dark_statistics(v2.degrade_to_codes(PHOTO, with_(exposure=0.04), np.random.default_rng(0)))
+    dim = dark_statistics(v2.degrade_to_codes(PHOTO, with_(exposure=0.01), np.random.default_rng(0)))
+    assert dim["brightness"] < bright["brightness"]
+    raw_noise = dark_statistics(v2.degrade_to_codes(PHOTO, with_(chroma_nr=0.0), np.random.default_rng(0)))
+    camera = dark_statistics(v2.degrade_to_codes(PHOTO, with_(chroma_nr=0.95), np.random.default_rng(0)))
+    assert camera["channel_corr"] > raw_noise["channel_corr"] + 0.3
+
+
+def test_smooth_surrogate_has_the_same_noise_level_as_the_sensor():
+    p = with_(shot_gain=3e-4, read_sigma=5e-4)
+    real = dark_statistics(v2.degrade_to_codes(PHOTO, p, np.random.default_rng(0)))
+    normals = np.random.default_rng(0).standard_normal((3, *PHOTO.shape[:2]), dtype=np.float32)
+    smooth = dark_statistics(v2.simulate_smooth(PHOTO, p, normals))
+    assert smooth["residual_sd"] == pytest.approx(real["residual_sd"], rel=0.1)
+
+
+def test_registry_knows_both_models_and_refuses_a_mismatch():
+    assert get_model("v2").name == "lowsim.degrade/v2" and get_model("lowsim.degrade/v1").schema_version == 1
+    with pytest.raises(LowsimError, match="unknown degradation model"):
+        get_model("v3")
+    with pytest.raises(LowsimError, match=r"lowsim.degrade/v1 \(schema 1\).*lowsim.degrade/v2 \(schema 2\)"):
+        check_params_model("lowsim.degrade/v1", "v2")
