@@ -163,6 +163,18 @@ def test_model_flags_reach_the_model_and_its_checkpoint(tmp_path: Path, manifest
     assert_one_line_error(code, err, "unknown normalisation 'group', expected one of none, batch")
 
 
+def test_training_commands_take_a_flag_for_every_declared_model_option(capsys) -> None:
+    from transfer.models import all_declared_options
+
+    for command in ("pretrain", "train"):
+        code, out, _ = run_cli([command, "--help"], capsys)
+        assert code == 0
+        for option, models in all_declared_options().values():
+            assert option.flag in out and models[0] in out, (command, option.flag)
+    code, out, _ = run_cli(["finetune", "--help"], capsys)  # fine-tuning keeps the checkpoint's options
+    assert code == 0 and "--depth" not in out
+
+
 def test_unknown_model_lists_the_known_ones_before_reading_data(tmp_path: Path, capsys) -> None:
     for command in (["pretrain", "--manifest", tmp_path / "missing.parquet"], ["train", "--pairs", tmp_path]):
         code, _, err = run_cli([*command, "--model", "unet9", "--run-dir", tmp_path / "r", *TINY], capsys)

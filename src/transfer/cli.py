@@ -5,9 +5,10 @@ never a traceback; an interrupted training run saves `last` and says how to resu
 """
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -26,19 +27,6 @@ RunDir = Annotated[Optional[Path], typer.Option("--run-dir", help="Run directory
 Model = Annotated[str, typer.Option("--model", help="Registered model name (see `transfer models`).")]
 FinetuneModel = Annotated[Optional[str], typer.Option("--model", help="Model name; must be the checkpoint's "
                                                                    "(default: the checkpoint's).")]
-Depth = Annotated[Optional[int], typer.Option("--depth", help="plain_cnn, dense_cnn: convolution blocks before "
-                                                           "the RGB head (default 3).")]
-Activation = Annotated[Optional[str], typer.Option("--activation", help="plain_cnn, dense_cnn: lrelu "
-                                                                     "(LeakyReLU 0.2, default) or relu.")]
-TrainAlpha = Annotated[Optional[float], typer.Option(
-    "--alpha", help="estimate_enhance: the restoration strength stored in the model, used when training on "
-                    "real pairs, in validation and by enhance/evaluate without --alpha (default 1.0; "
-                    "pretraining takes each manifest row's illum_alpha and, without this flag, stores their "
-                    "mean).")]
-BackboneWeights = Annotated[Optional[Path], typer.Option(
-    "--backbone-weights", help="vgg16_residual: initialise the encoder from a local torchvision-format VGG-16 "
-                               "or VGG-16-bn state dict (.pth or .safetensors, features.* keys) of the model's "
-                               "width (64 for torchvision's); default: train from scratch.")]
 Norm = Annotated[Optional[str], typer.Option("--norm", help="Normalisation: none or batch (default: the model's "
                                                          "own; none for sid_unet and the plain/dense CNNs, batch "
                                                          "for estimate_enhance and vgg16_residual).")]
@@ -84,44 +72,50 @@ Input = Annotated[Optional[str], typer.Option("--input", help="Input kind: srgb 
                                                            "times the exposure ratio, as SID).")]
 
 
-def _model_options(depth: int | None = None, activation: str | None = None, alpha: float | None = None,
-                   backbone_weights: Path | None = None) -> dict[str, object]:
-    """The model-specific options that were given (a model that does not take one refuses it)."""
-    given = {"depth": depth, "activation": activation, "alpha": alpha,
-             "backbone_weights": None if backbone_weights is None else str(backbone_weights)}
-    return {key: value for key, value in given.items() if value is not None}
+def with_model_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a training command (which takes them as **model_options) a flag for every model-specific option the
+    registered models declare (transfer.models.registry): `--depth`, `--alpha`, `--backbone-weights`, ..."""
+    from transfer.models import all_declared_options
+
+    signature = inspect.signature(command, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    for name, (option, models) in all_declared_options().items():
+        flag = typer.Option(option.flag, help=f"{', '.join(models)}: {option.help}")
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[Optional[option.type], flag]))
+    command.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return command
 
 
-def _train(**options: object) -> None:
-    """Build a TrainConfig from CLI options and run it."""
+def _train(model_options: dict[str, Any] | None = None, **options: Any) -> None:
+    """Build a TrainConfig from CLI options (model-specific options that were given; paths as strings) and run it."""
     from transfer.train import TrainConfig, run_training
 
-    options["model_options"] = _model_options(**{key: options.pop(key) for key in
-                                                 ("depth", "activation", "alpha", "backbone_weights")
-                                                 if key in options})
+    options["model_options"] = {key: str(value) if isinstance(value, Path) else value
+                                for key, value in (model_options or {}).items() if value is not None}
     options["progress"] = not options.pop("quiet")
     if options.get("run_dir") is None:
         options["run_dir"] = Path("runs") / str(options["mode"])
-    result = run_training(TrainConfig(**options))  # type: ignore[arg-type]
+    result = run_training(TrainConfig(**options))
     if result["stop_reason"] == "stopped_after":
         typer.echo(f"stopped at step {result['steps']}/{result['total_steps']}; continue with --resume")
 
 
 @app.command()
+@with_model_options
 def pretrain(
     manifest: Annotated[Path, typer.Option("--manifest", help="Parquet manifest written by `lowsim generate`.")],
-    run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, norm: Norm = None,
-    depth: Depth = None, activation: Activation = None, alpha: TrainAlpha = None,
-    backbone_weights: BackboneWeights = None, epochs: Epochs = None,
+    run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, norm: Norm = None, epochs: Epochs = None,
     iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
     seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
     val_limit: ValLimit = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
     resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
+    **model_options: Any,
 ) -> None:
     """Train from scratch on synthetic pairs (ok rows; split train trains, split val validates)."""
-    _train(mode="pretrain", manifest=manifest, run_dir=run_dir, model=model, width=width, norm=norm, depth=depth,
-           activation=activation, alpha=alpha, backbone_weights=backbone_weights, epochs=epochs,
-           iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
+    _train(mode="pretrain", manifest=manifest, run_dir=run_dir, model=model, width=width, norm=norm,
+           model_options=model_options, epochs=epochs, iters=iters, patch=patch, batch=batch, lr=lr,
+           schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, val_limit=val_limit, workers=workers, cache_mb=cache_mb,
            device=device, resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
 
@@ -154,22 +148,22 @@ def finetune(
 
 
 @app.command()
+@with_model_options
 def train(
     pairs: Annotated[Path, typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout).")],
     frac: Annotated[float, typer.Option("--frac", help="Share of the training pairs to use, in (0, 1].")] = 1.0,
     input_kind: Input = None, layout: Layout = "auto", val_pairs: ValPairs = None, val_split: ValSplit = True,
     val_limit: ValLimit = None, run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None,
-    norm: Norm = None, depth: Depth = None, activation: Activation = None, alpha: TrainAlpha = None,
-    backbone_weights: BackboneWeights = None,
-    epochs: Epochs = None, iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3,
+    norm: Norm = None, epochs: Epochs = None, iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3,
     schedule: Schedule = "cosine", seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None,
     patience: Patience = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
     resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
+    **model_options: Any,
 ) -> None:
     """Train the same model from scratch on real pairs (the baseline)."""
     _train(mode="scratch", pairs=pairs, frac=frac, input_kind=input_kind, layout=layout, val_pairs=val_pairs,
            val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, norm=norm,
-           depth=depth, activation=activation, alpha=alpha, backbone_weights=backbone_weights, epochs=epochs,
+           model_options=model_options, epochs=epochs,
            iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, workers=workers, cache_mb=cache_mb, device=device,
            resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
