@@ -1,15 +1,18 @@
-"""Throughput and memory of `lowsim generate`, side by side with a plain-numpy degrade and the I/O floor.
+"""Throughput and memory of `lowsim generate` for both models, side by side with the I/O floor.
 
-    .venv/bin/python benchmarks/bench_generate.py [--data DIR] [--params FILE] [--n 48] [--workers 1,2]
+    .venv/bin/python benchmarks/bench_generate.py [--data DIR] [--params-v1 FILE] [--params-v2 FILE]
+                                                  [--n 48] [--workers 1,2]
 
 Data: 512x512 crops of the clean photos in DIR/clean (default ../shared/data, or $LOWSIM_DATA); without
-them the benchmark says so and exits 0. Three pipelines run in the same worker pools, one after another,
-on the same samples (same sources, crops and parameter draws):
+them the benchmark says so and exits 0. Four pipelines run in the same worker pools, one after another,
+on the same samples (same sources and crops):
 
-- lowsim:  what `lowsim generate` runs per sample (`lowsim.generate.make_sample`): read the source, crop,
-           draw, degrade (the exact table sampler for 8-bit sources), write dark + clean PNGs, hash them.
-- numpy:   the same, with the degradation replaced by benchmarks/reference_degrade.py (numpy's Poisson
-           sampler, np.power gamma): what a straightforward implementation costs.
+- v1:      what `lowsim generate` runs per sample with a v1 params file (`lowsim.generate.make_sample`):
+           read the source, crop, draw, degrade (the exact table sampler for 8-bit sources), write dark +
+           clean PNGs, hash them.
+- v1-ref:  the same with v1's reference sampler (the stage functions literally: numpy's Poisson sampler,
+           np.power gamma), what a straightforward implementation of v1 costs.
+- v2:      the same with a v2 params file (the ISP-structured chain of lowsim.degradation.v2).
 - floor:   read the source, crop, write two PNGs (the clean crop and a dark-looking noisy image of the
            same size), nothing else: the I/O every generator of this dataset must do.
 
@@ -35,16 +38,14 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
 from lowsim import generate as G  # noqa: E402
-from lowsim.degrade import choose_sampler, degrade_to_codes  # noqa: E402
+from lowsim.degradation.registry import get_model  # noqa: E402
+from lowsim.degrade import REFERENCE_SAMPLER, TABLE_SAMPLER, choose_sampler  # noqa: E402
 from lowsim.generate import local as GL, sample as GS  # noqa: E402
 from lowsim.imageio import list_images, read_image, write_png  # noqa: E402
-from lowsim.params import ParamDistribution  # noqa: E402
-from reference_degrade import reference_degrade  # noqa: E402
+from lowsim.params import V1_MODEL, V2_MODEL, IspParams, ParamDistribution  # noqa: E402
 
-PIPELINES = ("lowsim", "numpy", "floor")
+PIPELINES = ("v1", "v1-ref", "v2", "floor")
 
 
 def representative_params(path: Path) -> Path:
@@ -59,17 +60,40 @@ def representative_params(path: Path) -> Path:
                                  method="benchmark stand-in").save(path)
 
 
+def representative_v2_params(path: Path) -> Path:
+    """A v2 stand-in shaped like the LOL calibration, for when no v2 params file is given."""
+    rng = np.random.default_rng(0)
+    base = IspParams(illum_alpha=0.5, exposure=0.006, cast_r=1.2, shot_gain=1.3e-4, read_sigma=1e-4,
+                     black_level=3e-5, chroma_nr=0.75, tone_gamma=2.5)
+    samples = {n: getattr(base, n) * np.exp(0.3 * rng.standard_normal(30))
+               for n in ("exposure", "cast_r", "cast_b", "shot_gain", "read_sigma", "black_level", "tone_gamma",
+                         "illum_gamma", "illum_alpha")}
+    samples["chroma_nr"] = rng.uniform(0.5, 0.95, 30)
+    return ParamDistribution.fit(samples, fixed={"row_sigma": 0.0}, model=V2_MODEL,
+                                 method="benchmark stand-in").save(path)
+
+
+def load_model_params(given: Path | None, default: Path, model: str, tmp: Path) -> ParamDistribution:
+    """The params file given, else the default if it is of `model`, else a stand-in of that model."""
+    for path in (given, default):
+        if path is not None and path.is_file() and ParamDistribution.load(path).model == model:
+            return ParamDistribution.load(path)
+    make = representative_params if model == V1_MODEL else representative_v2_params
+    print(f"no {model} params file: using a stand-in distribution")
+    return ParamDistribution.load(make(tmp / f"{model.rsplit('/', 1)[1]}.json"))
+
 # ------------------------------------------------------------------------------------------ workers
 
 _STATE: dict[str, Any] = {}
 
 
 def _init(pipeline: str, spec: G.RunSpec, dist: ParamDistribution) -> None:
-    """Worker start: the generator's own initializer, then swap the degradation for the pipeline's."""
+    """Worker start: the generator's own initializer; v1-ref forces v1's reference sampler."""
     GL._init_worker(spec, dist)
     _STATE.update(pipeline=pipeline, spec=spec, dist=dist)
-    if pipeline == "numpy":
-        GS.degrade_to_codes = lambda clean, p, rng, bit_depth=8, sampler=None: reference_degrade(clean, p, rng)
+    if pipeline == "v1-ref":
+        render = GS.render_sample
+        GS.render_sample = lambda *a, sampler=None, **k: render(*a, sampler=REFERENCE_SAMPLER, **k)
 
 
 def _floor_sample(spec: G.RunSpec, index: int) -> None:
@@ -109,26 +133,29 @@ def throughput(pipeline: str, spec: G.RunSpec, dist: ParamDistribution, n: int, 
 # ------------------------------------------------------------------------------------------ maths only
 
 
-def degrade_timings(sources: list[Path], dist: ParamDistribution, size: int, repeats: int) -> dict[str, float]:
-    """ms per image of the degradation maths alone (one core): table sampler vs plain numpy."""
+def degrade_timings(sources: list[Path], dists: dict[str, ParamDistribution], size: int,
+                    repeats: int) -> dict[str, float]:
+    """ms per image of the degradation maths alone (one core): v1's table and reference samplers, v2."""
     rng = np.random.default_rng(1)
-    crops, params = [], []
+    crops = []
     for path in sources[:repeats]:
         image = read_image(path)
-        if image.dtype != np.uint8:
-            continue
-        g = G.draw_geometry(rng, *image.shape[:2], size)
-        crops.append(G.apply_geometry(image, g))
-        params.append(dist.sample(rng))
+        if image.dtype == np.uint8:
+            crops.append(G.apply_geometry(image, G.draw_geometry(rng, *image.shape[:2], size)))
+    v1_params = [dists["v1"].sample(rng) for _ in crops]
+    v2_params = [dists["v2"].sample(rng) for _ in crops]
+    v1, v2 = get_model(V1_MODEL), get_model(V2_MODEL)
+    cases = (("v1", v1_params, lambda c, p, r: v1.degrade_to_codes(c, p, r, 8, choose_sampler(c.dtype, p))),
+             ("v1-ref", v1_params, lambda c, p, r: v1.degrade_to_codes(c, p, r, 8, REFERENCE_SAMPLER)),
+             ("v2", v2_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8)))
     timings: dict[str, float] = {}
-    for name, fn in (("table", lambda c, p, r: degrade_to_codes(c, p, r)),
-                     ("numpy", lambda c, p, r: reference_degrade(c, p, r))):
+    for name, params, fn in cases:
         fn(crops[0], params[0], np.random.default_rng(0))
         start = time.perf_counter()
         for c, p in zip(crops, params):
             fn(c, p, np.random.default_rng(0))
         timings[name] = (time.perf_counter() - start) / len(crops) * 1e3
-    timings["table_share"] = sum(choose_sampler(np.uint8, p) == "exact-table/v1" for p in params) / len(params)
+    timings["table_share"] = sum(choose_sampler(np.uint8, p) == TABLE_SAMPLER for p in v1_params) / len(crops)
     return timings
 
 
@@ -143,7 +170,7 @@ src, params, out, size, depth = sys.argv[1:6]
 dist = ParamDistribution.load(params)
 spec = G.RunSpec(src_root=src, sources=("big.png",), params_path=params, params_sha256="-", seed=0,
                  size=None if size == "none" else int(size), bit_depth=int(depth), fractions=(("train", 1.0),),
-                 out=out)
+                 out=out, model=dist.model)
 def high_water_mb():
     # VmHWM: peak resident memory of this process image (ru_maxrss would include the parent's, from fork)
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -158,10 +185,11 @@ print(json.dumps({"status": row["status"], "sampler": row.get("sampler"), "trace
 """
 
 
-def memory_report(params: Path, tmp: Path) -> list[dict[str, Any]]:
-    """Peak memory of one sample from a 4000x6000 8-bit source: cropped, whole, and whole at 16 bits."""
+def memory_report(dist: ParamDistribution, tmp: Path) -> list[dict[str, Any]]:
+    """Peak memory of one sample (v2) from a 4000x6000 8-bit source: cropped, whole, and whole at 16 bits."""
     import cv2
 
+    params = dist.save(tmp / "memory-params.json")
     src = tmp / "big"
     src.mkdir()
     y, x = np.mgrid[0:4000, 0:6000].astype(np.float32)
@@ -185,7 +213,9 @@ def main() -> int:
     default_data = Path(os.environ.get("LOWSIM_DATA", REPO.parent / "shared" / "data"))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=default_data, help="folder holding clean/")
-    parser.add_argument("--params", type=Path, default=None, help="params JSON [params/lol.json, else a stand-in]")
+    parser.add_argument("--params-v1", type=Path, default=None,
+                        help="v1 params JSON [params/lol-v1.json, else a stand-in]")
+    parser.add_argument("--params-v2", type=Path, default=None, help="v2 params JSON [params/lol.json, else a stand-in]")
     parser.add_argument("--n", type=int, default=48, help="samples per pipeline and worker count")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
@@ -201,44 +231,45 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp_name:
         tmp = Path(tmp_name)
-        params = args.params or G.default_params_path()
-        if not params.is_file():
-            params = representative_params(tmp / "params.json")
-            print(f"params/lol.json not found: using a stand-in distribution ({params})")
-        dist = ParamDistribution.load(params)
+        default = G.default_params_path()
+        dists = {"v1": load_model_params(args.params_v1, default.with_name("lol-v1.json"), V1_MODEL, tmp),
+                 "v2": load_model_params(args.params_v2, default, V2_MODEL, tmp)}
         sources = list_images(clean)
         root = clean.resolve()
         print(f"{len(sources)} sources in {clean}; {args.size}x{args.size} crops; n={args.n} per run; "
               f"{os.cpu_count()} CPUs")
 
-        runs = [degrade_timings(sources[::7], dist, args.size, repeats=24) for _ in range(args.rounds)]
+        runs = [degrade_timings(sources[::7], dists, args.size, repeats=24) for _ in range(args.rounds)]
         maths = {key: min(r[key] for r in runs) for key in runs[0]}
-        print(f"\ndegradation maths alone, one core, {args.size}x{args.size}x3: table sampler "
-              f"{maths['table']:.1f} ms, plain numpy {maths['numpy']:.1f} ms "
-              f"(x{maths['numpy'] / maths['table']:.1f}; table sampler chosen for "
-              f"{maths['table_share']:.0%} of draws)")
+        print(f"\ndegradation maths alone, one core, {args.size}x{args.size}x3 (ms per image; best of "
+              f"{args.rounds} rounds; v1's table sampler chosen for {maths['table_share']:.0%} of v1 draws)")
+        print(f"{'model':>7} | {'ms':>6} | x v1")
+        for name in ("v1", "v1-ref", "v2"):
+            print(f"{name:>7} | {maths[name]:6.1f} | {maths[name] / maths['v1']:5.2f}")
 
         rates: dict[tuple[str, int], float] = {}
         names = tuple(p.relative_to(root).as_posix() for p in sources)
         for round_ in range(args.rounds):
             for workers in [int(w) for w in args.workers.split(",")]:
                 for pipeline in PIPELINES:
+                    dist = dists["v2" if pipeline == "v2" else "v1"]
                     out = tmp / f"{pipeline}-{workers}-{round_}"
-                    spec = G.RunSpec(src_root=str(root), sources=names, params_path=str(params), params_sha256="-",
-                                     seed=0, size=args.size, bit_depth=8, fractions=(("train", 1.0),), out=str(out))
+                    spec = G.RunSpec(src_root=str(root), sources=names, params_path="-", params_sha256="-",
+                                     seed=0, size=args.size, bit_depth=8, fractions=(("train", 1.0),), out=str(out),
+                                     model=dist.model)
                     rate = throughput(pipeline, spec, dist, args.n, workers)
                     rates[pipeline, workers] = max(rate, rates.get((pipeline, workers), 0.0))
 
         print("\nimages/s per core (read + crop + degrade + write dark and clean PNGs)")
-        print(f"{'workers':>7} | {'lowsim':>7} | {'numpy':>7} | {'floor':>7} | lowsim/numpy | floor/lowsim")
+        print(f"{'workers':>7} | " + " | ".join(f"{p:>7}" for p in PIPELINES) + " | v2/v1 time | v2/floor time")
         for workers in sorted({w for _, w in rates}):
             r = {p: rates[p, workers] / workers for p in PIPELINES}
-            print(f"{workers:>7} | {r['lowsim']:7.1f} | {r['numpy']:7.1f} | {r['floor']:7.1f} | "
-                  f"{r['lowsim'] / r['numpy']:12.2f} | {r['floor'] / r['lowsim']:12.2f}")
+            print(f"{workers:>7} | " + " | ".join(f"{r[p]:7.1f}" for p in PIPELINES)
+                  + f" | {r['v1'] / r['v2']:10.2f} | {r['floor'] / r['v2']:13.2f}")
 
         if not args.no_memory:
             print("\npeak memory, one sample from a 4000x6000 8-bit PNG (fresh process each)")
-            for m in memory_report(params, tmp):
+            for m in memory_report(dists["v2"], tmp):
                 print(f"  crop {m['crop']:>4}, {m['bit_depth']:>2}-bit out, {m['sampler']}: peak RSS "
                       f"{m['maxrss_mb']:.0f} MB (after imports {m['import_rss_mb']:.0f} MB), "
                       f"numpy peak (tracemalloc) {m['tracemalloc_mb']:.0f} MB")

@@ -645,12 +645,12 @@ def fit_distribution(rows: Iterable[dict[str, Any]], method: str, source: str) -
     used = [r for r in rows if not r["excluded"]]
     excluded = [{"name": r["name"], "reason": r["reason"]} for r in rows if r["excluded"]]
     examples = "; ".join(e["name"] + ": " + e["reason"] for e in excluded[:3])
-    if len(used) < 2:
-        raise LowsimError(f"only {len(used)} usable pairs after excluding {len(excluded)} "
-                          f"({examples}); need at least 2 to fit a distribution")
     if len(used) < len(rows) / 2:
         raise LowsimError(f"most pairs cannot be used ({len(excluded)} of {len(rows)} excluded, e.g. "
                           f"{examples}); no distribution written")
+    if len(used) < 2:
+        raise LowsimError(f"only {len(used)} usable pairs after excluding {len(excluded)} "
+                          f"({examples}); need at least 2 to fit a distribution")
     samples = {n: [r[n] for r in used] for n in names}
     return ParamDistribution.fit(samples, fixed=fixed, method=method, source=source, excluded=excluded,
                                  model=model_of(method))

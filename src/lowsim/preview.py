@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lowsim.degradation.registry import get_model
+from lowsim.degradation.stages import to_float
 from lowsim.degrade import degrade_stages
 from lowsim.errors import LowsimError
 from lowsim.imageio import read_image
-from lowsim.params import DegradationParams, ParamDistribution
+from lowsim.params import V1_MODEL, DegradationParams, IspParams, ParamDistribution
 
 PREVIEW_MAX_SIDE = 384  # pixels per panel: enough to see noise, small enough for a README
 
@@ -30,10 +32,20 @@ def shrink(img: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
 
 
-def preview_rows(clean: np.ndarray, p: DegradationParams,
+def preview_rows(clean: np.ndarray, p: DegradationParams | IspParams,
                  seed: int) -> list[list[tuple[str, np.ndarray]]]:
-    """The two rows of (label, float image in [0, 1]) panels; each row draws its noise from its own stream."""
+    """Rows of (label, float image in [0, 1]) panels; each row draws its noise from its own stream.
+
+    v1: the paper's chain and the chain with the illumination map; v2: its stages, then the dark image
+    brightened to its clean image's mean so the noise can be seen.
+    """
     streams = np.random.SeedSequence(seed).spawn(2)
+    if p.model != V1_MODEL:
+        panels = [(label, np.clip(img, 0.0, 1.0))
+                  for label, img in get_model(p.model).stages(clean, p, np.random.default_rng(streams[0]))]
+        dark = panels[-1][1]
+        gain = float(to_float(clean).mean() / max(dark.mean(), 1e-4))
+        return [panels + [(f"dark x {gain:.0f}", np.clip(dark * gain, 0.0, 1.0))]]
     rows = []
     for illumination, stream in zip((False, True), streams):
         stages = degrade_stages(clean, p, np.random.default_rng(stream), illumination=illumination)
@@ -59,7 +71,8 @@ def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParam
     panel = 2.6
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(panel * n_cols, panel * height / width * len(rows) + 1.0),
                              squeeze=False)
-    row_names = ("paper's pipeline (seed 001)", "with illumination map (seed 002)")
+    row_names = (("paper's pipeline (seed 001)", "with illumination map (seed 002)") if p.model == V1_MODEL
+                 else ("ISP-structured model v2",))
     for r, row in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r][c]

@@ -42,8 +42,10 @@ def apply_channel_gains(img: np.ndarray, gains: np.ndarray) -> np.ndarray:
 
 
 def apply_colour_matrix(img: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Mix the colour channels: out[..., i] = Σ_j matrix[i, j] · img[..., j]."""
-    return img @ np.asarray(matrix, dtype=img.dtype).T
+    """Mix the colour channels: out[..., i] = Σ_j matrix[i, j] · img[..., j] (float32, OpenCV)."""
+    import cv2
+
+    return cv2.transform(np.ascontiguousarray(img, dtype=np.float32), np.asarray(matrix, dtype=np.float32))
 
 
 def apply_gamma(img: np.ndarray, gamma: float) -> np.ndarray:
@@ -56,11 +58,20 @@ def apply_gamma(img: np.ndarray, gamma: float) -> np.ndarray:
 BAYER_OFFSETS = {"RGGB": ((0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 2))}  # (row, col, channel) per 2x2 site
 
 
-def mosaic(img: np.ndarray, pattern: str = "RGGB") -> np.ndarray:
-    """Sample an (H, W, 3) image through a Bayer colour filter: an (H, W) mosaic."""
+def mosaic(img: np.ndarray, pattern: str = "RGGB", matrix: np.ndarray | None = None) -> np.ndarray:
+    """Sample an (H, W, 3) image through a Bayer colour filter: an (H, W) mosaic.
+
+    With `matrix`, the channels are first mixed by it (as apply_colour_matrix), computing only the one
+    mixed channel each site keeps.
+    """
     out = np.empty(img.shape[:2], dtype=img.dtype)
     for row, col, channel in BAYER_OFFSETS[pattern]:
-        out[row::2, col::2] = img[row::2, col::2, channel]
+        site = img[row::2, col::2]
+        if matrix is None:
+            out[row::2, col::2] = site[..., channel]
+        else:
+            weights = np.asarray(matrix, dtype=img.dtype)[channel]
+            out[row::2, col::2] = site[..., 0] * weights[0] + site[..., 1] * weights[1] + site[..., 2] * weights[2]
     return out
 
 

@@ -35,6 +35,8 @@ CAMERA_TO_SRGB = np.array([[1.80, -0.62, -0.18],
                            [0.03, -0.55, 1.52]])
 SRGB_TO_CAMERA = np.linalg.inv(CAMERA_TO_SRGB)
 WHITE_BALANCE = np.array([2.0, 1.0, 1.6])
+SCENE_TO_CAMERA = np.diag(1.0 / WHITE_BALANCE) @ SRGB_TO_CAMERA  # inverse colour matrix, then inverse WB
+CAMERA_TO_SCENE = CAMERA_TO_SRGB @ np.diag(WHITE_BALANCE)  # white balance, then the colour matrix
 SENSOR_BITS = 14
 PEDESTAL = 512  # black code of the ADC (SID's Sony A7S2 uses 512 at 14 bits): room for negative noise
 QUANTIZATION_SD = 1.0 / ((1 << SENSOR_BITS) - 1) / np.sqrt(12.0)  # of the ADC's rounding, full scale 1
@@ -42,21 +44,30 @@ CHROMA_SIGMA = 2.0  # pixels: the chroma noise-reduction blur
 
 
 def scene_light(clean: np.ndarray, p: IspParams) -> np.ndarray:
-    """Linear light of the dark scene: illumination map, exposure and colour cast on the linearised photo."""
-    x = stages.srgb_to_linear(stages.to_float(clean))
-    x = stages.apply_illumination(x, p.illum_alpha, p.illum_gamma)
+    """Linear light of the dark scene: illumination map, exposure and colour cast on the linearised photo.
+
+    An 8-bit photo has 256 levels per channel: the same chain runs on those once and is looked up.
+    """
+    if clean.dtype == np.uint8:
+        table = _scene_light(np.repeat((np.arange(256, dtype=np.float32) / np.float32(255))[:, None], 3, 1), p)
+        return np.take_along_axis(table, clean.reshape(-1, 3).astype(np.intp), axis=0).reshape(clean.shape)
+    return _scene_light(stages.to_float(clean), p)
+
+
+def _scene_light(x: np.ndarray, p: IspParams) -> np.ndarray:
+    """scene_light on float values in [0, 1]."""
+    x = stages.apply_illumination(stages.srgb_to_linear(x), p.illum_alpha, p.illum_gamma)
     return stages.apply_channel_gains(x, p.exposure * p.cast)
 
 
 def to_camera(rgb: np.ndarray) -> np.ndarray:
     """Linear sRGB → camera RGB: inverse colour matrix, then inverse white balance (clipped at 0)."""
-    cam = stages.apply_colour_matrix(rgb, SRGB_TO_CAMERA)
-    return np.maximum(stages.apply_channel_gains(cam, 1.0 / WHITE_BALANCE), 0.0)
+    return np.maximum(stages.apply_colour_matrix(rgb, SCENE_TO_CAMERA), 0.0)
 
 
 def from_camera(cam: np.ndarray) -> np.ndarray:
     """Camera RGB → linear sRGB: white balance, then the colour matrix."""
-    return stages.apply_colour_matrix(stages.apply_channel_gains(cam, WHITE_BALANCE), CAMERA_TO_SRGB)
+    return stages.apply_colour_matrix(cam, CAMERA_TO_SCENE)
 
 
 def sensor(raw: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
@@ -84,8 +95,8 @@ def process(raw: np.ndarray, p: IspParams) -> np.ndarray:
 
 
 def raw_mosaic(clean: np.ndarray, p: IspParams) -> np.ndarray:
-    """The noiseless raw mosaic of the dark scene (linear, full scale 1)."""
-    return stages.mosaic(to_camera(scene_light(clean, p)))
+    """The noiseless raw mosaic of the dark scene (linear, full scale 1): to_camera, one channel per site."""
+    return np.maximum(stages.mosaic(scene_light(clean, p), matrix=SCENE_TO_CAMERA), 0.0)
 
 
 def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
