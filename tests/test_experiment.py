@@ -10,14 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from transfer.experiment import NOTES_MARKER, Budget, Experiment, _slug, kept_sections, write_pairs_csv
-from transfer.experiment_zoo import (SECTION_END, SECTION_START, ZooRow, read_zoo_csv, replace_section,
-                                     write_zoo_csv, zoo_section)
+from transfer.experiment import (NOTES_MARKER, SECTION_END, SECTION_START, Budget, Experiment, ZooRow, kept_sections,
+                                 read_zoo_csv, replace_section, slug, subset_csvs, write_pairs_csv, write_zoo_csv,
+                                 zoo_section)
 from lowsim.pairs import Pair, find_pairs
 
 
 def test_slug_collapses_punctuation() -> None:
-    assert _slug("fine-tuned 10%, last 2 blocks") == "fine-tuned-10-last-2-blocks"
+    assert slug("fine-tuned 10%, last 2 blocks") == "fine-tuned-10-last-2-blocks"
 
 
 def test_pairs_csv_round_trips_through_the_csv_layout(tmp_path: Path, lol_dev: Path) -> None:
@@ -26,6 +26,21 @@ def test_pairs_csv_round_trips_through_the_csv_layout(tmp_path: Path, lol_dev: P
     back = find_pairs(tmp_path / "split" / "pool.csv", layout="csv")
     assert [p.name for p in back] == [p.name for p in pairs]
     assert [p.dark.resolve() for p in back] == [p.dark.resolve() for p in pairs]
+
+
+def test_fine_tuning_subsets_use_the_subset_selector_of_frac(tmp_path: Path, lol_dev: Path) -> None:
+    from transfer.data import select_fraction
+    from transfer.models import list_models
+
+    pool = find_pairs(lol_dev)[:20]
+    write_pairs_csv(tmp_path / "pool.csv", pool)
+    for frac, seed in ((0.1, 0), (0.25, 3), (1.0, 0)):
+        train_csv, holdout_csv, used = subset_csvs(tmp_path / "pool.csv", frac, seed, tmp_path / f"s{frac}-{seed}")
+        train = [p.name for p in find_pairs(train_csv, layout="csv")]
+        assert train == [p.name for p in select_fraction(pool, frac, seed)] and used == len(train)
+        rest = [] if holdout_csv is None else [p.name for p in find_pairs(holdout_csv, layout="csv")]
+        assert sorted(train + rest) == sorted(p.name for p in pool) and not set(train) & set(rest)
+    assert set(Budget().zoo_models) == set(list_models()) and Budget().zoo_models[0] == "sid_unet"
 
 
 def _zoo_row(model: str, psnr: float, speed: float) -> ZooRow:
@@ -43,7 +58,7 @@ def test_zoo_section_names_the_best_and_the_fastest_model(tmp_path: Path) -> Non
 
 def test_paired_gap_is_the_mean_per_image_difference_with_its_standard_error(tmp_path: Path) -> None:
     from transfer.evaluate import write_rows
-    from transfer.experiment_zoo import paired_gap
+    from transfer.experiment import paired_gap
 
     for model, psnrs in (("a", [10.0, 12.0, 14.0]), ("b", [11.0, 12.0, 16.0])):
         write_rows(tmp_path / "results" / f"zoo-{model}-finetuned-10.csv",

@@ -264,7 +264,7 @@ def experiment(
     """The founding paper's Table 1 on real pairs: split, calibrate, generate, pretrain, fine-tune, evaluate."""
     import shlex
 
-    from transfer.experiment import Budget, Experiment, run_experiment
+    from transfer.experiment import Budget, Experiment, run_experiment, run_zoo_only
 
     budget = Budget.quick() if quick else Budget()
     if n is not None:
@@ -274,11 +274,11 @@ def experiment(
     if finetune_iters is not None:
         budget.finetune_iters = budget.scratch_full_iters = finetune_iters
     if models is not None:
-        from transfer.models import create_model
+        from transfer.models import check_model_name
 
         budget.zoo_models = tuple(m.strip() for m in models.split(",") if m.strip())
         for name in budget.zoo_models:
-            create_model(name)  # an unknown name fails now, listing the known ones, not after an hour
+            check_model_name(name)  # an unknown name fails now, listing the known ones, not after an hour
     if zoo_pretrain_iters is not None:
         budget.zoo_pretrain_iters = zoo_pretrain_iters
     if zoo_finetune_iters is not None:
@@ -287,8 +287,6 @@ def experiment(
                      layout=layout, seed=seed, budget=budget,
                      command="transfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if zoo_only:
-        from transfer.experiment_zoo import run_zoo_only
-
         run_zoo_only(exp, budget.zoo_models)
     else:
         run_experiment(exp, paper_ablation=paper_ablation, zoo=zoo)

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ RAW_SCALE = 65535.0  # packed raw floats in [0, 1] are cached as uint16 (finer t
 _SUBSET_STREAM = 0x5EB5E7  # separate SeedSequence streams for the --frac subset and the patch plans
 _ORDER_STREAM = 0x0DE4
 _PATCH_STREAM = 0xC409
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -117,8 +118,9 @@ def split_real_pairs(items: Sequence[PairItem], split: str) -> list[PairItem]:
     return [item for item in items if assign_split(item.name, REAL_PAIR_FRACTIONS) == split]
 
 
-def select_fraction(items: Sequence[PairItem], frac: float, seed: int) -> list[PairItem]:
-    """A seeded subset of round(frac * n) pairs (frac in (0, 1]), kept in name order."""
+def split_fraction(items: Sequence[T], frac: float, seed: int) -> tuple[list[T], list[T]]:
+    """A seeded subset of round(frac * n) items (frac in (0, 1]) and the rest, both kept in input order. The one
+    subset selector: `--frac` in training and the experiment's fine-tuning subsets pick the same items for a seed."""
     if not (isinstance(frac, (int, float)) and 0.0 < frac <= 1.0):
         raise TransferError(f"--frac must be in (0, 1], got {frac!r}")
     count = int(np.floor(frac * len(items) + 0.5))
@@ -126,10 +128,16 @@ def select_fraction(items: Sequence[PairItem], frac: float, seed: int) -> list[P
         raise TransferError(f"--frac {frac:g} of {len(items)} training pair(s) selects no pair; "
                             f"use at least {1 / max(len(items), 1):.3g}")
     if count == len(items):
-        return list(items)
+        return list(items), []
     rng = np.random.default_rng(np.random.SeedSequence([seed, _SUBSET_STREAM]))
-    chosen = np.sort(rng.choice(len(items), size=count, replace=False))
-    return [items[i] for i in chosen]
+    chosen = set(rng.choice(len(items), size=count, replace=False).tolist())
+    return ([item for i, item in enumerate(items) if i in chosen],
+            [item for i, item in enumerate(items) if i not in chosen])
+
+
+def select_fraction(items: Sequence[T], frac: float, seed: int) -> list[T]:
+    """The seeded subset of split_fraction: round(frac * n) items, kept in input (name) order."""
+    return split_fraction(items, frac, seed)[0]
 
 
 def items_sha256(items: Sequence[PairItem]) -> str:

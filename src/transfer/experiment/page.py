@@ -1,26 +1,24 @@
-"""The model-zoo rows of the Table 1 experiment: every registered network at one shared budget.
-
-Each model is pretrained from scratch on the same synthetic manifest (same patches, batch, width and number
-of steps), scored zero-shot on the validation split, fine-tuned on the same 10% subset of the training pool
-(its last 2 blocks, best checkpoint picked on held-out pool pairs) and scored again. Every stage is the
-project's own CLI run as a subprocess, as in `transfer.experiment`. The rows go to docs/results/zoo.csv and
-to a section of docs/results.md between two markers, so a zoo-only run updates that section in place.
-"""
+"""The experiment's results page and files: docs/results.md (the Table 1 rows, stage times, figures; the zoo
+section between two markers, rewritten in place by a zoo-only run; notes after a marker, kept by every rewrite),
+docs/results.json, and docs/results/zoo.csv."""
 from __future__ import annotations
 
 import csv
 import json
 import os
-import time
+import platform
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
-from transfer.experiment import Experiment, _merged_sources, _slug, make_synthetic, read_means, subset_csvs
+from transfer.experiment.runner import Experiment, slug
 
+# The founding paper's own numbers (Table 1, on SID, their pipeline): for reference only.
+PAPER_TABLE1 = {"synthetic test set": 15.73, "zero-shot on SID": 6.33, "fine-tuned on 10% of SID": 10.19}
 SECTION_START = "<!-- zoo:start (written by `transfer experiment`; edits inside are overwritten) -->"
 SECTION_END = "<!-- zoo:end -->"
 ZOO_CSV = "zoo.csv"
+NOTES_MARKER = "<!-- notes: kept when `transfer experiment` rewrites this page -->"
 
 
 @dataclass
@@ -39,62 +37,75 @@ class ZooRow:
     finetune_seconds: float
 
 
-def _metrics(run_dir: Path) -> dict:
-    """The metrics a training run stored in its config.json."""
-    return json.loads((run_dir / "config.json").read_text())["metrics"]
+def machine_description() -> str:
+    """CPU model, core count and Python/torch versions, for the results page."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores available, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}")
 
 
-def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Path,
-            val_csv: Path) -> tuple[list[ZooRow], int]:
-    """Pretrain, zero-shot evaluate, fine-tune 10% (last 2 blocks) and evaluate each model at one budget;
-    returns the rows and the number of real pairs fine-tuned on."""
-    b, out = exp.budget, exp.out
-    common = ["--width", b.width, "--patch", b.patch, "--batch", b.batch, "--seed", exp.seed, "--quiet"]
-    train_csv, holdout_csv, used = subset_csvs(pool_csv, 0.1, exp.seed, out / "pairs" / "zoo-10")
-    rows = []
-    for model in models:
-        pre_dir, ft_dir = out / "runs" / f"zoo-{model}-pretrain", out / "runs" / f"zoo-{model}-finetune10"
-        pre_s = _train_stage(exp, f"zoo-{model}-pretrain", pre_dir, "pretrain", "--manifest", manifest,
-                             "--model", model, "--iters", b.zoo_pretrain_iters, *common)
-        zero = _evaluate(exp, f"zoo-{model}-zero-shot", pre_dir, val_csv)
-        args: list[str | Path] = ["--checkpoint", pre_dir, "--model", model, "--pairs", train_csv, "--layout",
-                                  "csv", "--no-val-split", "--frac", 1.0, "--trainable-blocks", 2, "--iters",
-                                  b.zoo_finetune_iters, "--lr", b.finetune_lr, *common]
-        if holdout_csv is not None:
-            args += ["--val-pairs", holdout_csv, "--val-limit", b.holdout_val]
-        ft_s = _train_stage(exp, f"zoo-{model}-finetune10", ft_dir, "finetune", *args)
-        tuned = _evaluate(exp, f"zoo-{model}-finetuned-10", ft_dir, val_csv)
-        pre_metrics, ft_metrics = _metrics(pre_dir), _metrics(ft_dir)
-        row = ZooRow(model, pre_metrics["total_params"], ft_metrics["trainable_params"],
-                     pre_metrics["images_per_s"], pre_s, *zero, *tuned, ft_s)
-        rows.append(row)
-        print(f"  -> {model}: zero-shot {zero[0]:.2f} dB, fine-tuned 10% ({used} pairs) {tuned[0]:.2f} dB, "
-              f"{row.train_images_per_s:.1f} img/s", flush=True)
-    return rows, used
+def kept_sections(page: Path) -> list[str]:
+    """What a rewrite of results.md keeps: the zoo section (until a zoo run replaces it) and the notes."""
+    if not page.is_file():
+        return []
+    text, kept = page.read_text(), []
+    section = find_section(text)
+    if section is not None:
+        kept.append(section + "\n")
+    if NOTES_MARKER in text:
+        kept.append(NOTES_MARKER + text.split(NOTES_MARKER, 1)[1])
+    return kept
 
 
-def _train_stage(exp: Experiment, stage: str, run_dir: Path, command: str, *args: str | Path | int | float) -> float:
-    """Run a training stage; a finished run is kept (the zoo is long), an interrupted one resumes."""
-    config = run_dir / "config.json"
-    if config.is_file():
-        metrics = json.loads(config.read_text()).get("metrics", {})
-        if metrics.get("stop_reason") in ("completed", "early_stopping"):
-            print(f"[{stage}] finished earlier in {run_dir}; kept", flush=True)
-            exp.stage_seconds[stage] = float(metrics["seconds"])
-            return exp.stage_seconds[stage]
-    resume = ["--resume"] if (run_dir / "last").is_dir() else []
-    return exp.run(stage, "transfer", command, "--run-dir", run_dir, *resume, *args)
-
-
-def _evaluate(exp: Experiment, name: str, checkpoint: Path, val_csv: Path) -> tuple[float, float]:
-    """Score a run's best checkpoint on the validation pairs; per-image rows in docs/results/<name>.csv."""
-    out_csv = exp.docs / "results" / f"{_slug(name)}.csv"
-    if out_csv.is_file() and out_csv.stat().st_mtime > (checkpoint / "config.json").stat().st_mtime:
-        print(f"[{name}] scored earlier in {out_csv}; kept", flush=True)
-        return read_means(out_csv)
-    exp.run(f"evaluate-{_slug(name)}", "transfer", "evaluate", "--checkpoint", checkpoint, "--pairs", val_csv,
-            "--layout", "csv", "--out", out_csv, "--quiet")
-    return read_means(out_csv)
+def write_results(exp: Experiment, n_pool: int, n_val: int, total_seconds: float) -> Path:
+    """docs/results.md: the table, the stage times, the command and the machine."""
+    lines = [
+        "# Table 1 on real pairs",
+        "",
+        f"Real pairs: `{exp.pairs}` — {n_pool} in the training pool, {n_val} in the validation split "
+        "(by a hash of the file name; the validation split is never calibrated, trained or tuned on). "
+        f"Synthetic sources: {', '.join(f'`{c}`' for c in exp.clean)}.",
+        "",
+        f"Command: `{exp.command}`",
+        "",
+        f"Machine: {machine_description()}. Whole loop: {total_seconds / 60:.1f} min.",
+        "",
+        "| row | PSNR (dB) | SSIM | training pairs | budget (iterations × batch) | train time (s) | per-image CSV |",
+        "|---|---:|---:|---|---|---:|---|",
+    ]
+    for r in exp.rows:
+        lines.append(f"| {r.name} | {r.psnr:.2f} | {r.ssim:.3f} | {r.pairs_used} | {r.budget} | {r.seconds:.0f} | "
+                     f"[{Path(r.csv).name}]({r.csv}) |")
+    lines += ["", "The founding paper's own numbers (theirs, on SID, not comparable data; for reference only):", "",
+              "| row (paper, SID) | PSNR (dB) |", "|---|---:|"]
+    lines += [f"| {k} | {v:.2f} |" for k, v in PAPER_TABLE1.items()]
+    lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in exp.stage_seconds.items()]
+    lines += ["", "## Figures", "",
+              "- Calibration histograms (paper Fig. 2): ![](fig2_calibration_joint.png)",
+              "- Degradation strip (paper Fig. 3): ![](fig3_degradation.png)",
+              "- Training curves (paper Fig. 5): ![](fig5_curves_pretrain.png) ![](fig5_curves_finetune.png)",
+              "- Validation images, dark / zero-shot / fine-tuned / scratch / truth (paper Fig. 7): "
+              "![](fig7_comparison.png)", ""]
+    path = exp.docs / "results.md"
+    lines += kept_sections(path)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+    (exp.docs / "results.json").write_text(json.dumps({"rows": [asdict(r) for r in exp.rows],
+                                                       "stages": exp.stage_seconds,
+                                                       "budget": asdict(exp.budget)}, indent=2))
+    print(path.read_text())
+    return path
 
 
 def write_zoo_csv(path: Path, rows: Sequence[ZooRow]) -> None:
@@ -151,7 +162,7 @@ def paired_gap(docs: Path, model: str, best: str) -> tuple[float, float] | None:
     import numpy as np
     import pandas as pd
 
-    paths = [docs / "results" / f"{_slug(f'zoo-{m}-finetuned-10')}.csv" for m in (model, best)]
+    paths = [docs / "results" / f"{slug(f'zoo-{m}-finetuned-10')}.csv" for m in (model, best)]
     if not all(p.is_file() for p in paths):
         return None
     a, b = (pd.read_csv(p).set_index("name")["psnr"] for p in paths)
@@ -185,22 +196,3 @@ def update_results_page(exp: Experiment, rows: Sequence[ZooRow], n_finetune_pair
     tmp.write_text(replace_section(old, zoo_section(rows, exp, n_finetune_pairs)))
     os.replace(tmp, page)
     return page
-
-
-def run_zoo_only(exp: Experiment, models: Sequence[str]) -> Path:
-    """Split, calibrate and generate (joint) as the full experiment does (unless --out already holds that
-    synthetic set), then only the zoo rows; finished training runs and scores in --out/--docs are kept."""
-    exp.out.mkdir(parents=True, exist_ok=True)
-    (exp.docs / "results").mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    pool_csv, val_csv, _, _ = exp.split_real_pairs()
-    manifest = exp.out / "manifests" / "joint.parquet"
-    if manifest.is_file():  # a zoo run that was interrupted, or extended with more --models
-        print(f"[zoo] reusing the synthetic set of {manifest}", flush=True)
-    else:
-        manifest = make_synthetic(exp, "joint", pool_csv, _merged_sources(exp))
-    rows, used = run_zoo(exp, models, manifest, pool_csv, val_csv)
-    page = update_results_page(exp, rows, f"{used} real pairs")
-    print(f"[zoo] {len(rows)} model(s) in {(time.perf_counter() - start) / 60:.1f} min; section in {page}")
-    return page
-

@@ -1,0 +1,223 @@
+"""The experiment's frame: its budget, its results rows, and running the project's own commands.
+
+Each stage is the project's own command line (`lowsim calibrate`, `lowsim generate`, `transfer pretrain`,
+`transfer finetune`, `transfer train`, `transfer evaluate`), run as a subprocess so the experiment exercises
+exactly what a user runs. This module splits the real pairs, runs and times the stages, scores checkpoints and
+picks fine-tuning subsets (with transfer.data's one subset selector, so a seed picks the same pairs as
+`--frac` does).
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from lowsim.errors import LowsimError
+from lowsim.pairs import Pair, find_pairs
+from lowsim.splits import REAL_PAIR_FRACTIONS, assign_split
+from transfer.data import split_fraction
+from transfer.models import list_models
+
+REFERENCE_MODEL = "sid_unet"  # the founding paper's network: Table 1's rows, and the first of the zoo rows
+
+
+def default_zoo_models() -> tuple[str, ...]:
+    """Every registered model, the reference model first."""
+    names = list_models()
+    return tuple(sorted(names, key=lambda name: (name != REFERENCE_MODEL, name)))
+
+
+@dataclass
+class Budget:
+    """Training budgets and sizes of one experiment run (defaults: the full run; `quick()`: a smoke run)."""
+
+    n_synthetic: int = 6000
+    synthetic_size: int = 128
+    width: int = 16
+    patch: int = 64
+    batch: int = 16
+    pretrain_iters: int = 6000
+    finetune_iters: int = 1000
+    scratch_full_iters: int = 3000
+    paper_pretrain_iters: int = 6000
+    finetune_lr: float = 1e-4  # fine-tuning (pretrained weights) at a tenth of the from-scratch rate
+    holdout_val: int = 16  # pool pairs outside a run's subset that pick its best checkpoint
+    workers: int = 2
+    max_pool: int | None = None  # quick runs use a few pairs of each split
+    max_val: int | None = None
+    # the model-zoo rows: every registered network at one (smaller) shared budget
+    zoo_models: tuple[str, ...] = field(default_factory=default_zoo_models)
+    zoo_pretrain_iters: int = 2000
+    zoo_finetune_iters: int = 400
+
+    @classmethod
+    def quick(cls) -> "Budget":
+        return cls(n_synthetic=48, synthetic_size=64, width=8, patch=32, batch=4, pretrain_iters=20,
+                   finetune_iters=10, scratch_full_iters=10, paper_pretrain_iters=20, workers=2, holdout_val=2,
+                   max_pool=20, max_val=4, zoo_models=("plain_cnn",), zoo_pretrain_iters=10,
+                   zoo_finetune_iters=5)
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    name: str
+    psnr: float
+    ssim: float
+    pairs_used: str
+    budget: str
+    seconds: float
+    csv: str = ""
+    note: str = ""
+
+
+@dataclass
+class Experiment:
+    pairs: Path
+    clean: list[Path]
+    out: Path
+    docs: Path
+    val_pairs: Path | None = None
+    layout: str = "auto"
+    seed: int = 0
+    budget: Budget = field(default_factory=Budget)
+    command: str = ""
+    rows: list[Row] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    # -- running the project's own commands ----------------------------------------------------
+    def run(self, stage: str, tool: str, *args: str | Path) -> float:
+        """Run `python -m <tool> args…`, stream its output to a log, and record its wall time."""
+        cmd = [sys.executable, "-m", tool, *map(str, args)]
+        log = self.out / "logs" / f"{stage}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{stage}] {' '.join(cmd[2:])}", flush=True)
+        start = time.perf_counter()
+        with open(log, "w") as fh:
+            fh.write(" ".join(cmd) + "\n")
+            fh.flush()
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_child_env())
+        seconds = time.perf_counter() - start
+        self.stage_seconds[stage] = seconds
+        if proc.returncode != 0:
+            tail = log.read_text().strip().splitlines()[-5:]
+            raise LowsimError(f"stage {stage} failed (exit {proc.returncode}); last lines of {log}:\n  "
+                              + "\n  ".join(tail))
+        print(f"[{stage}] done in {seconds:.1f} s", flush=True)
+        return seconds
+
+    # -- stage 1: split ------------------------------------------------------------------------
+    def split_real_pairs(self) -> tuple[Path, Path, int, int]:
+        """Write pool.csv and val.csv (CSV layout) so every later stage sees only its own pairs."""
+        pairs = find_pairs(self.pairs, layout=self.layout)
+        if self.val_pairs is not None:
+            pool, val = pairs, find_pairs(self.val_pairs, layout=self.layout)
+        else:
+            pool = [p for p in pairs if assign_split(p.name, REAL_PAIR_FRACTIONS) == "pool"]
+            val = [p for p in pairs if assign_split(p.name, REAL_PAIR_FRACTIONS) == "val"]
+        if not pool or not val:
+            raise LowsimError(f"the split left {len(pool)} training and {len(val)} validation pairs; need both",
+                              self.pairs)
+        pool, val = pool[: self.budget.max_pool], val[: self.budget.max_val]
+        split_dir = self.out / "pairs"
+        pool_csv, val_csv = split_dir / "pool.csv", split_dir / "val.csv"
+        write_pairs_csv(pool_csv, pool)
+        write_pairs_csv(val_csv, val)
+        print(f"[split] {len(pool)} training-pool pairs, {len(val)} validation pairs", flush=True)
+        return pool_csv, val_csv, len(pool), len(val)
+
+    # -- evaluation helper ---------------------------------------------------------------------
+    def evaluate(self, name: str, checkpoint: Path | None, pairs_csv: Path, *, pairs_used: str, budget: str,
+                 seconds: float, note: str = "") -> Row:
+        """Score a checkpoint (or the identity with checkpoint=None) and append a table row."""
+        out_csv = self.docs / "results" / f"{slug(name)}.csv"
+        args: list[str | Path] = ["evaluate", "--pairs", pairs_csv, "--layout", "csv", "--out", out_csv]
+        args += ["--identity"] if checkpoint is None else ["--checkpoint", checkpoint]
+        self.run(f"evaluate-{slug(name)}", "transfer", *args)
+        psnr, ssim = read_means(out_csv)
+        row = Row(name, psnr, ssim, pairs_used, budget, seconds, str(out_csv.relative_to(self.docs)), note)
+        self.rows.append(row)
+        print(f"  -> {name}: PSNR {psnr:.2f} dB, SSIM {ssim:.3f}", flush=True)
+        return row
+
+
+def write_pairs_csv(path: Path, pairs: Sequence[Pair]) -> None:
+    """A CSV-layout pairs file (dark, bright, name) with paths relative to the CSV itself."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["name", "dark", "bright"])
+        for p in pairs:
+            writer.writerow([p.name, os.path.relpath(p.dark, path.parent), os.path.relpath(p.bright, path.parent)])
+    os.replace(tmp, path)
+
+
+def read_means(results_csv: Path) -> tuple[float, float]:
+    """Mean PSNR and SSIM over the per-image rows of an evaluate CSV."""
+    import pandas as pd
+
+    frame = pd.read_csv(results_csv)
+    return float(frame["psnr"].mean()), float(frame["ssim"].mean())
+
+
+def slug(name: str) -> str:
+    """A row or stage name as a file-name part: lower case, runs of other characters as one dash."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def subset_csvs(pool_csv: Path, frac: float, seed: int, folder: Path) -> tuple[Path, Path | None, int]:
+    """Split the pool into a seeded `frac` subset (train.csv) and the rest (holdout.csv, None when empty), with
+    the subset selector of `--frac` (transfer.data.split_fraction)."""
+    train, rest = split_fraction(find_pairs(pool_csv, layout="csv"), frac, seed)
+    write_pairs_csv(folder / "train.csv", train)
+    if not rest:
+        return folder / "train.csv", None, len(train)
+    write_pairs_csv(folder / "holdout.csv", rest)
+    return folder / "train.csv", folder / "holdout.csv", len(train)
+
+
+def make_synthetic(exp: Experiment, method: str, pool_csv: Path, source: Path) -> Path:
+    """Calibrate the pool with `method` (joint or paper) and generate the synthetic set; returns its manifest."""
+    b, out = exp.budget, exp.out
+    params = out / "params" / f"{method}.json"
+    manifest = out / "manifests" / f"{method}.parquet"
+    exp.run(f"calibrate-{method}", "lowsim", "calibrate", "--pairs", pool_csv, "--layout", "csv",
+            "--method", method, "--out", params, "--report", exp.docs / f"fig2_calibration_{method}.png",
+            "--seed", exp.seed, "--workers", b.workers)
+    exp.run(f"generate-{method}", "lowsim", "generate", "--src", source, "--n", b.n_synthetic,
+            "--params", params, "--out", out / "synthetic" / method, "--manifest", manifest,
+            "--size", b.synthetic_size, "--seed", exp.seed, "--workers", b.workers, "--no-progress")
+    return manifest
+
+
+def merged_sources(exp: Experiment) -> Path:
+    """`lowsim generate` takes one source folder: several --clean folders become one folder of links."""
+    if len(exp.clean) == 1:
+        return exp.clean[0]
+    merged = exp.out / "sources"
+    if merged.exists():
+        shutil.rmtree(merged)
+    merged.mkdir(parents=True)
+    from lowsim.imageio import list_images
+
+    for i, folder in enumerate(exp.clean):
+        for path in list_images(folder):
+            link = merged / f"{i:02d}_{folder.name}" / path.relative_to(folder)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path.resolve())
+    return merged
