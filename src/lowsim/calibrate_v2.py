@@ -122,13 +122,17 @@ def fit_mean_v2(d: np.ndarray, b: np.ndarray, rng: np.random.Generator,
 
 # ============================================================================================ noise fit
 
-NOISE_NAMES = ("shot_gain", "read_sigma", "chroma_nr", "black_level")
+NOISE_NAMES = ("shot_gain", "read_sigma", "chroma_nr", "sharpen", "black_level")
 NOISE_RANGES = {"shot_gain": (1e-8, 0.1), "read_sigma": (1e-7, 0.05), "chroma_nr": (1e-3, 0.999),
-                "black_level": (1e-7, 0.05)}
-NOISE_START = {"shot_gain": 1e-4, "read_sigma": 2e-4, "chroma_nr": 0.7, "black_level": 1e-4}
+                "sharpen": (1e-3, 3.9), "black_level": (1e-7, 0.05)}
+NOISE_START = {"shot_gain": 1e-4, "read_sigma": 2e-4, "chroma_nr": 0.7, "sharpen": 0.5, "black_level": 1e-4}
 NOISE_CROP = 384  # the noise fit simulates at most this many rows and columns of the pair (speed)
 MIN_BIN_PIXELS = 500
+# Finite-difference step (relative, unconstrained coordinates): wide enough to step over the small jumps
+# that pixels crossing the statistics' mask and bin edges put into the misses.
+DIFF_STEP = 0.05
 # Scales of the residual statistics in the fit (what counts as a one-unit miss).
+PROFILE_SCALE = 0.05  # of log residual sd per bin (a 5 % miss)
 CORR_SCALE = 0.05
 BRIGHTNESS_SCALE = 0.05  # of log brightness
 CLIPPED_SCALE = 0.05
@@ -165,8 +169,9 @@ def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -
     """
     ratio = np.log(np.where(sim.profile > 0, sim.profile, np.nan) / real.profile)
     level = np.nan_to_num(ratio[bins], nan=0.0, posinf=0.0, neginf=0.0)
-    return np.concatenate([level, [
+    return np.concatenate([level / PROFILE_SCALE, [
         (sim.channel_corr - real.channel_corr) / CORR_SCALE,
+        (sim.spatial_corr - real.spatial_corr) / CORR_SCALE,
         math.log(max(sim.brightness, 1e-6) / max(real.brightness, 1e-6)) / BRIGHTNESS_SCALE,
         (sim.clipped_black - real.clipped_black) / CLIPPED_SCALE]])
 
@@ -224,12 +229,12 @@ def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
     def residuals(theta: np.ndarray) -> np.ndarray:
         return match_residuals(ResidualStats.of(simulate(theta)), real, bins)
 
-    fit = optimize.least_squares(residuals, start, bounds=(lo, hi), diff_step=1e-3, x_scale=1.0,
+    fit = optimize.least_squares(residuals, start, bounds=(lo, hi), diff_step=DIFF_STEP, x_scale=1.0,
                                  ftol=1e-4, xtol=1e-4, max_nfev=60)
     values = {n: float(from_unconstrained(n, t)) for n, t in zip(NOISE_NAMES, fit.x)}
     sim = ResidualStats.of(simulate(fit.x))
     at_bound = [n for n, t, l, h in zip(NOISE_NAMES, fit.x, lo, hi)
-                if n != "black_level" and min(t - l, h - t) < 1e-2]
+                if n not in ("black_level", "sharpen") and min(t - l, h - t) < 1e-2]
     return NoiseFitV2(values=values, match=_match_report(sim, real), at_bound=at_bound)
 
 

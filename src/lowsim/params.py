@@ -79,6 +79,7 @@ V2_PARAM_SPECS: tuple[ParamSpec, ...] = (
               "black level over-subtracted by the ISP after demosaicing (linear): crushes the darkest noise"),
     ParamSpec("chroma_nr", "logit", 0.0, 1.0,
               "strength of the camera's chroma noise reduction (0 off, 1 chroma fully blurred)"),
+    ParamSpec("sharpen", "logit", 0.0, 4.0, "amount of the camera's unsharp-mask sharpening (0 off)"),
     ParamSpec("tone_gamma", "log", 0.0, math.inf, "output tone curve x^(1/tone_gamma) on linear values"),
 )
 V2_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in V2_PARAM_SPECS)
@@ -87,7 +88,7 @@ SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in PARAM_SPECS}
 V2_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in V2_PARAM_SPECS}
 # Every parameter column a manifest may carry (v1's, then v2's new ones), in a stable order.
 ALL_PARAM_NAMES: tuple[str, ...] = (*PARAM_NAMES, *[n for n in V2_PARAM_NAMES if n not in PARAM_NAMES])
-ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr"}  # may be exactly 0 (off)
+ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr", "sharpen"}  # may be exactly 0 (off)
 
 
 def specs_of(model: str) -> dict[str, ParamSpec]:
@@ -163,6 +164,7 @@ class IspParams:
     row_sigma: float = 0.0
     black_level: float = 0.0
     chroma_nr: float = 0.0
+    sharpen: float = 0.0
     tone_gamma: float = 2.2
 
     model = V2_MODEL

@@ -158,6 +158,16 @@ def chroma_denoise(img: np.ndarray, strength: float, sigma: float) -> np.ndarray
     return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
 
 
+def sharpen(img: np.ndarray, amount: float, sigma: float) -> np.ndarray:
+    """Camera sharpening: unsharp mask, img + amount·(img − GaussianBlur(img, sigma))."""
+    import cv2
+
+    if amount == 0.0:
+        return img
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    return img + np.float32(amount) * (img - cv2.GaussianBlur(img, (0, 0), sigma))
+
+
 def quantize(img: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     """Round [0, 1] floats to unsigned integers of the given bit depth (8 or 16)."""
     if bit_depth not in (8, 16):

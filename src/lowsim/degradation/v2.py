@@ -8,11 +8,13 @@ and made noisy there, and processed forward again as a camera would:
     codes   = digitize(raw; 14 bits, pedestal)            the ADC
     rgb     = from_camera(demosaic(linear(codes)))         bilinear demosaic, white balance, colour matrix
     out     = chroma_nr(tone(max(rgb − black_level, 0); γ_tone); strength)
+    out     = sharpen(out; amount)                         unsharp mask
     dark    = quantize(out)
 
 Channel- and space-correlated noise that peaks in the mid-tones then comes from the processing, as in a
 real camera: demosaicing spreads each site's noise over its neighbours, the colour matrix mixes channels,
-chroma noise reduction correlates them, and the tone curve shapes the level. The camera constants (colour
+chroma noise reduction correlates them, sharpening decorrelates neighbours, and the tone curve shapes the
+level. The camera constants (colour
 matrix, white balance, ADC) are fixed parts of the model's definition (changing them is a new version).
 Every draw comes from the one `rng`, in a fixed order: shot, read, row.
 """
@@ -41,6 +43,7 @@ SENSOR_BITS = 14
 PEDESTAL = 512  # black code of the ADC (SID's Sony A7S2 uses 512 at 14 bits): room for negative noise
 QUANTIZATION_SD = 1.0 / ((1 << SENSOR_BITS) - 1) / np.sqrt(12.0)  # of the ADC's rounding, full scale 1
 CHROMA_SIGMA = 2.0  # pixels: the chroma noise-reduction blur
+SHARPEN_SIGMA = 0.7  # pixels: the radius of the camera's unsharp mask
 
 
 def scene_light(clean: np.ndarray, p: IspParams) -> np.ndarray:
@@ -88,10 +91,12 @@ def sensor_surrogate(raw: np.ndarray, p: IspParams, normals: np.ndarray) -> np.n
 
 
 def process(raw: np.ndarray, p: IspParams) -> np.ndarray:
-    """The camera's processing of the linear raw mosaic: demosaic, colour, black level, tone, chroma NR."""
+    """The camera's processing of the linear raw mosaic: demosaic, colour, black level, tone, chroma NR,
+    sharpening."""
     rgb = from_camera(stages.demosaic(raw))
     out = stages.apply_gamma(stages.subtract_black_level(rgb, p.black_level), p.tone_gamma)
-    return np.clip(stages.chroma_denoise(out, p.chroma_nr, CHROMA_SIGMA), 0.0, 1.0)
+    out = stages.chroma_denoise(out, p.chroma_nr, CHROMA_SIGMA)
+    return np.clip(stages.sharpen(out, p.sharpen, SHARPEN_SIGMA), 0.0, 1.0)
 
 
 def raw_mosaic(clean: np.ndarray, p: IspParams) -> np.ndarray:
@@ -135,4 +140,6 @@ def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator,
     yield "+ raw noise, demosaic", stages.apply_gamma(noisy, 2.2)
     toned = stages.apply_gamma(stages.subtract_black_level(noisy, p.black_level), p.tone_gamma)
     yield "+ black level, tone", toned
-    yield "+ chroma NR", np.clip(stages.chroma_denoise(toned, p.chroma_nr, CHROMA_SIGMA), 0, 1)
+    denoised = stages.chroma_denoise(toned, p.chroma_nr, CHROMA_SIGMA)
+    yield "+ chroma NR", np.clip(denoised, 0, 1)
+    yield "+ sharpening", np.clip(stages.sharpen(denoised, p.sharpen, SHARPEN_SIGMA), 0, 1)
