@@ -69,7 +69,7 @@ def representative_v2_params(path: Path) -> Path:
                for n in ("exposure", "cast_r", "cast_b", "shot_gain", "read_sigma", "black_level", "tone_gamma",
                          "illum_gamma", "illum_alpha")}
     samples["chroma_nr"] = rng.uniform(0.5, 0.95, 30)
-    return ParamDistribution.fit(samples, fixed={"row_sigma": 0.0, "sharpen": 0.5}, model=V2_MODEL,
+    return ParamDistribution.fit(samples, fixed={"row_sigma": 0.0, "sharpen": 0.5, "downscale": 2.0}, model=V2_MODEL,
                                  method="benchmark stand-in").save(path)
 
 

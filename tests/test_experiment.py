@@ -92,7 +92,7 @@ def test_quick_experiment_writes_every_artefact(tmp_path: Path, shared_data: Pat
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    for name in ("results.md", "results.json", "fig2_calibration_joint.png", "fig3_degradation.png",
+    for name in ("results.md", "results.json", "fig2_calibration_isp.png", "fig3_degradation.png",
                  "fig5_curves_pretrain.png", "fig5_curves_finetune.png", "fig7_comparison.png"):
         assert (docs / name).is_file() and (docs / name).stat().st_size > 0, name
     rows = json.loads((docs / "results.json").read_text())["rows"]

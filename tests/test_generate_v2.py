@@ -24,7 +24,7 @@ def write_v2_params(path: Path) -> Path:
                for n in ("exposure", "cast_r", "cast_b", "shot_gain", "read_sigma", "black_level", "tone_gamma",
                          "illum_gamma")}
     samples.update(illum_alpha=rng.uniform(0.05, 0.5, 8), chroma_nr=rng.uniform(0.5, 0.9, 8))
-    return ParamDistribution.fit(samples, fixed={"row_sigma": 0.0, "sharpen": 0.0}, model=v2.MODEL_NAME).save(path)
+    return ParamDistribution.fit(samples, fixed={"row_sigma": 0.0, "sharpen": 0.3, "downscale": 2.0}, model=v2.MODEL_NAME).save(path)
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ from lowsim.pair_checks import (LSB, MAX_SATURATED_FRACTION, MIN_BLOCK_SPEARMAN,
                                 MIN_VALID_PIXELS, MISMATCH_BLOCK, SATURATED, PairChecks, block_means,
                                 block_spearman, exclusion_reason, pair_checks, sample_pixels, valid_mask)
 from lowsim.pairs import Pair, read_pair
-from lowsim.calibrate_v2 import FIXED_V2, RANGES_V2, calibrate_arrays_v2
+from lowsim.calibrate_v2 import FIXED_V2, RANGES_V2, calibrate_arrays_v2, choose_downscale
 from lowsim.params import ALL_PARAM_NAMES, PARAM_NAMES, V1_MODEL, V2_MODEL, V2_PARAM_NAMES, DegradationParams, ParamDistribution
 
 METHODS = ("isp", "joint", "paper")  # isp: model v2 (lowsim.calibrate_v2); joint, paper: v1
@@ -483,7 +483,7 @@ def quality_view(img: np.ndarray, max_pixels: int = QUALITY_PIXELS) -> np.ndarra
 
 
 def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: str,
-                     seed: int) -> dict[str, Any]:
+                     seed: int, downscale: float = 1.0) -> dict[str, Any]:
     """Everything calibration records about one pair (a flat row of the per-pair table).
 
     Both methods' fit quality is always measured (so they can be compared), and the joint noiseless fit
@@ -497,7 +497,7 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
                           f"{dark.shape} and {bright.shape}")
     if method == "isp":
         checks = pair_checks(quality_view(dark), quality_view(bright))
-        row = calibrate_arrays_v2(name, dark, bright, pair_seed(seed, name), exclusion_reason(checks))
+        row = calibrate_arrays_v2(name, dark, bright, pair_seed(seed, name), exclusion_reason(checks), downscale)
         row.update({f"check_{k}": v for k, v in checks.__dict__.items()}, height=dark.shape[0],
                    width=dark.shape[1])
         return row
@@ -568,17 +568,17 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
     return row
 
 
-def calibrate_pair(pair: Pair, method: str, seed: int) -> dict[str, Any]:
+def calibrate_pair(pair: Pair, method: str, seed: int, downscale: float = 1.0) -> dict[str, Any]:
     """Read one pair and calibrate it (the unit of work of the process pool)."""
     started = time.perf_counter()
     dark, bright = read_pair(pair)
-    row = calibrate_arrays(pair.name, dark, bright, method, seed)
+    row = calibrate_arrays(pair.name, dark, bright, method, seed, downscale)
     row["dark_path"], row["bright_path"] = str(pair.dark), str(pair.bright)
     row["seconds"] = time.perf_counter() - started
     return row
 
 
-def _calibrate_pair_star(args: tuple[Pair, str, int]) -> dict[str, Any]:
+def _calibrate_pair_star(args: tuple[Pair, str, int, float]) -> dict[str, Any]:
     return calibrate_pair(*args)
 
 
@@ -604,14 +604,15 @@ def _single_threaded_children() -> Iterator[None]:
 
 
 def calibrate_pairs(pairs: Sequence[Pair], method: str = "joint", seed: int = 0, workers: int = 1,
-                    on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+                    on_done: Callable[[dict[str, Any]], None] | None = None,
+                    downscale: float = 1.0) -> list[dict[str, Any]]:
     """Calibrate every pair in `workers` fresh processes; rows in the order of `pairs`.
 
     Always in spawned processes (even one) so every pair runs under the same single-threaded BLAS;
     each pair's random draws come from its own name-derived seed, so neither the worker count nor the
     order of completion changes any result.
     """
-    jobs = [(p, method, seed) for p in pairs]
+    jobs = [(p, method, seed, downscale) for p in pairs]
     rows: list[dict[str, Any]] = []
     if not jobs:
         return rows
@@ -628,7 +629,7 @@ def calibrate_pairs(pairs: Sequence[Pair], method: str = "joint", seed: int = 0,
 def fitted_names(method: str) -> tuple[list[str], dict[str, float]]:
     """(sampled parameter names, fixed values) of the distribution a method produces."""
     if method == "isp":
-        return [n for n in V2_PARAM_NAMES if n not in FIXED_V2], dict(FIXED_V2)
+        return [n for n in V2_PARAM_NAMES if n not in FIXED_V2 and n != "downscale"], dict(FIXED_V2)
     fixed = dict(PAPER_FIXED) if method == "paper" else {}
     return [n for n in PARAM_NAMES if n not in fixed], fixed
 
@@ -652,6 +653,8 @@ def fit_distribution(rows: Iterable[dict[str, Any]], method: str, source: str) -
         raise LowsimError(f"only {len(used)} usable pairs after excluding {len(excluded)} "
                           f"({examples}); need at least 2 to fit a distribution")
     samples = {n: [r[n] for r in used] for n in names}
+    if method == "isp":
+        fixed["downscale"] = float(used[0]["downscale"])  # one value for the whole calibration run
     return ParamDistribution.fit(samples, fixed=fixed, method=method, source=source, excluded=excluded,
                                  model=model_of(method))
 
@@ -701,6 +704,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 # ============================================================================================ whole run
+
+DOWNSCALE_PAIRS = 6  # pairs that choose_downscale fits at each candidate
 
 SPLITS = ("all", "pool")
 
@@ -780,8 +785,12 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
                     method: str = "isp", report: str | Path | None = None, split: str = "all",
                     seed: int = 0, workers: int = 1, source: str = "",
                     on_start: Callable[[int], None] | None = None,
-                    on_done: Callable[[dict[str, Any]], None] | None = None) -> CalibrationResult:
-    """Find pairs, calibrate each, fit the distribution, write params JSON, per-pair Parquet and report."""
+                    on_done: Callable[[dict[str, Any]], None] | None = None,
+                    downscale: float | None = None) -> CalibrationResult:
+    """Find pairs, calibrate each, fit the distribution, write params JSON, per-pair Parquet and report.
+
+    `downscale` (isp only): how much the camera's images were resized; None chooses it from the pairs.
+    """
     from lowsim.pairs import find_pairs
 
     started = time.perf_counter()
@@ -791,9 +800,12 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
     pairs = select_split(found, split)
     if not pairs:
         raise LowsimError(f"none of the {len(found)} pairs falls in the {split!r} split", pairs_root)
+    if method == "isp" and downscale is None:
+        downscale = choose_downscale([read_pair(p) for p in pairs[:DOWNSCALE_PAIRS]], seed)
     if on_start:
         on_start(len(pairs))
-    rows = calibrate_pairs(pairs, method=method, seed=seed, workers=workers, on_done=on_done)
+    rows = calibrate_pairs(pairs, method=method, seed=seed, workers=workers, on_done=on_done,
+                           downscale=downscale or 1.0)
     summary = summarize(rows)
     dist = fit_distribution(rows, method, source or f"lowsim calibrate --pairs {pairs_root}")
     out = Path(out)
@@ -803,6 +815,7 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
         "layout": layout, "pairs_table": table.name, "fit_quality": summary,
         "median_stderr": identifiability(rows),
         "pairs_at_bounds_low_high": count_at_bounds(rows, method),
+        **({"downscale": downscale} if method == "isp" else {}),
         "checks": {"min_block_spearman": MIN_BLOCK_SPEARMAN, "max_saturated_fraction": MAX_SATURATED_FRACTION,
                    "min_dark_p99": MIN_DARK_P99, "min_valid_pixels": MIN_VALID_PIXELS},
     })

@@ -31,10 +31,18 @@ from lowsim.statistics import dark_statistics, highpass_gain, noise_profile
 
 MEAN_NAMES = ("exposure", "cast_r", "cast_b", "black_level", "tone_gamma", "illum_alpha", "illum_gamma")
 # Search ranges of the mean fit (natural units); a fit that ends on one is flagged and not used.
+# The lower ends of black_level and illum_alpha mean "off": a fit there is kept, at that value (alpha = 0.01
+# changes the image by at most 0.25 %; a black level of 1e-5 is 1 % of the darkest signals).
 MEAN_RANGES = {"exposure": (1e-4, 2.0), "cast_r": (0.2, 5.0), "cast_b": (0.2, 5.0),
-               "black_level": (1e-7, 0.2), "tone_gamma": (0.5, 8.0), "illum_alpha": (1e-6, 1.99),
+               "black_level": (1e-5, 0.2), "tone_gamma": (0.5, 8.0), "illum_alpha": (0.01, 1.99),
                "illum_gamma": (0.05, 20.0)}
-ILLUM_PRIOR = 1e-3  # weight (per sqrt(pixel)) pulling alpha towards 0
+# Parameters whose lower bound is "off" (no map, no black crush, no read noise, no sharpening): a fit at that
+# bound is a valid value, not a failed fit.
+OFF_AT_LOWER_BOUND = ("illum_alpha", "black_level", "read_sigma", "sharpen")
+# Weight (per sqrt(pixel)) of the priors pulling alpha towards 0 and log(illum_gamma) towards 0: the map
+# is nearly degenerate with exposure and tone (alpha ~ 1 with a large g is another exposure), so among
+# (nearly) equal fits the one with the mildest map wins.
+ILLUM_PRIOR = 1e-3
 FIT_PIXELS = 10_000
 START_PIXELS = 3_000
 LSB = 1.0 / 255.0
@@ -60,7 +68,7 @@ def _theta_bounds() -> tuple[np.ndarray, np.ndarray]:
 def predict_mean(theta: np.ndarray, bright: np.ndarray) -> np.ndarray:
     """v2's noiseless dark prediction for (N, 3) bright values in [0, 1] (float64)."""
     p = IspParams(**_from_theta(theta))
-    return v2.expected_dark(bright.reshape(-1, 1, 3).astype(np.float32), p).reshape(-1, 3).astype(np.float64)
+    return v2.expected_dark_of(bright.reshape(-1, 3).astype(np.float64), p)
 
 
 def initial_theta(d: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -70,6 +78,13 @@ def initial_theta(d: np.ndarray, b: np.ndarray) -> np.ndarray:
     start = {"exposure": float(np.clip(lin_d / lin_b, 2e-4, 1.0)), "cast_r": 1.0, "cast_b": 1.0,
              "black_level": 1e-5, "tone_gamma": 2.2, "illum_alpha": 0.05, "illum_gamma": 1.0}
     return _to_theta(start)
+
+
+def _at_bound(names: tuple[str, ...], theta: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+              tolerance: float = 1e-2) -> list[str]:
+    """The parameters a fit left at a bound of its range (a lower bound that means "off" does not count)."""
+    return [n for n, t, low, high in zip(names, theta, lo, hi)
+            if high - t < tolerance or (t - low < tolerance and n not in OFF_AT_LOWER_BOUND)]
 
 
 @dataclass
@@ -85,12 +100,12 @@ class MeanFitV2:
 def _robust_fit(start: np.ndarray, d: np.ndarray, b: np.ndarray, f_scale: float) -> optimize.OptimizeResult:
     """One soft_l1 least-squares run with the weak prior on the illumination strength."""
     lo, hi = _theta_bounds()
-    alpha = MEAN_NAMES.index("illum_alpha")
+    alpha, gamma = MEAN_NAMES.index("illum_alpha"), MEAN_NAMES.index("illum_gamma")
     prior = math.sqrt(d.size) * ILLUM_PRIOR
 
     def residuals(theta: np.ndarray) -> np.ndarray:
         strength = float(from_unconstrained("illum_alpha", theta[alpha]))
-        return np.append((predict_mean(theta, b) - d).ravel(), prior * strength)
+        return np.append((predict_mean(theta, b) - d).ravel(), [prior * strength, prior * theta[gamma]])
 
     return optimize.least_squares(residuals, np.clip(start, lo + 1e-6, hi - 1e-6), bounds=(lo, hi),
                                   loss="soft_l1", f_scale=f_scale, x_scale=1.0, ftol=1e-6, xtol=1e-6,
@@ -114,8 +129,7 @@ def fit_mean_v2(d: np.ndarray, b: np.ndarray, rng: np.random.Generator,
         runs.append(_robust_fit(s, d[few], b[few], f_scale))
     best = _robust_fit(min(runs, key=lambda r: r.cost).x if runs else start, d, b, f_scale)
     lo, hi = _theta_bounds()
-    at_bound = [n for n, t, l, h in zip(MEAN_NAMES, best.x, lo, hi)
-                if n not in ("illum_alpha", "black_level") and min(t - l, h - t) < 1e-3]
+    at_bound = _at_bound(MEAN_NAMES, best.x, lo, hi)
     return MeanFitV2(values=_from_theta(best.x), cost=float(best.cost), success=bool(best.status > 0),
                      at_bound=at_bound)
 
@@ -123,10 +137,12 @@ def fit_mean_v2(d: np.ndarray, b: np.ndarray, rng: np.random.Generator,
 # ============================================================================================ noise fit
 
 NOISE_NAMES = ("shot_gain", "read_sigma", "chroma_nr", "sharpen", "black_level")
-NOISE_RANGES = {"shot_gain": (1e-8, 0.1), "read_sigma": (1e-7, 0.05), "chroma_nr": (1e-3, 0.999),
-                "sharpen": (1e-3, 3.9), "black_level": (1e-7, 0.05)}
+# Lower bounds at what is invisible in an 8-bit dark image (read noise 1e-6 of full scale is far below the
+# shot noise of any visible signal; sharpening by 0.02 changes the noise by ~1 %).
+NOISE_RANGES = {"shot_gain": (1e-8, 0.1), "read_sigma": (1e-6, 0.05), "chroma_nr": (1e-3, 0.999),
+                "sharpen": (0.02, 3.9), "black_level": (1e-5, 0.05)}
 NOISE_START = {"shot_gain": 1e-4, "read_sigma": 2e-4, "chroma_nr": 0.7, "sharpen": 0.5, "black_level": 1e-4}
-NOISE_CROP = 384  # the noise fit simulates at most this many rows and columns of the pair (speed)
+NOISE_CROP = 256  # the noise fit simulates at most this many rows and columns of the pair (speed)
 MIN_BIN_PIXELS = 500
 # Finite-difference step (relative, unconstrained coordinates): wide enough to step over the small jumps
 # that pixels crossing the statistics' mask and bin edges put into the misses.
@@ -169,11 +185,12 @@ def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -
     """
     ratio = np.log(np.where(sim.profile > 0, sim.profile, np.nan) / real.profile)
     level = np.nan_to_num(ratio[bins], nan=0.0, posinf=0.0, neginf=0.0)
-    return np.concatenate([level / PROFILE_SCALE, [
+    misses = np.concatenate([level / PROFILE_SCALE, [
         (sim.channel_corr - real.channel_corr) / CORR_SCALE,
         (sim.spatial_corr - real.spatial_corr) / CORR_SCALE,
         math.log(max(sim.brightness, 1e-6) / max(real.brightness, 1e-6)) / BRIGHTNESS_SCALE,
         (sim.clipped_black - real.clipped_black) / CLIPPED_SCALE]])
+    return np.nan_to_num(misses, nan=0.0, posinf=0.0, neginf=0.0)  # a statistic too few pixels define
 
 
 def _profile_log_ratio(sim: ResidualStats, real: ResidualStats) -> np.ndarray:
@@ -198,6 +215,7 @@ class NoiseFitV2:
     values: dict[str, float]
     match: dict[str, float]
     at_bound: list[str] = field(default_factory=list)
+    cost: float = math.nan  # half the sum of squared scaled misses at the fit
 
 
 def _noise_theta(values: dict[str, float]) -> np.ndarray:
@@ -213,7 +231,8 @@ def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
     """
     dark_c, bright_c = centre_crop(dark), centre_crop(bright)
     real = ResidualStats.of(dark_c)
-    normals = rng.standard_normal((3, *bright_c.shape[:2]), dtype=np.float32)
+    normals = rng.standard_normal((3, *v2.sensor_shape(bright_c.shape, IspParams(**{**IspParams().to_dict(), **mean}))),
+                                  dtype=np.float32)
     lo = _noise_theta({n: r[0] for n, r in NOISE_RANGES.items()})
     hi = _noise_theta({n: r[1] for n, r in NOISE_RANGES.items()})
 
@@ -233,9 +252,8 @@ def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
                                  ftol=1e-4, xtol=1e-4, max_nfev=60)
     values = {n: float(from_unconstrained(n, t)) for n, t in zip(NOISE_NAMES, fit.x)}
     sim = ResidualStats.of(simulate(fit.x))
-    at_bound = [n for n, t, l, h in zip(NOISE_NAMES, fit.x, lo, hi)
-                if n not in ("black_level", "sharpen") and min(t - l, h - t) < 1e-2]
-    return NoiseFitV2(values=values, match=_match_report(sim, real), at_bound=at_bound)
+    at_bound = _at_bound(NOISE_NAMES, fit.x, lo, hi)
+    return NoiseFitV2(values=values, match=_match_report(sim, real), at_bound=at_bound, cost=float(fit.cost))
 
 
 BIAS_BINS = 64
@@ -276,6 +294,7 @@ def _match_report(sim: ResidualStats, real: ResidualStats) -> dict[str, float]:
 # ============================================================================================ per pair
 
 FIXED_V2 = {"row_sigma": 0.0}  # row noise cannot be told from scene texture in processed sRGB pairs
+DOWNSCALES = (1.0, 2.0, 3.0)  # candidates of `choose_downscale`
 RANGES_V2 = {**MEAN_RANGES, **NOISE_RANGES}
 IDENTICAL_LEVELS = 0.5  # mean |dark − bright| below half a level: the same image twice
 
@@ -300,20 +319,52 @@ def physical_reason(dark: np.ndarray, bright: np.ndarray, values: dict[str, floa
 
 
 def refine_with_noise(dark: np.ndarray, bright: np.ndarray, d: np.ndarray, b: np.ndarray, mean: MeanFitV2,
-                      rng: np.random.Generator) -> tuple[MeanFitV2, NoiseFitV2]:
+                      rng: np.random.Generator, downscale: float) -> tuple[MeanFitV2, NoiseFitV2]:
     """Noise fit; then tone and colour refitted on the dark values less the noise's clipping bias, and
     the noise fitted again for the new curve (noise clipped at black raises the mean of dark pixels)."""
     dark_codes = np.rint(np.clip(dark, 0, 1) * 255).astype(np.uint8)
-    noise = fit_noise_v2(dark_codes, bright, mean.values, rng)
-    first = IspParams(**{**IspParams().to_dict(), **FIXED_V2, **mean.values, **noise.values})
-    normals = rng.standard_normal((3, *bright.shape[:2]), dtype=np.float32)
+    fixed = {**FIXED_V2, "downscale": downscale}
+    noise = fit_noise_v2(dark_codes, bright, {**mean.values, **fixed}, rng)
+    first = IspParams(**{**IspParams().to_dict(), **fixed, **mean.values, **noise.values})
+    normals = rng.standard_normal((3, *v2.sensor_shape(bright.shape, first)), dtype=np.float32)
     table = noise_bias(bright, first, normals)
     mean = fit_mean_v2(debias(d, b, mean.values, table), b, rng, start_values=mean.values)
-    return mean, fit_noise_v2(dark_codes, bright, mean.values, rng, start_values=noise.values)
+    noise = fit_noise_v2(dark_codes, bright, {**mean.values, **fixed}, rng, start_values=noise.values)
+    return mean, noise
+
+
+def choose_downscale(pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) -> float:
+    """How much the camera's images were resized: the DOWNSCALES candidate whose noise fits match best.
+
+    Demosaicing correlates neighbouring pixels' noise; resizing a camera's image down averages that away
+    (LOL's 600 x 400 images are resized), and no other stage can. For a few pairs, the noise fit runs at
+    each candidate; the one with the smallest median miss wins.
+    """
+    from lowsim.pair_checks import sample_pixels, valid_mask
+
+    from lowsim.pair_checks import exclusion_reason, pair_checks
+
+    costs: dict[float, list[float]] = {f: [] for f in DOWNSCALES}
+    for k, (dark, bright) in enumerate(pairs):
+        if dark.shape != bright.shape or exclusion_reason(pair_checks(dark, bright)):
+            continue
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
+        rows_idx, cols_idx = sample_pixels(valid_mask(dark, bright), START_PIXELS, rng)
+        mean = fit_mean_v2(dark[rows_idx, cols_idx].astype(np.float64),
+                           bright[rows_idx, cols_idx].astype(np.float64), rng)
+        if physical_reason(dark, bright, mean.values):
+            continue
+        codes = np.rint(np.clip(dark, 0, 1) * 255).astype(np.uint8)
+        for f in DOWNSCALES:
+            fit = fit_noise_v2(codes, bright, {**mean.values, **FIXED_V2, "downscale": f}, rng)
+            costs[f].append(fit.cost)
+    if not costs[DOWNSCALES[0]]:
+        return 1.0  # no usable pair to tell: the camera's own resolution
+    return min(DOWNSCALES, key=lambda f: float(np.median(costs[f])))
 
 
 def calibrate_arrays_v2(name: str, dark: np.ndarray, bright: np.ndarray, seed_sequence: np.random.SeedSequence,
-                        checks_reason: str) -> dict[str, Any]:
+                        checks_reason: str, downscale: float = 1.0) -> dict[str, Any]:
     """Everything v2 calibration records about one pair (float images in [0, 1]): a flat table row.
 
     `checks_reason` is the shared pair checks' verdict (lowsim.pair_checks); a pair they reject is still
@@ -328,10 +379,10 @@ def calibrate_arrays_v2(name: str, dark: np.ndarray, bright: np.ndarray, seed_se
                        bright[rows_idx, cols_idx].astype(np.float64), rng)
     reason = checks_reason or physical_reason(dark, bright, mean.values)
     at_bound = list(mean.at_bound)
-    values = {**mean.values, **FIXED_V2, **{n: NOISE_START[n] for n in NOISE_NAMES}}
+    values = {**mean.values, **FIXED_V2, "downscale": downscale, **{n: NOISE_START[n] for n in NOISE_NAMES}}
     if not reason:
         d, b = dark[rows_idx, cols_idx].astype(np.float64), bright[rows_idx, cols_idx].astype(np.float64)
-        mean, noise = refine_with_noise(dark, bright, d, b, mean, rng)
+        mean, noise = refine_with_noise(dark, bright, d, b, mean, rng, downscale)
         values.update(mean.values)
         values.update(noise.values)
         row.update(noise.match)

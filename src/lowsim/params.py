@@ -81,6 +81,8 @@ V2_PARAM_SPECS: tuple[ParamSpec, ...] = (
               "strength of the camera's chroma noise reduction (0 off, 1 chroma fully blurred)"),
     ParamSpec("sharpen", "logit", 0.0, 4.0, "amount of the camera's unsharp-mask sharpening (0 off)"),
     ParamSpec("tone_gamma", "log", 0.0, math.inf, "output tone curve x^(1/tone_gamma) on linear values"),
+    ParamSpec("downscale", "log", 0.0, math.inf,
+              "sensor pixels per image pixel along a side: the camera's image was resized by this (>= 1)"),
 )
 V2_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in V2_PARAM_SPECS)
 MODEL_SPECS: dict[str, tuple[ParamSpec, ...]] = {V1_MODEL: PARAM_SPECS, V2_MODEL: V2_PARAM_SPECS}
@@ -166,6 +168,7 @@ class IspParams:
     chroma_nr: float = 0.0
     sharpen: float = 0.0
     tone_gamma: float = 2.2
+    downscale: float = 1.0
 
     model = V2_MODEL
 

@@ -259,6 +259,13 @@ def experiment(
                                                                    "(default: all registered).")] = None,
     zoo_pretrain_iters: Annotated[Optional[int], typer.Option("--zoo-pretrain-iters")] = None,
     zoo_finetune_iters: Annotated[Optional[int], typer.Option("--zoo-finetune-iters")] = None,
+    calibration: Annotated[str, typer.Option("--calibration", help="The main pipeline's calibration: isp "
+                                                                    "(model v2) or joint (model v1).")] = "isp",
+    params: Annotated[Optional[Path], typer.Option("--params", help="Use this params file for the main pipeline "
+                                                                    "instead of calibrating the pool (it must not "
+                                                                    "have seen the validation pairs).")] = None,
+    sampler: Annotated[Optional[str], typer.Option("--sampler", help="lowsim generate --sampler for the main "
+                                                                     "pipeline (normal | empirical).")] = None,
     seed: Seed = 0,
 ) -> None:
     """The founding paper's Table 1 on real pairs: split, calibrate, generate, pretrain, fine-tune, evaluate."""
@@ -283,8 +290,12 @@ def experiment(
         budget.zoo_pretrain_iters = zoo_pretrain_iters
     if zoo_finetune_iters is not None:
         budget.zoo_finetune_iters = zoo_finetune_iters
+    if calibration not in ("isp", "joint"):
+        raise LowsimError(f"--calibration must be isp or joint; got {calibration!r}")
+    if params is not None and not params.is_file():
+        raise LowsimError("params file not found", params)
     exp = Experiment(pairs=pairs, clean=list(clean or [_DATA / "clean"]), out=out, docs=docs, val_pairs=val_pairs,
-                     layout=layout, seed=seed, budget=budget,
+                     layout=layout, seed=seed, budget=budget, method=calibration, params=params, sampler=sampler,
                      command="transfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     if zoo_only:
         run_zoo_only(exp, budget.zoo_models)

@@ -78,6 +78,9 @@ def calibrate(
                               help="all, or pool: only pairs that assign_split puts in the pool (not val)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the pixel subsampling and noise simulation."),
     workers: int = typer.Option(0, "--workers", help="Processes over pairs; 0 = one per CPU core."),
+    downscale: Optional[float] = typer.Option(None, "--downscale", help="isp: how much the camera's images were "
+                                              "resized (sensor pixels per image pixel along a side, >= 1) "
+                                              "[default: chosen from the dark images' noise]."),
 ) -> None:
     """Calibrate the degradation model on real pairs: params JSON + per-pair Parquet + report PNG."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
@@ -91,6 +94,8 @@ def calibrate(
         raise LowsimError(f"unknown --split {split!r}, expected one of {', '.join(SPLITS)}")
     if workers < 0:
         raise LowsimError(f"--workers must be >= 0, got {workers}")
+    if downscale is not None and (not downscale >= 1.0 or method != "isp"):
+        raise LowsimError(f"--downscale must be >= 1 and goes with --method isp; got {downscale} with {method}")
     if out is None:
         out = Path("params") / f"{pairs.resolve().stem or 'params'}.json"
     if out.suffix.lower() != ".json":
@@ -114,7 +119,7 @@ def calibrate(
     try:
         result = run_calibration(pairs, out, layout=layout, method=method, report=report, split=split,
                                  seed=seed, workers=n_workers, source=source, on_start=on_start,
-                                 on_done=on_done)
+                                 on_done=on_done, downscale=downscale)
     finally:
         if progress.live.is_started:
             progress.stop()

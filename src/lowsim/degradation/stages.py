@@ -168,6 +168,16 @@ def sharpen(img: np.ndarray, amount: float, sigma: float) -> np.ndarray:
     return img + np.float32(amount) * (img - cv2.GaussianBlur(img, (0, 0), sigma))
 
 
+def resize_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize as a camera's output is made smaller (area averaging) or a scene sampled finer (bilinear)."""
+    import cv2
+
+    if img.shape[:2] == (height, width):
+        return img
+    smaller = height * width < img.shape[0] * img.shape[1]
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
+
+
 def quantize(img: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     """Round [0, 1] floats to unsigned integers of the given bit depth (8 or 16)."""
     if bit_depth not in (8, 16):

@@ -9,7 +9,7 @@ and made noisy there, and processed forward again as a camera would:
     rgb     = from_camera(demosaic(linear(codes)))         bilinear demosaic, white balance, colour matrix
     out     = chroma_nr(tone(max(rgb − black_level, 0); γ_tone); strength)
     out     = sharpen(out; amount)                         unsharp mask
-    dark    = quantize(out)
+    dark    = quantize(resize(out; 1 / downscale))         the camera's image, made smaller
 
 Channel- and space-correlated noise that peaks in the mid-tones then comes from the processing, as in a
 real camera: demosaicing spreads each site's noise over its neighbours, the colour matrix mixes channels,
@@ -42,8 +42,8 @@ CAMERA_TO_SCENE = CAMERA_TO_SRGB @ np.diag(WHITE_BALANCE)  # white balance, then
 SENSOR_BITS = 14
 PEDESTAL = 512  # black code of the ADC (SID's Sony A7S2 uses 512 at 14 bits): room for negative noise
 QUANTIZATION_SD = 1.0 / ((1 << SENSOR_BITS) - 1) / np.sqrt(12.0)  # of the ADC's rounding, full scale 1
-CHROMA_SIGMA = 2.0  # pixels: the chroma noise-reduction blur
-SHARPEN_SIGMA = 0.7  # pixels: the radius of the camera's unsharp mask
+CHROMA_SIGMA = 3.0  # sensor pixels: the chroma noise-reduction blur
+SHARPEN_SIGMA = 0.7  # sensor pixels: the radius of the camera's unsharp mask
 
 
 def scene_light(clean: np.ndarray, p: IspParams) -> np.ndarray:
@@ -104,15 +104,30 @@ def raw_mosaic(clean: np.ndarray, p: IspParams) -> np.ndarray:
     return np.maximum(stages.mosaic(scene_light(clean, p), matrix=SCENE_TO_CAMERA), 0.0)
 
 
+def sensor_shape(shape: tuple[int, ...], p: IspParams) -> tuple[int, int]:
+    """(rows, columns) of the sensor behind an image of this shape: `downscale` times more, even (Bayer)."""
+    scale = max(p.downscale, 1.0)
+    return (max(2, int(round(shape[0] * scale / 2)) * 2), max(2, int(round(shape[1] * scale / 2)) * 2))
+
+
 def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
-    """The whole chain on a uint8/uint16/float image; returns float32 in [0, 1] (not yet quantized)."""
-    codes = sensor(raw_mosaic(clean, p), p, rng)
-    return process(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL), p)
+    """The whole chain on a uint8/uint16/float image; returns float32 in [0, 1] (not yet quantized).
+
+    The scene is sampled at the sensor's resolution and the processed image resized back to the clean
+    image's (`downscale`): resizing averages the demosaiced noise, as in a camera's smaller JPEG.
+    """
+    scene = stages.resize_to(clean, *sensor_shape(clean.shape, p))
+    codes = sensor(raw_mosaic(scene, p), p, rng)
+    out = process(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL), p)
+    return np.clip(stages.resize_to(out, *clean.shape[:2]), 0.0, 1.0)
 
 
 def simulate_smooth(clean: np.ndarray, p: IspParams, normals: np.ndarray) -> np.ndarray:
-    """The chain with `sensor_surrogate`: smooth in every parameter, for fitting with fixed normals."""
-    return process(sensor_surrogate(raw_mosaic(clean, p), p, normals), p)
+    """The chain with `sensor_surrogate`: smooth in every parameter, for fitting with fixed normals of the
+    sensor's shape (`sensor_shape`)."""
+    scene = stages.resize_to(clean, *sensor_shape(clean.shape, p))
+    out = process(sensor_surrogate(raw_mosaic(scene, p), p, normals), p)
+    return stages.resize_to(out, *clean.shape[:2])
 
 
 def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, bit_depth: int = 8,
@@ -125,7 +140,12 @@ def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, 
 
 def expected_dark(clean: np.ndarray, p: IspParams) -> np.ndarray:
     """The noiseless forward model (what the calibrator fits), pixelwise: tone(max(scene − bl, 0))."""
-    return stages.apply_gamma(stages.subtract_black_level(scene_light(clean, p), p.black_level), p.tone_gamma)
+    return expected_dark_of(stages.to_float(clean), p)
+
+
+def expected_dark_of(x: np.ndarray, p: IspParams) -> np.ndarray:
+    """expected_dark of float values in [0, 1], in their own precision (float64 for the calibrator)."""
+    return stages.apply_gamma(stages.subtract_black_level(_scene_light(x, p), p.black_level), p.tone_gamma)
 
 
 def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator,

@@ -91,7 +91,7 @@ def write_results(exp: Experiment, n_pool: int, n_val: int, total_seconds: float
     lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in exp.stage_seconds.items()]
     lines += ["", "## Figures", "",
-              "- Calibration histograms (paper Fig. 2): ![](fig2_calibration_joint.png)",
+              f"- Calibration histograms (paper Fig. 2): ![](fig2_calibration_{exp.method}.png)",
               "- Degradation strip (paper Fig. 3): ![](fig3_degradation.png)",
               "- Training curves (paper Fig. 5): ![](fig5_curves_pretrain.png) ![](fig5_curves_finetune.png)",
               "- Validation images, dark / zero-shot / fine-tuned / scratch / truth (paper Fig. 7): "

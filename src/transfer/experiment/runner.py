@@ -89,6 +89,9 @@ class Experiment:
     layout: str = "auto"
     seed: int = 0
     budget: Budget = field(default_factory=Budget)
+    method: str = "isp"  # the main pipeline's calibration method (lowsim calibrate --method)
+    params: Path | None = None  # a params file for the main pipeline instead of calibrating the pool
+    sampler: str | None = None  # lowsim generate --sampler for the main pipeline (None: the file's)
     command: str = ""
     rows: list[Row] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -192,17 +195,28 @@ def subset_csvs(pool_csv: Path, frac: float, seed: int, folder: Path) -> tuple[P
 
 
 def make_synthetic(exp: Experiment, method: str, pool_csv: Path, source: Path) -> Path:
-    """Calibrate the pool with `method` (joint or paper) and generate the synthetic set; returns its manifest."""
+    """Calibrate the pool with `method` (isp, joint or paper) and generate the synthetic set; returns its
+    manifest. The main pipeline takes `exp.params` instead of calibrating when it is given."""
     b, out = exp.budget, exp.out
     params = out / "params" / f"{method}.json"
     manifest = out / "manifests" / f"{method}.parquet"
-    exp.run(f"calibrate-{method}", "lowsim", "calibrate", "--pairs", pool_csv, "--layout", "csv",
-            "--method", method, "--out", params, "--report", exp.docs / f"fig2_calibration_{method}.png",
-            "--seed", exp.seed, "--workers", b.workers)
+    main = method == exp.method
+    if main and exp.params is not None:
+        params = exp.params
+    else:
+        exp.run(f"calibrate-{method}", "lowsim", "calibrate", "--pairs", pool_csv, "--layout", "csv",
+                "--method", method, "--out", params, "--report", exp.docs / f"fig2_calibration_{method}.png",
+                "--seed", exp.seed, "--workers", b.workers)
+    sampler = ["--sampler", exp.sampler] if main and exp.sampler else []
     exp.run(f"generate-{method}", "lowsim", "generate", "--src", source, "--n", b.n_synthetic,
             "--params", params, "--out", out / "synthetic" / method, "--manifest", manifest,
-            "--size", b.synthetic_size, "--seed", exp.seed, "--workers", b.workers, "--no-progress")
+            "--size", b.synthetic_size, "--seed", exp.seed, "--workers", b.workers, "--no-progress", *sampler)
     return manifest
+
+
+def main_params(exp: Experiment) -> Path:
+    """The params file of the main pipeline."""
+    return exp.params if exp.params is not None else exp.out / "params" / f"{exp.method}.json"
 
 
 def merged_sources(exp: Experiment) -> Path:

@@ -12,7 +12,7 @@ import numpy as np
 from lowsim.pairs import find_pairs
 from transfer.evaluate import write_rows
 from transfer.experiment.page import update_results_page, write_results
-from transfer.experiment.runner import (Experiment, Row, make_synthetic, merged_sources, read_means, slug,
+from transfer.experiment.runner import (Experiment, Row, main_params, make_synthetic, merged_sources, read_means, slug,
                                         subset_csvs)
 from transfer.experiment.zoo import run_zoo
 
@@ -25,12 +25,12 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
     wall = time.perf_counter()
     pool_csv, val_csv, n_pool, n_val = exp.split_real_pairs()
     train_args = ["--width", b.width, "--patch", b.patch, "--batch", b.batch, "--seed", exp.seed, "--quiet"]
-    pretrain_all(exp, pool_csv, ["joint", "paper"] if paper_ablation else ["joint"], train_args)
+    pretrain_all(exp, pool_csv, [exp.method, "paper"] if paper_ablation else [exp.method], train_args)
     reference_rows(exp, pool_csv, val_csv)
     finetune_rows(exp, pool_csv, val_csv, train_args, paper_ablation)
     zoo_rows, zoo_pairs = [], 0
     if zoo and b.zoo_models:
-        zoo_rows, zoo_pairs = run_zoo(exp, b.zoo_models, out / "manifests" / "joint.parquet", pool_csv, val_csv)
+        zoo_rows, zoo_pairs = run_zoo(exp, b.zoo_models, out / "manifests" / f"{exp.method}.parquet", pool_csv, val_csv)
     _copy_curves(exp)
     _comparison_grid(exp, val_csv)
     page = write_results(exp, n_pool, n_val, time.perf_counter() - wall)
@@ -40,38 +40,38 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
 
 
 def pretrain_all(exp: Experiment, pool_csv: Path, methods: list[str], train_args: list) -> None:
-    """Calibrate, generate and pretrain with each pipeline (joint, paper); the degradation strip (Fig. 3)."""
+    """Calibrate, generate and pretrain with each pipeline (the main one, paper); the degradation strip (Fig. 3)."""
     b, out = exp.budget, exp.out
     source = merged_sources(exp)
     for method in methods:
         manifest = make_synthetic(exp, method, pool_csv, source)
-        iters = b.pretrain_iters if method == "joint" else b.paper_pretrain_iters
+        iters = b.pretrain_iters if method == exp.method else b.paper_pretrain_iters
         exp.run(f"pretrain-{method}", "transfer", "pretrain", "--manifest", manifest,
                 "--run-dir", out / "runs" / f"pretrain-{method}", "--iters", iters, *train_args)
-    exp.run("preview", "lowsim", "preview", "--src", _first_image(source), "--params", out / "params" / "joint.json",
+    exp.run("preview", "lowsim", "preview", "--src", _first_image(source), "--params", main_params(exp),
             "--seed", exp.seed, "--out", exp.docs / "fig3_degradation.png")
 
 
 def reference_rows(exp: Experiment, pool_csv: Path, val_csv: Path) -> None:
     """The synthetic test set, the identity and fixed-curve floors, and the zero-shot row."""
     b, out, docs = exp.budget, exp.out, exp.docs
-    pre = out / "runs" / "pretrain-joint"
+    pre = out / "runs" / f"pretrain-{exp.method}"
     pre_budget = f"{b.pretrain_iters} it × {b.batch}"
     out_csv = docs / "results" / "synthetic-test.csv"
     exp.run("evaluate-synthetic-test", "transfer", "evaluate", "--checkpoint", pre, "--manifest",
-            out / "manifests" / "joint.parquet", "--split", "test", "--out", out_csv)
+            out / "manifests" / f"{exp.method}.parquet", "--split", "test", "--out", out_csv)
     exp.rows.append(Row("synthetic test set (pretrained, ours)", *read_means(out_csv), f"{b.n_synthetic} synthetic",
-                        pre_budget, exp.stage_seconds["pretrain-joint"], str(out_csv.relative_to(docs))))
+                        pre_budget, exp.stage_seconds[f"pretrain-{exp.method}"], str(out_csv.relative_to(docs))))
     exp.evaluate("identity (dark input)", None, val_csv, pairs_used="0", budget="-", seconds=0.0)
     fixed_gamma_floor(exp, pool_csv, val_csv)
     exp.evaluate("zero-shot (pretrained only)", pre, val_csv, pairs_used="0 real", budget=pre_budget,
-                 seconds=exp.stage_seconds["pretrain-joint"])
+                 seconds=exp.stage_seconds[f"pretrain-{exp.method}"])
 
 
 def finetune_rows(exp: Experiment, pool_csv: Path, val_csv: Path, train_args: list, paper_ablation: bool) -> None:
     """Fine-tuned and from-scratch rows on seeded subsets of the pool (and the paper pipeline's)."""
     b = exp.budget
-    pre = exp.out / "runs" / "pretrain-joint"
+    pre = exp.out / "runs" / f"pretrain-{exp.method}"
     common = dict(pool_csv=pool_csv, val_csv=val_csv, train_args=train_args)
     finetune_row(exp, "fine-tuned 10%, last 2 blocks", 0.1, "--trainable-blocks", "2", checkpoint=pre, **common)
     finetune_row(exp, "fine-tuned 10%, all layers", 0.1, "--all", checkpoint=pre, **common)
@@ -148,7 +148,7 @@ def _first_image(folder: Path) -> Path:
 
 def _copy_curves(exp: Experiment) -> None:
     """Fig. 5: the training curves of the pretraining and the 10% fine-tune."""
-    for run, name in (("pretrain-joint", "fig5_curves_pretrain.png"),
+    for run, name in ((f"pretrain-{exp.method}", "fig5_curves_pretrain.png"),
                       ("fine-tuned-10-last-2-blocks", "fig5_curves_finetune.png")):
         src = exp.out / "runs" / run / "curves.png"
         if src.is_file():
@@ -166,7 +166,7 @@ def _comparison_grid(exp: Experiment, val_csv: Path, count: int = 3) -> None:
     from transfer.enhance import enhance_files
 
     pairs = find_pairs(val_csv, layout="csv")[:count]
-    columns = [("dark", None), ("zero-shot", "pretrain-joint"), ("fine-tuned 10%", "fine-tuned-10-last-2-blocks"),
+    columns = [("dark", None), ("zero-shot", f"pretrain-{exp.method}"), ("fine-tuned 10%", "fine-tuned-10-last-2-blocks"),
                ("scratch 10%", "scratch-10-same-budget"), ("truth", None)]
     outputs: dict[str, list[Path]] = {}
     for label, run in columns:

@@ -77,17 +77,17 @@ def _evaluate(exp: Experiment, name: str, checkpoint: Path, val_csv: Path) -> tu
 
 
 def run_zoo_only(exp: Experiment, models: Sequence[str]) -> Path:
-    """Split, calibrate and generate (joint) as the full experiment does (unless --out already holds that
+    """Split, calibrate and generate (the main pipeline) as the full experiment does (unless --out already holds that
     synthetic set), then only the zoo rows; finished training runs and scores in --out/--docs are kept."""
     exp.out.mkdir(parents=True, exist_ok=True)
     (exp.docs / "results").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     pool_csv, val_csv, _, _ = exp.split_real_pairs()
-    manifest = exp.out / "manifests" / "joint.parquet"
+    manifest = exp.out / "manifests" / f"{exp.method}.parquet"
     if manifest.is_file():  # a zoo run that was interrupted, or extended with more --models
         print(f"[zoo] reusing the synthetic set of {manifest}", flush=True)
     else:
-        manifest = make_synthetic(exp, "joint", pool_csv, merged_sources(exp))
+        manifest = make_synthetic(exp, exp.method, pool_csv, merged_sources(exp))
     rows, used = run_zoo(exp, models, manifest, pool_csv, val_csv)
     page = update_results_page(exp, rows, f"{used} real pairs")
     print(f"[zoo] {len(rows)} model(s) in {(time.perf_counter() - start) / 60:.1f} min; section in {page}")
