@@ -29,8 +29,13 @@ def test_identity_scores_the_dark_input(tmp_path: Path, lol_tiny: Path) -> None:
     assert first["name"] == "p00" and math.isclose(first["psnr"], psnr(dark, bright), rel_tol=1e-5)
     assert math.isclose(first["ssim"], ssim(dark, bright), rel_tol=1e-5)
     rows = list(csv.DictReader(open(out)))
-    assert [r["name"] for r in rows] == [f"p{i:02d}" for i in range(6)] and list(rows[0]) == ["name", "psnr", "ssim"]
+    assert [r["name"] for r in rows] == [f"p{i:02d}" for i in range(6)]
+    assert list(rows[0]) == ["name", "psnr", "ssim", "psnr_gt_mean"]
     assert math.isclose(result["psnr"], np.mean([float(r["psnr"]) for r in rows]), rel_tol=1e-6)
+    # GT-mean: the dark input scaled to the target's mean scores far higher than the dark input itself
+    assert first["psnr_gt_mean"] > first["psnr"] + 5
+    scaled = np.clip(dark * (bright.mean() / dark.mean()), 0, 1)
+    assert math.isclose(first["psnr_gt_mean"], psnr(scaled, bright), rel_tol=1e-4)
 
 
 def test_split_selects_the_held_out_pairs(lol_tiny: Path) -> None:

@@ -146,9 +146,10 @@ def write_report(path: str | Path, rows: Sequence[dict[str, Any]], dist: ParamDi
     import matplotlib.pyplot as plt
 
     used = [r for r in rows if not r["excluded"]]
-    fig = plt.figure(figsize=(18, 15), dpi=90)
-    grid = fig.add_gridspec(4, 5)
     names = list(specs_of(dist.model))
+    n_rows = max(4, math.ceil(len(names) / 3))
+    fig = plt.figure(figsize=(18, 3.75 * n_rows), dpi=90)
+    grid = fig.add_gridspec(n_rows, 5)
     rng = np.random.default_rng(0)
     drawn = [dist.sample(rng) for _ in range(4000)]
     for k, name in enumerate(names):

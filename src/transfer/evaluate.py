@@ -17,7 +17,7 @@ from transfer.data import (PairItem, bright_to_float, dark_to_float, decode_item
 from transfer.device import pick_device
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
-from transfer.metrics import psnr, ssim
+from transfer.metrics import psnr, psnr_gt_mean, ssim
 from transfer.models import takes_alpha
 
 SPLITS = ("all", "pool", "val")
@@ -75,11 +75,13 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
             output = dark_to_float(pair.dark, 1.0)
         else:
             output = predict(model, dark_to_float(pair.dark, pair.ratio), tile=tile, alpha=alpha)
-        row = {"name": item.name, "psnr": psnr(output, target), "ssim": ssim(output, target)}
+        row = {"name": item.name, "psnr": psnr(output, target), "ssim": ssim(output, target),
+               "psnr_gt_mean": psnr_gt_mean(output, target)}
         rows.append(row)
         if on_image is not None:
             on_image(index, len(items), row)
     result = {"rows": rows, "psnr": _mean([r["psnr"] for r in rows]), "ssim": _mean([r["ssim"] for r in rows]),
+              "psnr_gt_mean": _mean([r["psnr_gt_mean"] for r in rows]),
               "count": len(rows), "checkpoint": weights, "identity": identity, "split": split,
               "input_kind": kind, "alpha": _effective_alpha(model, alpha)}
     if out_csv is not None:
@@ -100,10 +102,12 @@ def _mean(values: list[float]) -> float:
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """name,psnr,ssim per image, written atomically."""
+    """name,psnr,ssim[,psnr_gt_mean] per image, written atomically."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=["name", "psnr", "ssim"], lineterminator="\n")
+    gt_mean = all("psnr_gt_mean" in row for row in rows) and bool(rows)
+    fields = ["name", "psnr", "ssim", *(["psnr_gt_mean"] if gt_mean else [])]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({"name": row["name"], "psnr": f"{row['psnr']:.6f}", "ssim": f"{row['ssim']:.6f}"})
+        writer.writerow({k: row[k] if k == "name" else f"{row[k]:.6f}" for k in fields})
     atomic_write_text(path, buffer.getvalue())

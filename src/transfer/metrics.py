@@ -23,6 +23,15 @@ def psnr(prediction: np.ndarray, target: np.ndarray) -> float:
     return float(peak_signal_noise_ratio(target, prediction, data_range=1.0))
 
 
+def psnr_gt_mean(prediction: np.ndarray, target: np.ndarray) -> float:
+    """PSNR after scaling the prediction so its mean equals the target's (the "GT-mean" diagnostic of
+    low-light enhancement papers): what is left when the overall exposure is taken as known."""
+    prediction, target = _as_pair(prediction, target)
+    mean = float(prediction.mean())
+    scaled = np.clip(prediction * (float(target.mean()) / mean), 0.0, 1.0) if mean > 0 else prediction
+    return psnr(scaled.astype(prediction.dtype, copy=False), target)
+
+
 def ssim(prediction: np.ndarray, target: np.ndarray) -> float:
     """Structural similarity of (H, W, 3) images: Gaussian window sigma 1.5, data range 1, channel mean."""
     prediction, target = _as_pair(prediction, target)
