@@ -6,6 +6,9 @@
 For each NAME=PARAMS[:SAMPLER]: `lowsim generate` (200 crops of 400 px from ../shared/data/clean, seed 1),
 then `lowsim compare` against the real pairs' val split (never calibrated on); writes OUT/NAME.json and
 OUT/NAME.png and prints one markdown table (medians, classifier accuracy with its 95% interval).
+`--pool-scenes` takes the sources from the bright images of the real pairs' pool split instead (the same kind
+of scenes as the real darks, none of the val scenes): the comparison then sees the degradation, not the
+difference between two photo collections.
 """
 from __future__ import annotations
 
@@ -24,6 +27,19 @@ def make_set(name: str, params: Path, sampler: str | None, src: Path, out: Path,
     result = generate(src=src, n=n, params=params, out=out / name, manifest=out / f"{name}.parquet", size=400,
                       seed=1, workers=2, progress=False, sampler=sampler)
     return result.manifest
+
+
+def pool_scenes(real: Path, folder: Path) -> Path:
+    """A folder of links to the bright images of the real pairs' pool split."""
+    from lowsim.calibrate import select_split
+    from lowsim.pairs import find_pairs
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for pair in select_split(find_pairs(real), "pool"):
+        link = folder / pair.bright.name
+        if not link.exists():
+            link.symlink_to(pair.bright.resolve())
+    return folder
 
 
 def table(results: dict[str, dict]) -> str:
@@ -51,13 +67,16 @@ def main() -> None:
     parser.add_argument("--src", type=Path, default=Path("../shared/data/clean"))
     parser.add_argument("--out", type=Path, default=Path("runs/realism"))
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--pool-scenes", action="store_true",
+                        help="sources: the bright images of the real pairs' pool split (not --src)")
     parser.add_argument("sets", nargs="+", help="NAME=PARAMS[:SAMPLER]")
     args = parser.parse_args()
+    src = pool_scenes(args.real, args.out / "pool-scenes") if args.pool_scenes else args.src
     results = {}
     for spec in args.sets:
         name, rest = spec.split("=", 1)
         params, _, sampler = rest.partition(":")
-        manifest = make_set(name, Path(params), sampler or None, args.src, args.out, args.n)
+        manifest = make_set(name, Path(params), sampler or None, src, args.out, args.n)
         result = compare(args.real, manifest, real_split="val", max_images=args.n, seed=0)
         write_compare_report(result, args.out / f"{name}.png")
         results[name] = result.to_json_dict()

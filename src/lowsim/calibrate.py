@@ -496,11 +496,7 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
         raise LowsimError(f"pair {name!r}: images must be (H, W, 3) of the same shape, got "
                           f"{dark.shape} and {bright.shape}")
     if method == "isp":
-        checks = pair_checks(quality_view(dark), quality_view(bright))
-        row = calibrate_arrays_v2(name, dark, bright, pair_seed(seed, name), exclusion_reason(checks), downscale)
-        row.update({f"check_{k}": v for k, v in checks.__dict__.items()}, height=dark.shape[0],
-                   width=dark.shape[1])
-        return row
+        return _calibrate_arrays_isp(name, dark, bright, seed, downscale)
     rng = np.random.default_rng(pair_seed(seed, name))
     # Whole-image measurements (estimators, quality, checks) on a strided view of very large images
     # (camera raw: 12+ Mpx) to bound memory; the fits sample pixels from the full images.
@@ -565,6 +561,15 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
     row["excluded"] = bool(reason)
     row["reason"] = reason
     row["notes"] = "; ".join(notes)
+    return row
+
+
+def _calibrate_arrays_isp(name: str, dark: np.ndarray, bright: np.ndarray, seed: int,
+                          downscale: float) -> dict[str, Any]:
+    """Method isp (model v2): the shared pair checks, then lowsim.calibrate_v2's fits."""
+    checks = pair_checks(quality_view(dark), quality_view(bright))
+    row = calibrate_arrays_v2(name, dark, bright, pair_seed(seed, name), exclusion_reason(checks), downscale)
+    row.update({f"check_{k}": v for k, v in checks.__dict__.items()}, height=dark.shape[0], width=dark.shape[1])
     return row
 
 
