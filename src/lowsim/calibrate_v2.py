@@ -140,7 +140,7 @@ NOISE_NAMES = ("shot_gain", "read_sigma", "chroma_nr", "sharpen", "black_level")
 # Lower bounds at what is invisible in an 8-bit dark image (read noise 1e-6 of full scale is far below the
 # shot noise of any visible signal; sharpening by 0.02 changes the noise by ~1 %).
 NOISE_RANGES = {"shot_gain": (1e-8, 0.1), "read_sigma": (1e-6, 0.05), "chroma_nr": (1e-3, 0.999),
-                "sharpen": (0.02, 3.9), "black_level": (1e-5, 0.05)}
+                "sharpen": (0.02, 7.9), "black_level": (1e-5, 0.05)}
 NOISE_START = {"shot_gain": 1e-4, "read_sigma": 2e-4, "chroma_nr": 0.7, "sharpen": 0.5, "black_level": 1e-4}
 NOISE_CROP = 256  # the noise fit simulates at most this many rows and columns of the pair (speed)
 MIN_BIN_PIXELS = 500

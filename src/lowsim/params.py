@@ -79,7 +79,7 @@ V2_PARAM_SPECS: tuple[ParamSpec, ...] = (
               "black level over-subtracted by the ISP after demosaicing (linear): crushes the darkest noise"),
     ParamSpec("chroma_nr", "logit", 0.0, 1.0,
               "strength of the camera's chroma noise reduction (0 off, 1 chroma fully blurred)"),
-    ParamSpec("sharpen", "logit", 0.0, 4.0, "amount of the camera's unsharp-mask sharpening (0 off)"),
+    ParamSpec("sharpen", "logit", 0.0, 8.0, "amount of the camera's unsharp-mask sharpening (0 off)"),
     ParamSpec("tone_gamma", "log", 0.0, math.inf, "output tone curve x^(1/tone_gamma) on linear values"),
     ParamSpec("downscale", "log", 0.0, math.inf,
               "sensor pixels per image pixel along a side: the camera's image was resized by this (>= 1)"),
