@@ -115,7 +115,7 @@ def finetune_row(exp: Experiment, name: str, frac: float, *extra: str | Path, po
 def fixed_gamma_floor(exp: Experiment, pool_csv: Path, val_csv: Path) -> Row:
     """A classical floor: one global gain·x^(1/γ) curve, chosen on the training pool, applied to val."""
     from lowsim.pairs import read_pair
-    from transfer.metrics import psnr, ssim
+    from transfer.metrics import psnr, psnr_gt_mean, ssim
 
     start = time.perf_counter()
     pool = [read_pair(p) for p in find_pairs(pool_csv, layout="csv")[:48]]
@@ -130,7 +130,8 @@ def fixed_gamma_floor(exp: Experiment, pool_csv: Path, val_csv: Path) -> Row:
     for pair in find_pairs(val_csv, layout="csv"):
         dark, bright = read_pair(pair)
         out = curve(dark, g, k)
-        rows.append({"name": pair.name, "psnr": psnr(out, bright), "ssim": ssim(out, bright)})
+        rows.append({"name": pair.name, "psnr": psnr(out, bright), "ssim": ssim(out, bright),
+                     "psnr_gt_mean": psnr_gt_mean(out, bright)})
     out_csv = exp.docs / "results" / "fixed-gamma.csv"
     write_rows(out_csv, rows)
     psnr_mean, ssim_mean = read_means(out_csv)
