@@ -91,3 +91,10 @@ def test_registry_knows_both_models_and_refuses_a_mismatch():
         get_model("v3")
     with pytest.raises(LowsimError, match=r"lowsim.degrade/v1 \(schema 1\).*lowsim.degrade/v2 \(schema 2\)"):
         check_params_model("lowsim.degrade/v1", "v2")
+
+
+def test_preview_stages_end_in_what_degrade_makes():
+    p = with_(downscale=2.0, sharpen=1.0, chroma_nr=0.5)
+    panels = list(v2.degrade_stages(PHOTO, p, np.random.default_rng(4)))
+    assert all(img.shape == PHOTO.shape for _, img in panels)
+    np.testing.assert_allclose(panels[-1][1], v2.degrade(PHOTO, p, np.random.default_rng(4)), atol=1e-6)

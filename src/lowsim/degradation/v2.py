@@ -150,16 +150,24 @@ def expected_dark_of(x: np.ndarray, p: IspParams) -> np.ndarray:
 
 def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator,
                    illumination: bool = True) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield (label, sRGB-viewable image) after each step (for `lowsim preview`)."""
-    x = stages.to_float(clean)
-    yield "original", x
-    scene = scene_light(clean, p)
-    yield "+ illumination, exposure, cast", stages.apply_gamma(scene, 2.2)
-    codes = sensor(stages.mosaic(to_camera(scene)), p, rng)
+    """Yield (label, sRGB-viewable image) after each step (for `lowsim preview`), at the clean image's size.
+
+    The same draws as `degrade` (same rng use); the last panel equals `degrade`'s output.
+    """
+    height, width = clean.shape[:2]
+
+    def shown(img: np.ndarray) -> np.ndarray:
+        return np.clip(stages.resize_to(img, height, width), 0.0, 1.0)
+
+    yield "original", stages.to_float(clean)
+    scene = scene_light(stages.resize_to(clean, *sensor_shape(clean.shape, p)), p)
+    yield "+ illumination, exposure, cast", shown(stages.apply_gamma(scene, 2.2))
+    codes = sensor(np.maximum(stages.mosaic(scene, matrix=SCENE_TO_CAMERA), 0.0), p, rng)
     noisy = from_camera(stages.demosaic(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL)))
-    yield "+ raw noise, demosaic", stages.apply_gamma(noisy, 2.2)
+    yield "+ raw noise, demosaic", shown(stages.apply_gamma(noisy, 2.2))
     toned = stages.apply_gamma(stages.subtract_black_level(noisy, p.black_level), p.tone_gamma)
-    yield "+ black level, tone", toned
+    yield "+ black level, tone", shown(toned)
     denoised = stages.chroma_denoise(toned, p.chroma_nr, CHROMA_SIGMA)
-    yield "+ chroma NR", np.clip(denoised, 0, 1)
-    yield "+ sharpening", np.clip(stages.sharpen(denoised, p.sharpen, SHARPEN_SIGMA), 0, 1)
+    yield "+ chroma NR", shown(denoised)
+    sharpened = np.clip(stages.sharpen(denoised, p.sharpen, SHARPEN_SIGMA), 0.0, 1.0)
+    yield f"+ sharpening, resize 1/{p.downscale:g}", shown(sharpened)
