@@ -56,13 +56,14 @@ class Budget:
     zoo_models: tuple[str, ...] = field(default_factory=default_zoo_models)
     zoo_pretrain_iters: int = 2000
     zoo_finetune_iters: int = 400
+    downscale: float | None = None  # lowsim calibrate --downscale for isp (None: calibration chooses it)
 
     @classmethod
     def quick(cls) -> "Budget":
         return cls(n_synthetic=48, synthetic_size=64, width=8, patch=32, batch=4, pretrain_iters=20,
                    finetune_iters=10, scratch_full_iters=10, paper_pretrain_iters=20, workers=2, holdout_val=2,
                    max_pool=20, max_val=4, zoo_models=("plain_cnn",), zoo_pretrain_iters=10,
-                   zoo_finetune_iters=5)
+                   zoo_finetune_iters=5, downscale=2.0)
 
 
 @dataclass
@@ -204,9 +205,10 @@ def make_synthetic(exp: Experiment, method: str, pool_csv: Path, source: Path) -
     if main and exp.params is not None:
         params = exp.params
     else:
+        downscale = ["--downscale", b.downscale] if method == "isp" and b.downscale is not None else []
         exp.run(f"calibrate-{method}", "lowsim", "calibrate", "--pairs", pool_csv, "--layout", "csv",
                 "--method", method, "--out", params, "--report", exp.docs / f"fig2_calibration_{method}.png",
-                "--seed", exp.seed, "--workers", b.workers)
+                "--seed", exp.seed, "--workers", b.workers, *downscale)
     sampler = ["--sampler", exp.sampler] if main and exp.sampler else []
     exp.run(f"generate-{method}", "lowsim", "generate", "--src", source, "--n", b.n_synthetic,
             "--params", params, "--out", out / "synthetic" / method, "--manifest", manifest,
