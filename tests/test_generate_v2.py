@@ -13,7 +13,7 @@ from lowsim.cli import main
 from lowsim.degradation import v2
 from lowsim.manifest import read_manifest
 from lowsim.params import IspParams, ParamDistribution, file_sha256
-from test_generate import run_generate, write_params, write_sources
+from test_generate import run_generate, sources, write_params  # noqa: F401 (sources: a fixture)
 
 
 def write_v2_params(path: Path) -> Path:
@@ -30,11 +30,6 @@ def write_v2_params(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def v2_params(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_v2_params(tmp_path_factory.mktemp("params") / "v2.json")
-
-
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_sources(tmp_path_factory.mktemp("sources"))
 
 
 def _hashes(out: Path) -> dict[str, str]:

@@ -6,12 +6,13 @@ Per pair, two steps:
    (`v2.expected_dark`: linearise, illumination map, exposure, colour cast, black level, tone curve) on a
    pixel subsample, in the schema's unconstrained coordinates, with a weak prior that keeps the
    illumination map off unless the data need it.
-2. **Noise and processing** (`fit_noise_v2`): the pair's fit is simulated through the whole v2 chain and
-   the noise parameters are chosen so that the simulated dark image's high-pass residual matches the real
-   one's (`lowsim.statistics`): its level per intensity bin (shot gain K and read noise, by non-negative
-   least squares on the variance, which is linear in K and σ²) and its cross-channel correlation (the
-   chroma noise-reduction strength, by interpolation on a grid). How well the final simulation matches
-   is recorded per pair.
+2. **Noise and processing** (`fit_noise_v2`): the pair's fit is simulated through the whole v2 chain (a
+   smooth surrogate of the sensor with fixed normals) and K, read noise, chroma noise reduction, sharpening
+   and black level are chosen by least squares so that the simulated dark image's high-pass residual
+   matches the real one's (`lowsim.statistics`): its level per intensity bin, its cross-channel and spatial
+   correlation, the brightness and the clipped blacks. Tone and colour are then refitted with the noise's
+   clipping bias taken out, and the noise fitted again (`refine_with_noise`). How well the final
+   simulation matches is recorded per pair.
 
 Fits that end at a bound of their search range are flagged: they are listed and left out of the
 distribution, which is fitted in the schema's coordinates (log exposure, log K, ...).
@@ -26,8 +27,9 @@ import numpy as np
 from scipy import optimize
 
 from lowsim.degradation import v2
+from lowsim.pair_checks import exclusion_reason, pair_checks, sample_pixels, valid_mask
 from lowsim.params import V2_MODEL, IspParams, from_unconstrained, to_unconstrained
-from lowsim.statistics import dark_statistics, highpass_gain, noise_profile
+from lowsim.statistics import binned_sd, highpass_gain, highpass_levels, residual_statistics, to_levels
 
 MEAN_NAMES = ("exposure", "cast_r", "cast_b", "black_level", "tone_gamma", "illum_alpha", "illum_gamma")
 # Search ranges of the mean fit (natural units); a fit that ends on one is flagged and not used.
@@ -167,12 +169,13 @@ class ResidualStats:
 
     @classmethod
     def of(cls, img: np.ndarray) -> "ResidualStats":
-        """Measure a dark image (uint8, or an unrounded float simulation in [0, 1])."""
-        profile, counts = noise_profile(img)
-        profile = np.asarray(profile, float)
+        """Measure a dark image (uint8, or an unrounded float simulation in [0, 1]); one high-pass for all."""
+        levels = to_levels(img)
+        residual, blurred = highpass_levels(levels)
+        profile, counts = binned_sd(blurred, residual)  # lowsim.statistics.noise_profile, from the same pass
         if img.dtype.kind == "f":  # add the 8-bit rounding the real image has (uniform, variance 1/12)
             profile = np.sqrt(profile ** 2 + highpass_gain() ** 2 / 12.0)
-        s = dark_statistics(img)
+        s = residual_statistics(levels, residual, blurred)
         return cls(profile, np.asarray(counts, float), float(s["channel_corr"]),
                    float(s["spatial_corr"]), float(s["brightness"]), float(s["clipped_black"]))
 
@@ -224,15 +227,15 @@ def _noise_theta(values: dict[str, float]) -> np.ndarray:
 
 def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
                  rng: np.random.Generator, start_values: dict[str, float] | None = None) -> NoiseFitV2:
-    """Choose K, read noise, chroma NR and black level so the simulated residual matches the real one.
+    """Choose K, read noise, chroma NR, sharpening and black level so the simulated residual matches the real
+    one. `mean`: the tone-and-colour values plus the fixed ones (row_sigma, downscale).
 
     Simulates v2 with its smooth sensor surrogate and fixed normals (common random numbers), so the
     misses are smooth in the parameters and a least-squares fit with finite differences converges.
     """
     dark_c, bright_c = centre_crop(dark), centre_crop(bright)
     real = ResidualStats.of(dark_c)
-    normals = rng.standard_normal((3, *v2.sensor_shape(bright_c.shape, IspParams(**{**IspParams().to_dict(), **mean}))),
-                                  dtype=np.float32)
+    normals = rng.standard_normal((3, *v2.sensor_shape(bright_c.shape, mean["downscale"])), dtype=np.float32)
     lo = _noise_theta({n: r[0] for n, r in NOISE_RANGES.items()})
     hi = _noise_theta({n: r[1] for n, r in NOISE_RANGES.items()})
 
@@ -318,15 +321,28 @@ def physical_reason(dark: np.ndarray, bright: np.ndarray, values: dict[str, floa
     return ""
 
 
+def to_codes(img: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] as the 8-bit codes it was read from."""
+    return np.rint(np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def fit_tone(dark: np.ndarray, bright: np.ndarray, rng: np.random.Generator,
+             n_pixels: int) -> tuple[np.ndarray, np.ndarray, MeanFitV2]:
+    """(dark pixels, bright pixels, tone-and-colour fit) on up to n_pixels unsaturated pixels of a pair."""
+    rows_idx, cols_idx = sample_pixels(valid_mask(dark, bright), n_pixels, rng)
+    d, b = dark[rows_idx, cols_idx].astype(np.float64), bright[rows_idx, cols_idx].astype(np.float64)
+    return d, b, fit_mean_v2(d, b, rng)
+
+
 def refine_with_noise(dark: np.ndarray, bright: np.ndarray, d: np.ndarray, b: np.ndarray, mean: MeanFitV2,
                       rng: np.random.Generator, downscale: float) -> tuple[MeanFitV2, NoiseFitV2]:
     """Noise fit; then tone and colour refitted on the dark values less the noise's clipping bias, and
     the noise fitted again for the new curve (noise clipped at black raises the mean of dark pixels)."""
-    dark_codes = np.rint(np.clip(dark, 0, 1) * 255).astype(np.uint8)
+    dark_codes = to_codes(dark)
     fixed = {**FIXED_V2, "downscale": downscale}
     noise = fit_noise_v2(dark_codes, bright, {**mean.values, **fixed}, rng)
-    first = IspParams(**{**IspParams().to_dict(), **fixed, **mean.values, **noise.values})
-    normals = rng.standard_normal((3, *v2.sensor_shape(bright.shape, first)), dtype=np.float32)
+    first = IspParams(**{**fixed, **mean.values, **noise.values})
+    normals = rng.standard_normal((3, *v2.sensor_shape(bright.shape, downscale)), dtype=np.float32)
     table = noise_bias(bright, first, normals)
     mean = fit_mean_v2(debias(d, b, mean.values, table), b, rng, start_values=mean.values)
     noise = fit_noise_v2(dark_codes, bright, {**mean.values, **fixed}, rng, start_values=noise.values)
@@ -340,21 +356,15 @@ def choose_downscale(pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) 
     (LOL's 600 x 400 images are resized), and no other stage can. For a few pairs, the noise fit runs at
     each candidate; the one with the smallest median miss wins.
     """
-    from lowsim.pair_checks import sample_pixels, valid_mask
-
-    from lowsim.pair_checks import exclusion_reason, pair_checks
-
     costs: dict[float, list[float]] = {f: [] for f in DOWNSCALES}
     for k, (dark, bright) in enumerate(pairs):
         if dark.shape != bright.shape or exclusion_reason(pair_checks(dark, bright)):
             continue
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(k,)))
-        rows_idx, cols_idx = sample_pixels(valid_mask(dark, bright), START_PIXELS, rng)
-        mean = fit_mean_v2(dark[rows_idx, cols_idx].astype(np.float64),
-                           bright[rows_idx, cols_idx].astype(np.float64), rng)
+        _, _, mean = fit_tone(dark, bright, rng, START_PIXELS)
         if physical_reason(dark, bright, mean.values):
             continue
-        codes = np.rint(np.clip(dark, 0, 1) * 255).astype(np.uint8)
+        codes = to_codes(dark)
         for f in DOWNSCALES:
             fit = fit_noise_v2(codes, bright, {**mean.values, **FIXED_V2, "downscale": f}, rng)
             costs[f].append(fit.cost)
@@ -370,24 +380,19 @@ def calibrate_arrays_v2(name: str, dark: np.ndarray, bright: np.ndarray, seed_se
     `checks_reason` is the shared pair checks' verdict (lowsim.pair_checks); a pair they reject is still
     fitted when possible, so the table shows what it would have given.
     """
-    from lowsim.pair_checks import sample_pixels, valid_mask
-
     rng = np.random.default_rng(seed_sequence)
     row: dict[str, Any] = {"name": name, "method": "isp", "model": V2_MODEL}
-    rows_idx, cols_idx = sample_pixels(valid_mask(dark, bright), FIT_PIXELS, rng)
-    mean = fit_mean_v2(dark[rows_idx, cols_idx].astype(np.float64),
-                       bright[rows_idx, cols_idx].astype(np.float64), rng)
+    d, b, mean = fit_tone(dark, bright, rng, FIT_PIXELS)
     reason = checks_reason or physical_reason(dark, bright, mean.values)
     at_bound = list(mean.at_bound)
     values = {**mean.values, **FIXED_V2, "downscale": downscale, **{n: NOISE_START[n] for n in NOISE_NAMES}}
     if not reason:
-        d, b = dark[rows_idx, cols_idx].astype(np.float64), bright[rows_idx, cols_idx].astype(np.float64)
         mean, noise = refine_with_noise(dark, bright, d, b, mean, rng, downscale)
         values.update(mean.values)
         values.update(noise.values)
         row.update(noise.match)
         at_bound = list(mean.at_bound) + noise.at_bound
-    params = IspParams(**{n: values[n] for n in IspParams.__dataclass_fields__})
+    params = IspParams(**values)
     row.update(params.to_dict())
     row.update(fit_quality_v2(dark, bright, params))
     if not reason and at_bound:

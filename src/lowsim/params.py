@@ -19,7 +19,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -112,8 +112,31 @@ def check_value(spec: ParamSpec, value: Any) -> float:
     return float(value)
 
 
+class _SchemaParams:
+    """What both models' parameter classes share: validation against their specs, dict and mapping I/O."""
+
+    _specs: ClassVar[tuple[ParamSpec, ...]] = ()
+    _label: ClassVar[str] = ""  # names the parameters in the "missing" error
+
+    def __post_init__(self) -> None:
+        for spec in self._specs:
+            object.__setattr__(self, spec.name, check_value(spec, getattr(self, spec.name)))
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Any:
+        """Build from any mapping (a manifest row, a JSON object); extra keys are ignored."""
+        names = [s.name for s in cls._specs]
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise LowsimError(f"missing {cls._label} parameters: {', '.join(missing)}")
+        return cls(**{n: float(values[n]) for n in names})
+
+
 @dataclass(frozen=True)
-class DegradationParams:
+class DegradationParams(_SchemaParams):
     """One draw of the degradation model, in its natural (constrained) units."""
 
     illum_alpha: float = 0.0
@@ -127,33 +150,20 @@ class DegradationParams:
     gamma: float = 1.0
 
     model = V1_MODEL
-
-    def __post_init__(self) -> None:
-        for spec in PARAM_SPECS:
-            object.__setattr__(self, spec.name, check_value(spec, getattr(self, spec.name)))
+    _specs = PARAM_SPECS
+    _label = "degradation"
 
     @property
     def gains(self) -> np.ndarray:
         """Per-channel colour gains [w_r, w_g, w_b]."""
         return np.array([self.gain_r, self.gain_g, self.gain_b], dtype=np.float64)
 
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "DegradationParams":
-        """Build from any mapping (a manifest row, a JSON object); extra keys are ignored."""
-        missing = [n for n in PARAM_NAMES if n not in values]
-        if missing:
-            raise LowsimError(f"missing degradation parameters: {', '.join(missing)}")
-        return cls(**{n: float(values[n]) for n in PARAM_NAMES})
-
     def to_vector(self, names: Sequence[str] = PARAM_NAMES) -> np.ndarray:
         return np.array([getattr(self, n) for n in names], dtype=np.float64)
 
 
 @dataclass(frozen=True)
-class IspParams:
+class IspParams(_SchemaParams):
     """One draw of the ISP-structured model v2 (`lowsim.degradation.v2`), in natural units."""
 
     illum_alpha: float = 0.0
@@ -171,26 +181,13 @@ class IspParams:
     downscale: float = 1.0
 
     model = V2_MODEL
-
-    def __post_init__(self) -> None:
-        for spec in V2_PARAM_SPECS:
-            object.__setattr__(self, spec.name, check_value(spec, getattr(self, spec.name)))
+    _specs = V2_PARAM_SPECS
+    _label = V2_MODEL
 
     @property
     def cast(self) -> np.ndarray:
         """Per-channel gains after white balance, green = 1: [cast_r, 1, cast_b]."""
         return np.array([self.cast_r, 1.0, self.cast_b], dtype=np.float64)
-
-    def to_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "IspParams":
-        """Build from any mapping (a manifest row, a JSON object); extra keys are ignored."""
-        missing = [n for n in V2_PARAM_NAMES if n not in values]
-        if missing:
-            raise LowsimError(f"missing {V2_MODEL} parameters: {', '.join(missing)}")
-        return cls(**{n: float(values[n]) for n in V2_PARAM_NAMES})
 
 
 PARAMS_CLASSES: dict[str, type] = {V1_MODEL: DegradationParams, V2_MODEL: IspParams}

@@ -26,7 +26,6 @@ class DegradationModel:
     samplers: tuple[str, ...]
     choose_sampler: Callable[[np.dtype, Any, int], str]
     degrade_to_codes: Callable[..., np.ndarray]  # (clean, params, rng, bit_depth, sampler) -> codes
-    expected_dark: Callable[[np.ndarray, Any], np.ndarray]
     stages: Callable[..., Iterator[tuple[str, np.ndarray]]]  # (clean, params, rng) -> (label, image)...
 
     @property
@@ -36,9 +35,9 @@ class DegradationModel:
 
 MODELS: dict[str, DegradationModel] = {
     V1_MODEL: DegradationModel(V1_MODEL, v1.SAMPLERS, v1.choose_sampler, v1.degrade_to_codes,
-                               v1.expected_dark, lambda c, p, r: v1.degrade_stages(c, p, r, illumination=True)),
+                               lambda c, p, r: v1.degrade_stages(c, p, r, illumination=True)),
     V2_MODEL: DegradationModel(V2_MODEL, v2.SAMPLERS, lambda dtype, p, bit_depth: v2.SAMPLER,
-                               v2.degrade_to_codes, v2.expected_dark, v2.degrade_stages),
+                               v2.degrade_to_codes, v2.degrade_stages),
 }
 
 

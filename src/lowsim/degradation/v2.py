@@ -3,7 +3,7 @@ and made noisy there, and processed forward again as a camera would:
 
     linear  = srgb_to_linear(clean)                       inverse tone curve
     scene   = illumination(linear; α, g) · exposure · [cast_r, 1, cast_b]
-    raw     = mosaic(to_camera(scene))                    inverse colour matrix and white balance, Bayer RGGB
+    raw     = mosaic(SCENE_TO_CAMERA · scene)             inverse colour matrix and white balance, Bayer RGGB
     raw     = row(read(shot(raw; K); σ_read); σ_row)      raw-domain noise
     codes   = digitize(raw; 14 bits, pedestal)            the ADC
     rgb     = from_camera(demosaic(linear(codes)))         bilinear demosaic, white balance, colour matrix
@@ -63,11 +63,6 @@ def _scene_light(x: np.ndarray, p: IspParams) -> np.ndarray:
     return stages.apply_channel_gains(x, p.exposure * p.cast)
 
 
-def to_camera(rgb: np.ndarray) -> np.ndarray:
-    """Linear sRGB → camera RGB: inverse colour matrix, then inverse white balance (clipped at 0)."""
-    return np.maximum(stages.apply_colour_matrix(rgb, SCENE_TO_CAMERA), 0.0)
-
-
 def from_camera(cam: np.ndarray) -> np.ndarray:
     """Camera RGB → linear sRGB: white balance, then the colour matrix."""
     return stages.apply_colour_matrix(cam, CAMERA_TO_SCENE)
@@ -100,13 +95,14 @@ def process(raw: np.ndarray, p: IspParams) -> np.ndarray:
 
 
 def raw_mosaic(clean: np.ndarray, p: IspParams) -> np.ndarray:
-    """The noiseless raw mosaic of the dark scene (linear, full scale 1): to_camera, one channel per site."""
+    """The noiseless raw mosaic of the dark scene (linear, full scale 1): inverse colour matrix and white
+    balance (clipped at 0), computed for the one channel each site keeps."""
     return np.maximum(stages.mosaic(scene_light(clean, p), matrix=SCENE_TO_CAMERA), 0.0)
 
 
-def sensor_shape(shape: tuple[int, ...], p: IspParams) -> tuple[int, int]:
+def sensor_shape(shape: tuple[int, ...], downscale: float) -> tuple[int, int]:
     """(rows, columns) of the sensor behind an image of this shape: `downscale` times more, even (Bayer)."""
-    scale = max(p.downscale, 1.0)
+    scale = max(downscale, 1.0)
     return (max(2, int(round(shape[0] * scale / 2)) * 2), max(2, int(round(shape[1] * scale / 2)) * 2))
 
 
@@ -116,7 +112,7 @@ def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.nda
     The scene is sampled at the sensor's resolution and the processed image resized back to the clean
     image's (`downscale`): resizing averages the demosaiced noise, as in a camera's smaller JPEG.
     """
-    scene = stages.resize_to(clean, *sensor_shape(clean.shape, p))
+    scene = stages.resize_to(clean, *sensor_shape(clean.shape, p.downscale))
     codes = sensor(raw_mosaic(scene, p), p, rng)
     out = process(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL), p)
     return np.clip(stages.resize_to(out, *clean.shape[:2]), 0.0, 1.0)
@@ -125,7 +121,7 @@ def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.nda
 def simulate_smooth(clean: np.ndarray, p: IspParams, normals: np.ndarray) -> np.ndarray:
     """The chain with `sensor_surrogate`: smooth in every parameter, for fitting with fixed normals of the
     sensor's shape (`sensor_shape`)."""
-    scene = stages.resize_to(clean, *sensor_shape(clean.shape, p))
+    scene = stages.resize_to(clean, *sensor_shape(clean.shape, p.downscale))
     out = process(sensor_surrogate(raw_mosaic(scene, p), p, normals), p)
     return stages.resize_to(out, *clean.shape[:2])
 
@@ -148,8 +144,7 @@ def expected_dark_of(x: np.ndarray, p: IspParams) -> np.ndarray:
     return stages.apply_gamma(stages.subtract_black_level(_scene_light(x, p), p.black_level), p.tone_gamma)
 
 
-def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator,
-                   illumination: bool = True) -> Iterator[tuple[str, np.ndarray]]:
+def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray]]:
     """Yield (label, sRGB-viewable image) after each step (for `lowsim preview`), at the clean image's size.
 
     The same draws as `degrade` (same rng use); the last panel equals `degrade`'s output.
@@ -160,9 +155,9 @@ def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator,
         return np.clip(stages.resize_to(img, height, width), 0.0, 1.0)
 
     yield "original", stages.to_float(clean)
-    scene = scene_light(stages.resize_to(clean, *sensor_shape(clean.shape, p)), p)
-    yield "+ illumination, exposure, cast", shown(stages.apply_gamma(scene, 2.2))
-    codes = sensor(np.maximum(stages.mosaic(scene, matrix=SCENE_TO_CAMERA), 0.0), p, rng)
+    light = scene_light(stages.resize_to(clean, *sensor_shape(clean.shape, p.downscale)), p)
+    yield "+ illumination, exposure, cast", shown(stages.apply_gamma(light, 2.2))
+    codes = sensor(np.maximum(stages.mosaic(light, matrix=SCENE_TO_CAMERA), 0.0), p, rng)
     noisy = from_camera(stages.demosaic(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL)))
     yield "+ raw noise, demosaic", shown(stages.apply_gamma(noisy, 2.2))
     toned = stages.apply_gamma(stages.subtract_black_level(noisy, p.black_level), p.tone_gamma)

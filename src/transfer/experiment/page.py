@@ -67,6 +67,12 @@ def kept_sections(page: Path) -> list[str]:
     return kept
 
 
+def shown_path(path: Path) -> str:
+    """A data path as the page shows it: relative to the working directory (the repository), never a
+    machine's absolute path."""
+    return Path(os.path.relpath(Path(path).resolve(), Path.cwd())).as_posix()
+
+
 def gt_mean_of(exp: Experiment, row: Row) -> float:
     """A row's mean GT-mean PSNR, read from its per-image CSV (NaN where the CSV has none)."""
     import pandas as pd
@@ -83,9 +89,9 @@ def write_results(exp: Experiment, n_pool: int, n_val: int, total_seconds: float
     lines = [
         "# Table 1 on real pairs",
         "",
-        f"Real pairs: `{exp.pairs}` — {n_pool} in the training pool, {n_val} in the validation split "
+        f"Real pairs: `{shown_path(exp.pairs)}` — {n_pool} in the training pool, {n_val} in the validation split "
         "(by a hash of the file name; the validation split is never calibrated, trained or tuned on). "
-        f"Synthetic sources: {', '.join(f'`{c}`' for c in exp.clean)}.",
+        f"Synthetic sources: {', '.join(f'`{shown_path(c)}`' for c in exp.clean)}.",
         "",
         f"Command: `{exp.command}`",
         "",
