@@ -19,7 +19,8 @@ MODELS = list_models()  # the generic tests run over the whole registry
 SRGB_ONLY = [name for name in MODELS if name != "sid_unet"]  # the SID U-Net also takes packed raw input
 TINY = {"width": 4}
 # a value other than the default for every model-specific option (a new option needs one here)
-NON_DEFAULT = {"depth": 2, "activation": "relu", "estimate_depth": 2, "enhance_depth": 1, "alpha": 1.5}
+NON_DEFAULT = {"depth": 2, "activation": "relu", "estimate_depth": 2, "enhance_depth": 1, "alpha": 1.5,
+               "curve_gain": 2.0, "curve_gamma": 2.5}
 
 
 def tiny(name: str, **config) -> torch.nn.Module:
@@ -74,15 +75,17 @@ def test_plain_cnn_filters_double_and_dense_cnn_concatenates() -> None:
 @pytest.mark.parametrize("name", MODELS)
 def test_last_n_freezing_trains_exactly_those_blocks(name: str) -> None:
     model = tiny(name)
-    for n in (1, 2, len(model.block_names)):
+    for n in (1, 2, model.max_finetune_blocks):
         trained = freeze_all_but_last(model, n)
-        assert trained == list(model.block_names[-n:]) == last_blocks(n, model)
+        wanted = list(model.block_names[-n:]) if name != "global_local" else ["global_head", *model.block_names[-n:]]
+        assert trained == [block for block in model.block_names if block in wanted] == sorted(
+            last_blocks(n, model), key=model.block_names.index)
         assert trainable_blocks(model) == trained
         frozen_params = sum(p.numel() for p in model.parameters() if not p.requires_grad)
         assert frozen_params == sum(count for block, count in block_parameter_counts(model).items()
                                     if block not in trained)
-    with pytest.raises(TransferError, match=f"1..{len(model.block_names)}"):
-        freeze_all_but_last(model, len(model.block_names) + 1)
+    with pytest.raises(TransferError, match=f"1..{model.max_finetune_blocks}"):
+        freeze_all_but_last(model, model.max_finetune_blocks + 1)
     with pytest.raises(TransferError, match="unknown block"):
         set_trainable_blocks(model, ["no_such_block"])
 
@@ -211,3 +214,17 @@ def test_zoo_models_refuse_raw_input_and_bad_sizes() -> None:
 def test_vgg_output_is_a_sigmoid_in_unit_range() -> None:
     out = tiny("vgg16_residual").eval()(torch.rand(1, 3, 32, 48) * 4 - 2)
     assert out.shape == (1, 3, 32, 48) and float(out.min()) > 0.0 and float(out.max()) < 1.0
+
+
+def test_global_local_starts_as_its_tone_curve_and_fine_tunes_its_global_head() -> None:
+    model = create_model("global_local", width=4, curve_gain=2.0, curve_gamma=2.5).eval()
+    x = torch.rand(2, 3, 40, 56) * 0.2  # any size that is a multiple of pad_multiple
+    with torch.no_grad():
+        assert torch.allclose(model(x), 2.0 * x.clamp_min(1e-4) ** (1 / 2.5), atol=1e-6)
+    assert freeze_all_but_last(model, 1) == ["global_head", "local_out"]
+    model.train()
+    loss = model(x).mean()
+    loss.backward()
+    assert model.global_head[-1].weight.grad.abs().sum() > 0  # the zero start still learns
+    with pytest.raises(TransferError, match="curve_gamma must be a positive number"):
+        create_model("global_local", curve_gamma=0)

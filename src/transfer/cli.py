@@ -129,7 +129,13 @@ def finetune(
                                                        "(the paper: 0.1).")] = 0.1,
     trainable_blocks: Annotated[int, typer.Option("--trainable-blocks", help="Train the last N blocks "
                                                   "(the paper: 2, up4 and head).")] = 2,
-    all_blocks: Annotated[bool, typer.Option("--all", help="Train every block.")] = False,
+    all_blocks: Annotated[bool, typer.Option("--all", help="Train every block (the same as --method all).")]
+    = False,
+    method: Annotated[str, typer.Option("--method", help="last-blocks (the last --trainable-blocks blocks), all, "
+                                                         "or adapter: per-channel scales and a zero-initialised "
+                                                         "1x1 branch on every convolution of the frozen model, "
+                                                         "folded back into plain convolutions when saved.")]
+    = "last-blocks",
     layout: Layout = "auto", val_pairs: ValPairs = None, val_split: ValSplit = True, val_limit: ValLimit = None,
     run_dir: RunDir = None, model: FinetuneModel = None, width: Width = None, epochs: Epochs = None,
     iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
@@ -140,7 +146,8 @@ def finetune(
     """Fine-tune a pretrained model on a fraction of real pairs, all but the last N blocks frozen; the model, its
     options (depth, norm, alpha, ...) and weights are the checkpoint's."""
     _train(mode="finetune", checkpoint=checkpoint, pairs=pairs, frac=frac,
-           trainable_blocks=None if all_blocks else trainable_blocks, layout=layout, val_pairs=val_pairs,
+           trainable_blocks=None if all_blocks or method == "all" else trainable_blocks,
+           method="all" if all_blocks else method, layout=layout, val_pairs=val_pairs,
            val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, epochs=epochs,
            iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, workers=workers, cache_mb=cache_mb, device=device,

@@ -37,6 +37,12 @@ def check_choice(what: str, value: Any, choices: Iterable[str]) -> None:
         raise TransferError(f"unknown {what} {value!r}, expected one of {', '.join(choices)}")
 
 
+def check_block_count(n: Any, largest: int) -> None:
+    """A number of trainable blocks must be an integer in 1..largest."""
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= largest:
+        raise TransferError(f"the number of trainable blocks must be 1..{largest}, got {n!r}")
+
+
 def check_srgb(input_kind: str, name: str) -> None:
     """Networks that take sRGB images only (packed raw is the SID U-Net's) refuse any other input kind."""
     if input_kind != "srgb":
@@ -81,6 +87,17 @@ class BlockModel(nn.Module):
         super().__init__()
         self.config: dict[str, Any] = {}
         self.frozen_blocks: frozenset[str] = frozenset()
+
+    def finetune_blocks(self, n: int) -> list[str]:
+        """The blocks "fine-tune the last n blocks" trains: the last n in data-flow order (a model may say
+        otherwise, e.g. a global head that must always adapt)."""
+        check_block_count(n, self.max_finetune_blocks)
+        return list(self.block_names[-n:])
+
+    @property
+    def max_finetune_blocks(self) -> int:
+        """The largest n "the last n blocks" accepts."""
+        return len(self.block_names)
 
     def blocks(self) -> list[tuple[str, nn.Module]]:
         """(name, module) of every block in data-flow order."""

@@ -6,7 +6,7 @@ from typing import Iterable
 from torch import nn
 
 from transfer.errors import TransferError
-from transfer.models.base import BlockModel
+from transfer.models.base import BlockModel, check_block_count
 from transfer.models.sid_unet import BLOCK_NAMES
 
 
@@ -22,12 +22,12 @@ def block_parameter_counts(model: BlockModel) -> dict[str, int]:
 
 
 def last_blocks(n: int, model: BlockModel | None = None) -> list[str]:
-    """Names of the model's last n blocks in data-flow order (default the SID U-Net's: n=2 gives the paper's
-    blue blocks, up4 and head)."""
-    names = BLOCK_NAMES if model is None else tuple(model.block_names)
-    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= len(names):
-        raise TransferError(f"the number of trainable blocks must be 1..{len(names)}, got {n!r}")
-    return list(names[-n:])
+    """Names of the blocks "the last n" trains: the model's own answer (`BlockModel.finetune_blocks`), or without
+    a model the SID U-Net's last n (n=2 gives the paper's blue blocks, up4 and head)."""
+    if model is not None:
+        return model.finetune_blocks(n)
+    check_block_count(n, len(BLOCK_NAMES))
+    return list(BLOCK_NAMES[-n:])
 
 
 def set_trainable_blocks(model: BlockModel, names: Iterable[str]) -> list[str]:

@@ -14,6 +14,7 @@ from transfer.models import (COMMON_OPTIONS, INPUT_KINDS, BlockModel, check_mode
                              option_flag)
 
 MODES = ("pretrain", "finetune", "scratch")
+FINETUNE_METHODS = ("last-blocks", "all", "adapter")
 SCHEDULES = ("cosine", "step", "constant")
 DEFAULT_ITERS = 1000
 LR_FLOOR = 0.01  # cosine decays to 1% of the initial rate; "step" divides by 10 halfway (SID: 1e-4 -> 1e-5)
@@ -34,6 +35,7 @@ class TrainConfig:
     val_limit: int | None = None  # validate on the first N validation pairs only (by name)
     checkpoint: Path | None = None  # finetune: the pretrained weights
     trainable_blocks: int | None = 2  # finetune: train the last N blocks (the paper's 2); None = all
+    method: str = "last-blocks"  # finetune: last-blocks (trainable_blocks), all, or adapter (models.adapters)
     model: str | None = "sid_unet"  # None (finetune only): the checkpoint's model
     width: int | None = None  # None: DEFAULT_WIDTH, or the checkpoint's when fine-tuning
     input_kind: str | None = None  # None: srgb, or the checkpoint's when fine-tuning
@@ -87,6 +89,10 @@ def check_config(config: TrainConfig) -> None:
         raise TransferError("finetune needs --checkpoint (a pretrained run directory or .safetensors file)")
     if not (0.0 < config.frac <= 1.0):
         raise TransferError(f"--frac must be in (0, 1], got {config.frac:g}")
+    if config.method not in FINETUNE_METHODS:
+        raise TransferError(f"unknown --method {config.method!r}, expected one of {', '.join(FINETUNE_METHODS)}")
+    if config.method != "last-blocks" and config.mode != "finetune":
+        raise TransferError(f"--method {config.method} is a way to fine-tune; {config.mode} trains every layer")
     if config.iters is not None and config.epochs is not None:
         raise TransferError("give --iters or --epochs, not both")
     _check_numbers(config)

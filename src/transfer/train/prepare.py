@@ -13,6 +13,7 @@ from transfer import checkpoint as ckpt
 from transfer.data import (PairItem, check_disjoint, items_sha256, load_manifest, load_pairs, select_fraction,
                            split_real_pairs)
 from transfer.errors import TransferError
+from transfer.models.adapters import attach_adapters
 from transfer.models import (DEFAULT_WIDTH, BlockModel, create_model, freeze_all_but_last, registered_name,
                              trainable_blocks)
 from transfer.train.config import TrainConfig, check_model_options
@@ -76,7 +77,10 @@ def build_model(config: TrainConfig, device: torch.device) -> tuple[BlockModel, 
         model, meta = ckpt.load_checkpoint(weights, "cpu", expect=expect)
         init = {"path": str(weights), "sha256": file_sha256(weights), "step": meta.get("step"),
                 "data_sha256": meta.get("data_sha256")}
-        if config.trainable_blocks is not None:
+        if config.method == "adapter":
+            attach_adapters(model)
+            model.frozen_blocks = frozenset(model.block_names)  # batch-norm statistics stay the pretrained ones
+        elif config.method == "last-blocks" and config.trainable_blocks is not None:
             freeze_all_but_last(model, config.trainable_blocks)
         return model, init
     torch.manual_seed(config.seed)  # weight init is torch's only random draw
@@ -102,6 +106,8 @@ def fingerprint(config: TrainConfig, model: BlockModel, data: RunData, init: dic
               "val_sha256": data.description["val_sha256"], "seed": config.seed, "total_steps": total,
               "patch": config.patch, "batch": config.batch, "lr": config.lr, "schedule": config.schedule,
               "init_sha256": None if init is None else init["sha256"]}
+    if config.method == "adapter":  # only then, so that earlier runs keep resuming
+        prints["method"] = config.method
     if backbone is not None:  # only then, so that runs without one keep resuming
         prints["backbone_sha256"] = backbone["sha256"]
     return prints

@@ -23,6 +23,7 @@ from lowsim.params import atomic_write_text
 from transfer import checkpoint as ckpt
 from transfer.errors import TransferError
 from transfer.models import BlockModel
+from transfer.models.adapters import exported, has_adapters
 
 LAST, BEST = "last", "best"
 TRAIN_CSV, VAL_CSV = "metrics.csv", "val.csv"
@@ -71,11 +72,13 @@ class RunState:
         """The contents of train_state.pt."""
         return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "rng": capture_rng(), "best_psnr": self.best_psnr, "best_step": self.best_step,
-                "bad_validations": self.bad_validations, "fingerprint": json.dumps(self.fingerprint, sort_keys=True)}
+                "bad_validations": self.bad_validations, "fingerprint": json.dumps(self.fingerprint, sort_keys=True),
+                # an adapter run saves folded weights; resuming needs the unfolded ones its optimizer steps
+                **({"adapted_weights": self.model.state_dict()} if has_adapters(self.model) else {})}
 
     def save(self, run_dir: Path, meta: dict[str, Any]) -> None:
         """Write `<run_dir>/last` (weights described by `meta`, train_state.pt) and the metric CSVs."""
-        ckpt.save_checkpoint(run_dir / LAST, self.model, meta, self.train_state())
+        ckpt.save_checkpoint(run_dir / LAST, exported(self.model), meta, self.train_state())
         self.write_rows(run_dir)
 
     def write_rows(self, run_dir: Path) -> None:
@@ -95,7 +98,8 @@ class RunState:
             raise TransferError(f"cannot resume: the options differ from the interrupted run ({details})", run_dir)
         from safetensors.torch import load_file
 
-        self.model.load_state_dict(load_file(str(found / ckpt.WEIGHTS_FILE)))
+        weights = state.get("adapted_weights") or load_file(str(found / ckpt.WEIGHTS_FILE))
+        self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"])

@@ -30,6 +30,7 @@ from transfer.errors import TrainingDiverged, TransferError
 from transfer.infer import predict
 from transfer.metrics import psnr
 from transfer.models import BlockModel, count_parameters, registered_name, trainable_blocks
+from transfer.models.adapters import exported
 from transfer.train.config import TrainConfig, check_config, check_patch, lr_factor, total_steps
 from transfer.train.prepare import backbone_description, build_model, fingerprint, resolve_data
 from transfer.train.report import Reporter, plot_curves
@@ -210,7 +211,7 @@ class Trainer:
             scores = validate(self.model, self.val_store, self.config.tile)
             score = float(np.mean(scores))
             if state.track(score, self.epoch()):
-                ckpt.save_checkpoint(self.run_dir / BEST, self.model, self.meta({"val_psnr": score}))
+                ckpt.save_checkpoint(self.run_dir / BEST, exported(self.model), self.meta({"val_psnr": score}))
             self.reporter.print(f"step {state.step}: validation PSNR {score:.2f} dB over {len(scores)} image(s)"
                                 f" (best {state.best_psnr:.2f} dB at step {state.best_step})")
             stop = self.config.patience is not None and state.bad_validations >= self.config.patience
