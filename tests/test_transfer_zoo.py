@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -228,3 +229,18 @@ def test_global_local_starts_as_its_tone_curve_and_fine_tunes_its_global_head() 
     assert model.global_head[-1].weight.grad.abs().sum() > 0  # the zero start still learns
     with pytest.raises(TransferError, match="curve_gamma must be a positive number"):
         create_model("global_local", curve_gamma=0)
+
+
+def test_global_local_decides_exposure_once_per_image_when_tiled() -> None:
+    from transfer.infer import predict
+
+    torch.manual_seed(0)
+    model = create_model("global_local", width=4).eval()
+    with torch.no_grad():  # a global head that reacts to the image; the local branch stays zero
+        model.global_head[-1].weight.normal_(0, 0.3)
+    image = (np.random.default_rng(0).random((72, 100, 3)) * np.linspace(0.02, 0.3, 100)[None, :, None])
+    whole = predict(model, image.astype(np.float32), tile=None)
+    tiled = predict(model, image.astype(np.float32), tile=40, overlap=8)
+    assert np.abs(whole - tiled).max() < 1e-5
+    per_tile = predict(model, image[:, :48].astype(np.float32), tile=None)  # a tile on its own decides otherwise
+    assert np.abs(per_tile - whole[:, :48]).max() > 1e-3

@@ -55,11 +55,21 @@ def alpha_kwargs(model: torch.nn.Module, alpha: float | None) -> dict[str, Any]:
     return {"alpha": float(alpha)}
 
 
+def image_context(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Any]:
+    """The model's per-image forward arguments for the whole image x (none for a plain module)."""
+    context = getattr(model, "image_context", None)
+    return {} if context is None else context(x)
+
+
 @torch.no_grad()
-def run_padded(model: BlockModel, x: torch.Tensor, alpha: float | None = None) -> torch.Tensor:
-    """Run the model on an input of any size: pad to its multiple, run, crop the output back (not clipped)."""
+def run_padded(model: BlockModel, x: torch.Tensor, alpha: float | None = None,
+               context: dict[str, Any] | None = None) -> torch.Tensor:
+    """Run the model on an input of any size: pad to its multiple, run, crop the output back (not clipped).
+    `context`: the model's image_context of the whole image x belongs to (default: of x itself, unpadded)."""
+    if context is None:
+        context = image_context(model, x)
     padded, (height, width) = pad_to_multiple(x, model.pad_multiple)
-    out = model(padded, **alpha_kwargs(model, alpha))
+    out = model(padded, **alpha_kwargs(model, alpha), **context)
     return out[..., : height * model.scale, : width * model.scale]
 
 
@@ -96,10 +106,11 @@ def run_tiled(model: BlockModel, x: torch.Tensor, tile: int = DEFAULT_TILE,
     out = torch.zeros(1, 3, height * scale, width * scale, dtype=torch.float32)
     norm = torch.zeros(1, 1, height * scale, width * scale, dtype=torch.float32)
     ys, xs = tile_starts(height, tile, overlap), tile_starts(width, tile, overlap)
+    context = image_context(model, x)  # per-image decisions (global exposure) from the whole image, not per tile
     for y in ys:
         for x0 in xs:
             patch = x[..., y: y + tile, x0: x0 + tile]
-            pred = run_padded(model, patch, alpha).float().cpu()
+            pred = run_padded(model, patch, alpha, context).float().cpu()
             th, tw = pred.shape[-2:]
             wy = ramp_weights(th, overlap * scale, y == ys[0], y == ys[-1])
             wx = ramp_weights(tw, overlap * scale, x0 == xs[0], x0 == xs[-1])

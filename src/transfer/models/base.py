@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Collection, Iterable, Sequence
 
+import torch
 from torch import nn
 
 from transfer.errors import TransferError
@@ -109,6 +110,11 @@ class BlockModel(nn.Module):
         for name in self.frozen_blocks:
             getattr(self, name).eval()
         return self
+
+    def image_context(self, x: torch.Tensor) -> dict[str, Any]:
+        """Forward keyword arguments computed once from the whole (unpadded) image, so that tiles and padding
+        do not change what a model decides per image (global_local's exposure). The default: none."""
+        return {}
 
     def training_inputs(self, items: Sequence[Any], given: Collection[str]) -> TrainingInputs:
         """The per-sample inputs to train with on `items` (transfer.data.PairItem); `given` names the model

@@ -15,6 +15,8 @@ last N blocks" means the global head plus the last N local blocks (`finetune_blo
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -123,7 +125,13 @@ class GlobalLocal(BlockModel):
         u = self.local_up2(self.local_up1(u, d2), d1)
         return F.pixel_shuffle(self.local_out(u), 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Global curve and colour per image, then the local residual; output not clipped."""
-        y = apply_curve(x, *self.global_parameters(x))
+    def image_context(self, x: torch.Tensor) -> dict[str, Any]:
+        """The global parameters of the whole image, for every tile of it."""
+        return {"global_params": self.global_parameters(x)}
+
+    def forward(self, x: torch.Tensor,
+                global_params: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Global curve and colour per image (from x itself, or given for a whole image x is a tile of), then the
+        local residual; output not clipped."""
+        y = apply_curve(x, *(self.global_parameters(x) if global_params is None else global_params))
         return y + self.local_residual(y.clamp(0.0, 1.0))
