@@ -84,6 +84,22 @@ def test_zoo_csv_round_trips(tmp_path: Path) -> None:
     assert read_zoo_csv(tmp_path / "zoo.csv") == rows
 
 
+def test_a_seeded_row_is_the_mean_and_spread_of_its_seeds(tmp_path: Path) -> None:
+    from transfer.experiment import Scores, seeded_row
+    from transfer.experiment.page import row_line
+
+    scores = [Scores(17.0, 0.6, 20.0, tmp_path / "results" / "a.csv"),
+              Scores(18.0, 0.7, 21.0, tmp_path / "results" / "b.csv")]
+    row = seeded_row("fine-tuned", scores, tmp_path, pairs_used="20 real", budget="-", seconds=1.0)
+    assert (row.psnr, row.gt_mean, row.seed_psnr) == (17.5, 20.5, [17.0, 18.0])
+    assert row.psnr_sd == pytest.approx(0.7071, abs=1e-4) and row.ssim == pytest.approx(0.65)
+    line = row_line(row)
+    assert "17.50 ± 0.71" in line and "20.50 ± 0.71" in line and "17.00 / 18.00" in line
+    assert "[a.csv](results/a.csv), [b.csv](results/b.csv)" in line
+    single = seeded_row("curve", scores[:1], tmp_path, pairs_used="0", budget="-", seconds=0.0)
+    assert "| 17.00 | 20.00 |" in row_line(single) and single.seed_psnr == []
+
+
 @pytest.mark.slow
 def test_quick_experiment_writes_every_artefact(tmp_path: Path, shared_data: Path) -> None:
     docs = tmp_path / "docs"
@@ -98,12 +114,16 @@ def test_quick_experiment_writes_every_artefact(tmp_path: Path, shared_data: Pat
     rows = json.loads((docs / "results.json").read_text())["rows"]
     names = [r["name"] for r in rows]
     for expected in ("identity (dark input)", "zero-shot (pretrained only)", "fine-tuned 10%, last 2 blocks",
-                     "scratch 10% (same budget)", "scratch 100% of the pool", "paper pipeline: zero-shot"):
+                     "fine-tuned 10%, adapter", "fine-tuned 10%, all layers", "scratch 10% (same budget)",
+                     "scratch 100% of the pool", "paper pipeline: zero-shot"):
         assert expected in names
+    tuned = rows[names.index("fine-tuned 10%, adapter")]  # quick: two subset seeds, their spread and each one
+    assert len(tuned["seed_psnr"]) == 2 and math.isfinite(tuned["psnr_sd"]) and len(tuned["csv"].split(", ")) == 2
     zoo = read_zoo_csv(docs / "results" / "zoo.csv")  # quick budget: the zoo rows run plain_cnn only
     assert [r.model for r in zoo] == ["plain_cnn"] and math.isfinite(zoo[0].finetuned_psnr)
     assert SECTION_START in (docs / "results.md").read_text()
     for row in rows:
         assert math.isfinite(row["psnr"]) and math.isfinite(row["ssim"]), row
-        frame = pd.read_csv(docs / row["csv"])
-        assert len(frame) > 0 and frame[["psnr", "ssim"]].notna().all().all()
+        for csv_path in row["csv"].split(", "):
+            frame = pd.read_csv(docs / csv_path)
+            assert len(frame) > 0 and frame[["psnr", "ssim"]].notna().all().all()

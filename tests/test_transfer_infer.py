@@ -106,3 +106,17 @@ def test_alpha_reaches_the_model_whole_and_tiled() -> None:
         predict(create_model("sid_unet", width=4), img, alpha=1.0)
     with pytest.raises(TransferError, match=">= 0"):
         predict(model, img, alpha=float("nan"))
+
+
+def test_flip_averaging_undoes_each_flip() -> None:
+    from transfer.infer import predict, predict_flips
+    from transfer.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("plain_cnn", width=4).eval()
+    image = np.random.default_rng(0).random((32, 48, 3)).astype(np.float32)
+    averaged = predict_flips(model, image, tile=None)
+    by_hand = np.mean([np.flip(predict(model, np.ascontiguousarray(np.flip(image, axes)), tile=None), axes)
+                       for axes in ((0,), (1,), (0, 1))] + [predict(model, image, tile=None)], axis=0)
+    assert averaged.shape == image.shape and np.allclose(averaged, by_hand, atol=1e-6)
+    assert not np.allclose(averaged, predict(model, image, tile=None), atol=1e-4)  # the flips do change it

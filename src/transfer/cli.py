@@ -190,6 +190,8 @@ def evaluate(
     out: Annotated[Optional[Path], typer.Option("--out", help="Per-image CSV (name,psnr,ssim,psnr_gt_mean).")]
     = None,
     alpha: InferAlpha = None, tile: Tile = 512, device: Device = "auto", quiet: Quiet = False,
+    tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average the outputs of the image and "
+                                                    "its three flips (4x the time).")] = False,
 ) -> None:
     """PSNR and SSIM of every pair (real pairs or a synthetic manifest) at full resolution; prints the means."""
     from transfer.evaluate import evaluate_checkpoint
@@ -199,7 +201,7 @@ def evaluate(
             typer.echo(f"[{index + 1}/{count}] {row['name']}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
 
     result = evaluate_checkpoint(checkpoint, pairs, layout=layout, split=split, identity=identity, out_csv=out,
-                                 tile=tile, device=device, on_image=show, manifest=manifest, alpha=alpha)
+                                 tile=tile, device=device, on_image=show, manifest=manifest, alpha=alpha, tta=tta)
     what = "identity (dark input)" if identity else result["checkpoint"]
     if result["alpha"] is not None:
         what += f" (alpha {result['alpha']:g})"
@@ -274,6 +276,11 @@ def experiment(
                                                                     "have seen the validation pairs).")] = None,
     sampler: Annotated[Optional[str], typer.Option("--sampler", help="lowsim generate --sampler for the main "
                                                                      "pipeline (normal | empirical).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Table 1's network (default global_local; the "
+                                                                 "zoo rows run every registered model).")] = None,
+    subset_seeds: Annotated[Optional[str], typer.Option("--subset-seeds", help="Comma-separated seeds: each "
+                                                        "fine-tuned and scratch row is the mean ± s.d. over these "
+                                                        "subsets of the pool (default 0,1,2).")] = None,
     seed: Seed = 0,
 ) -> None:
     """The founding paper's Table 1 on real pairs: split, calibrate, generate, pretrain, fine-tune, evaluate."""
@@ -294,6 +301,13 @@ def experiment(
         budget.zoo_models = tuple(m.strip() for m in models.split(",") if m.strip())
         for name in budget.zoo_models:
             check_model_name(name)  # an unknown name fails now, listing the known ones, not after an hour
+    if model is not None:
+        from transfer.models import check_model_name
+
+        check_model_name(model)
+        budget.model = model
+    if subset_seeds is not None:
+        budget.subset_seeds = _seed_list(subset_seeds)
     if zoo_pretrain_iters is not None:
         budget.zoo_pretrain_iters = zoo_pretrain_iters
     if zoo_finetune_iters is not None:
@@ -309,6 +323,17 @@ def experiment(
         run_zoo_only(exp, budget.zoo_models)
     else:
         run_experiment(exp, paper_ablation=paper_ablation, zoo=zoo)
+
+
+def _seed_list(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2); anything else is a one-line error."""
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise LowsimError(f"--subset-seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise LowsimError(f"--subset-seeds must list at least one seed, each once; got {text!r}")
+    return seeds
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from transfer.data import (PairItem, bright_to_float, dark_to_float, decode_item
                            split_real_pairs)
 from transfer.device import pick_device
 from transfer.errors import TransferError
-from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
+from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict, predict_flips
 from transfer.metrics import psnr, psnr_gt_mean, ssim
 from transfer.models import takes_alpha
 
@@ -47,17 +47,21 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
                         split: str = "all", identity: bool = False, out_csv: str | Path | None = None,
                         tile: int = DEFAULT_TILE, device: str = "auto",
                         on_image: Callable[[int, int, dict[str, Any]], None] | None = None,
-                        manifest: str | Path | None = None, alpha: float | None = None) -> dict[str, Any]:
+                        manifest: str | Path | None = None, alpha: float | None = None,
+                        tta: bool = False) -> dict[str, Any]:
     """PSNR/SSIM of every pair (the checkpoint's output, or with identity=True the dark input itself).
 
     Pairs come from a real pairs folder, or from a lowsim manifest (`manifest=`, e.g. split "test" for the
     synthetic test set). `alpha` sets the restoration strength of models with an alpha input for every image
-    (None: the checkpoint's configured one, also for manifest rows). Returns {"rows": [{name, psnr, ssim}],
+    (None: the checkpoint's configured one, also for manifest rows); `tta` averages the outputs of the image and
+    its flips (transfer.infer.predict_flips). Returns {"rows": [{name, psnr, ssim}],
     "psnr": mean, "ssim": mean, "count", "checkpoint", "split", "alpha"}; with out_csv, also writes the rows
     (name,psnr,ssim) atomically.
     """
     if identity == (checkpoint is not None):
         raise TransferError("give either --checkpoint or --identity (score the dark input itself)")
+    if identity and tta:
+        raise TransferError("--tta averages a model's outputs over flips; --identity runs no model")
     if identity and alpha is not None:
         raise TransferError("--alpha sets a model's restoration strength; --identity runs no model")
     items = find_items(pairs, manifest, layout, split)
@@ -74,7 +78,8 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
         if model is None:
             output = dark_to_float(pair.dark, 1.0)
         else:
-            output = predict(model, dark_to_float(pair.dark, pair.ratio), tile=tile, alpha=alpha)
+            run = predict_flips if tta else predict
+            output = run(model, dark_to_float(pair.dark, pair.ratio), tile=tile, alpha=alpha)
         row = {"name": item.name, "psnr": psnr(output, target), "ssim": ssim(output, target),
                "psnr_gt_mean": psnr_gt_mean(output, target)}
         rows.append(row)
@@ -83,7 +88,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
     result = {"rows": rows, "psnr": _mean([r["psnr"] for r in rows]), "ssim": _mean([r["ssim"] for r in rows]),
               "psnr_gt_mean": _mean([r["psnr_gt_mean"] for r in rows]),
               "count": len(rows), "checkpoint": weights, "identity": identity, "split": split,
-              "input_kind": kind, "alpha": _effective_alpha(model, alpha)}
+              "input_kind": kind, "alpha": _effective_alpha(model, alpha), "tta": tta}
     if out_csv is not None:
         write_rows(Path(out_csv), rows)
     return result

@@ -121,6 +121,17 @@ def run_tiled(model: BlockModel, x: torch.Tensor, tile: int = DEFAULT_TILE,
     return out / norm
 
 
+def predict_flips(model: BlockModel, img: np.ndarray, **options: Any) -> np.ndarray:
+    """Test-time augmentation: the mean of `predict` over the image and its horizontal, vertical and double flips
+    (each output flipped back)."""
+    outputs = []
+    for axes in ((), (1,), (0,), (0, 1)):
+        flipped = np.flip(img, axis=axes) if axes else img
+        out = predict(model, np.ascontiguousarray(flipped), **options)
+        outputs.append(np.flip(out, axis=axes) if axes else out)
+    return np.mean(outputs, axis=0, dtype=np.float32)
+
+
 @torch.no_grad()
 def predict(model: BlockModel, img: np.ndarray, tile: int | None = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
             device: torch.device | str | None = None, alpha: float | None = None) -> np.ndarray:

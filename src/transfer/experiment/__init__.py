@@ -13,13 +13,13 @@ from transfer.experiment.page import (NOTES_MARKER, PAPER_TABLE1, SECTION_END, S
                                       find_section, kept_sections, machine_description, paired_gap, read_zoo_csv,
                                       replace_section, update_results_page, write_results, write_zoo_csv,
                                       zoo_section)
-from transfer.experiment.runner import (Budget, Experiment, Row, default_zoo_models, make_synthetic, read_means,
-                                        slug, subset_csvs, write_pairs_csv)
-from transfer.experiment.table1 import fixed_gamma_floor, run_experiment
+from transfer.experiment.runner import (Budget, Experiment, Row, Scores, default_zoo_models, make_synthetic,
+                                        read_means, read_scores, seeded_row, slug, subset_csvs, write_pairs_csv)
+from transfer.experiment.table1 import FINETUNE_ROWS, fit_fixed_curve, fixed_gamma_floor, run_experiment
 from transfer.experiment.zoo import run_zoo, run_zoo_only
 
-__all__ = ["NOTES_MARKER", "PAPER_TABLE1", "SECTION_END", "SECTION_START", "ZOO_CSV", "Budget", "Experiment", "Row",
-           "ZooRow", "default_zoo_models", "find_section", "fixed_gamma_floor", "kept_sections",
-           "machine_description", "make_synthetic", "paired_gap", "read_means", "read_zoo_csv", "replace_section",
-           "run_experiment", "run_zoo", "run_zoo_only", "slug", "subset_csvs", "update_results_page",
+__all__ = ["FINETUNE_ROWS", "NOTES_MARKER", "PAPER_TABLE1", "SECTION_END", "SECTION_START", "ZOO_CSV", "Budget",
+           "Experiment", "Row", "Scores", "ZooRow", "default_zoo_models", "find_section", "fit_fixed_curve",
+           "fixed_gamma_floor", "kept_sections", "machine_description", "make_synthetic", "paired_gap", "read_means",
+           "read_scores", "read_zoo_csv", "replace_section", "run_experiment", "seeded_row", "run_zoo", "run_zoo_only", "slug", "subset_csvs", "update_results_page",
            "write_pairs_csv", "write_results", "write_zoo_csv", "zoo_section"]

@@ -9,9 +9,11 @@ picks fine-tuning subsets (with transfer.data's one subset selector, so a seed p
 from __future__ import annotations
 
 import csv
+import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -40,13 +42,15 @@ class Budget:
 
     n_synthetic: int = 6000
     synthetic_size: int = 128
+    model: str = "global_local"  # Table 1's network (the zoo rows run every registered one)
     width: int = 16
-    patch: int = 64
-    batch: int = 16
-    pretrain_iters: int = 6000
+    patch: int = 128  # whole synthetic images, so a global branch sees what it will see at inference
+    batch: int = 8
+    pretrain_iters: int = 2000
     finetune_iters: int = 1000
-    scratch_full_iters: int = 3000
-    paper_pretrain_iters: int = 6000
+    scratch_full_iters: int = 2000
+    paper_pretrain_iters: int = 2000
+    subset_seeds: tuple[int, ...] = (0, 1, 2)  # every fine-tuned and scratch row: mean ± s.d. over these
     finetune_lr: float = 1e-4  # fine-tuning (pretrained weights) at a tenth of the from-scratch rate
     holdout_val: int = 16  # pool pairs outside a run's subset that pick its best checkpoint
     workers: int = 2
@@ -63,12 +67,13 @@ class Budget:
         return cls(n_synthetic=48, synthetic_size=64, width=8, patch=32, batch=4, pretrain_iters=20,
                    finetune_iters=10, scratch_full_iters=10, paper_pretrain_iters=20, workers=2, holdout_val=2,
                    max_pool=20, max_val=4, zoo_models=("plain_cnn",), zoo_pretrain_iters=10,
-                   zoo_finetune_iters=5, downscale=2.0)
+                   zoo_finetune_iters=5, downscale=2.0, subset_seeds=(0, 1))
 
 
 @dataclass
 class Row:
-    """One line of the results table."""
+    """One line of the results table: means over its per-image CSV(s); with several subset seeds, the mean and
+    standard deviation over the seeds' means (and each seed's PSNR)."""
 
     name: str
     psnr: float
@@ -78,6 +83,32 @@ class Row:
     seconds: float
     csv: str = ""
     note: str = ""
+    gt_mean: float = math.nan
+    psnr_sd: float = math.nan
+    gt_mean_sd: float = math.nan
+    seed_psnr: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Mean PSNR, SSIM and GT-mean PSNR of one evaluate CSV."""
+
+    psnr: float
+    ssim: float
+    gt_mean: float
+    csv: Path
+
+
+def seeded_row(name: str, scores: Sequence[Scores], docs: Path, *, pairs_used: str, budget: str, seconds: float,
+               note: str = "") -> Row:
+    """A row over one or more seeds' scores: means, and the seeds' standard deviations."""
+    def spread(values: list[float]) -> float:
+        return statistics.stdev(values) if len(values) > 1 else math.nan
+
+    psnrs, gts = [s.psnr for s in scores], [s.gt_mean for s in scores]
+    csvs = ", ".join(str(s.csv.relative_to(docs)) for s in scores)
+    return Row(name, statistics.fmean(psnrs), statistics.fmean(s.ssim for s in scores), pairs_used, budget, seconds,
+               csvs, note, statistics.fmean(gts), spread(psnrs), spread(gts), psnrs if len(scores) > 1 else [])
 
 
 @dataclass
@@ -139,18 +170,28 @@ class Experiment:
         return pool_csv, val_csv, len(pool), len(val)
 
     # -- evaluation helper ---------------------------------------------------------------------
-    def evaluate(self, name: str, checkpoint: Path | None, pairs_csv: Path, *, pairs_used: str, budget: str,
-                 seconds: float, note: str = "") -> Row:
-        """Score a checkpoint (or the identity with checkpoint=None) and append a table row."""
+    def score(self, name: str, checkpoint: Path | None, pairs_csv: Path) -> Scores:
+        """Score a checkpoint (or the identity with checkpoint=None) into docs/results/<name>.csv."""
         out_csv = self.docs / "results" / f"{slug(name)}.csv"
         args: list[str | Path] = ["evaluate", "--pairs", pairs_csv, "--layout", "csv", "--out", out_csv]
         args += ["--identity"] if checkpoint is None else ["--checkpoint", checkpoint]
         self.run(f"evaluate-{slug(name)}", "transfer", *args)
-        psnr, ssim = read_means(out_csv)
-        row = Row(name, psnr, ssim, pairs_used, budget, seconds, str(out_csv.relative_to(self.docs)), note)
+        return read_scores(out_csv)
+
+    def add_row(self, row: Row) -> Row:
+        """Append a table row and say so."""
         self.rows.append(row)
-        print(f"  -> {name}: PSNR {psnr:.2f} dB, SSIM {ssim:.3f}", flush=True)
+        spread = "" if math.isnan(row.psnr_sd) else f" ± {row.psnr_sd:.2f}"
+        print(f"  -> {row.name}: PSNR {row.psnr:.2f}{spread} dB (GT-mean {row.gt_mean:.2f}), SSIM {row.ssim:.3f}",
+              flush=True)
         return row
+
+    def evaluate(self, name: str, checkpoint: Path | None, pairs_csv: Path, *, pairs_used: str, budget: str,
+                 seconds: float, note: str = "") -> Row:
+        """Score a checkpoint (or the identity with checkpoint=None) and append a table row."""
+        scores = self.score(name, checkpoint, pairs_csv)
+        return self.add_row(seeded_row(name, [scores], self.docs, pairs_used=pairs_used, budget=budget,
+                                       seconds=seconds, note=note))
 
 
 def write_pairs_csv(path: Path, pairs: Sequence[Pair]) -> None:
@@ -167,10 +208,17 @@ def write_pairs_csv(path: Path, pairs: Sequence[Pair]) -> None:
 
 def read_means(results_csv: Path) -> tuple[float, float]:
     """Mean PSNR and SSIM over the per-image rows of an evaluate CSV."""
+    scores = read_scores(results_csv)
+    return scores.psnr, scores.ssim
+
+
+def read_scores(results_csv: Path) -> Scores:
+    """Mean PSNR, SSIM and GT-mean PSNR (NaN when the CSV has none) over an evaluate CSV's per-image rows."""
     import pandas as pd
 
     frame = pd.read_csv(results_csv)
-    return float(frame["psnr"].mean()), float(frame["ssim"].mean())
+    gt_mean = float(frame["psnr_gt_mean"].mean()) if "psnr_gt_mean" in frame else math.nan
+    return Scores(float(frame["psnr"].mean()), float(frame["ssim"].mean()), gt_mean, results_csv)
 
 
 def slug(name: str) -> str:

@@ -12,9 +12,18 @@ import numpy as np
 from lowsim.pairs import find_pairs
 from transfer.evaluate import write_rows
 from transfer.experiment.page import update_results_page, write_results
-from transfer.experiment.runner import (Experiment, Row, main_params, make_synthetic, merged_sources, read_means, slug,
-                                        subset_csvs)
+from transfer.experiment.runner import (Experiment, Row, main_params, make_synthetic, merged_sources, read_scores,
+                                        seeded_row, slug, subset_csvs)
 from transfer.experiment.zoo import run_zoo
+from transfer.models import declared_options
+
+# The fine-tuning rows: name, share of the pool, how to fine-tune (transfer finetune's flags)
+FINETUNE_ROWS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
+    ("fine-tuned 10%, last 2 blocks", 0.1, ("--method", "last-blocks", "--trainable-blocks", "2")),
+    ("fine-tuned 10%, adapter", 0.1, ("--method", "adapter")),
+    ("fine-tuned 10%, all layers", 0.1, ("--method", "all")),
+)
+CURVE_GRID = [(g, k) for g in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0) for k in (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)]
 
 
 def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = True) -> Path:
@@ -24,10 +33,12 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
     (exp.docs / "results").mkdir(parents=True, exist_ok=True)
     wall = time.perf_counter()
     pool_csv, val_csv, n_pool, n_val = exp.split_real_pairs()
-    train_args = ["--width", b.width, "--patch", b.patch, "--batch", b.batch, "--seed", exp.seed, "--quiet"]
-    pretrain_all(exp, pool_csv, [exp.method, "paper"] if paper_ablation else [exp.method], train_args)
-    reference_rows(exp, pool_csv, val_csv)
-    finetune_rows(exp, pool_csv, val_csv, train_args, paper_ablation)
+    curve = fit_fixed_curve(pool_csv)
+    train_args = ["--width", b.width, "--patch", b.patch, "--batch", b.batch, "--quiet"]
+    model_args = model_init_args(b.model, curve)
+    pretrain_all(exp, pool_csv, [exp.method, "paper"] if paper_ablation else [exp.method], train_args + model_args)
+    reference_rows(exp, pool_csv, val_csv, curve)
+    finetune_rows(exp, pool_csv, val_csv, train_args, paper_ablation, model_args)
     zoo_rows, zoo_pairs = [], 0
     if zoo and b.zoo_models:
         zoo_rows, zoo_pairs = run_zoo(exp, b.zoo_models, out / "manifests" / f"{exp.method}.parquet", pool_csv, val_csv)
@@ -39,6 +50,13 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
     return page
 
 
+def model_init_args(model: str, curve: tuple[float, float]) -> list:
+    """A new model's options from the pool: one with a tone-curve start (global_local) starts at the curve fitted
+    on the pool."""
+    declared = {option.name for option in declared_options(model)}
+    return ["--curve-gamma", curve[0], "--curve-gain", curve[1]] if "curve_gain" in declared else []
+
+
 def pretrain_all(exp: Experiment, pool_csv: Path, methods: list[str], train_args: list) -> None:
     """Calibrate, generate and pretrain with each pipeline (the main one, paper); the degradation strip (Fig. 3)."""
     b, out = exp.budget, exp.out
@@ -46,13 +64,14 @@ def pretrain_all(exp: Experiment, pool_csv: Path, methods: list[str], train_args
     for method in methods:
         manifest = make_synthetic(exp, method, pool_csv, source)
         iters = b.pretrain_iters if method == exp.method else b.paper_pretrain_iters
-        exp.run(f"pretrain-{method}", "transfer", "pretrain", "--manifest", manifest,
-                "--run-dir", out / "runs" / f"pretrain-{method}", "--iters", iters, *train_args)
+        exp.run(f"pretrain-{method}", "transfer", "pretrain", "--manifest", manifest, "--model", b.model,
+                "--run-dir", out / "runs" / f"pretrain-{method}", "--iters", iters, "--seed", exp.seed,
+                *train_args)
     exp.run("preview", "lowsim", "preview", "--src", _first_image(source), "--params", main_params(exp),
             "--seed", exp.seed, "--out", exp.docs / "fig3_degradation.png")
 
 
-def reference_rows(exp: Experiment, pool_csv: Path, val_csv: Path) -> None:
+def reference_rows(exp: Experiment, pool_csv: Path, val_csv: Path, curve: tuple[float, float]) -> None:
     """The synthetic test set, the identity and fixed-curve floors, and the zero-shot row."""
     b, out, docs = exp.budget, exp.out, exp.docs
     pre = out / "runs" / f"pretrain-{exp.method}"
@@ -60,25 +79,27 @@ def reference_rows(exp: Experiment, pool_csv: Path, val_csv: Path) -> None:
     out_csv = docs / "results" / "synthetic-test.csv"
     exp.run("evaluate-synthetic-test", "transfer", "evaluate", "--checkpoint", pre, "--manifest",
             out / "manifests" / f"{exp.method}.parquet", "--split", "test", "--out", out_csv)
-    exp.rows.append(Row("synthetic test set (pretrained, ours)", *read_means(out_csv), f"{b.n_synthetic} synthetic",
-                        pre_budget, exp.stage_seconds[f"pretrain-{exp.method}"], str(out_csv.relative_to(docs))))
+    exp.add_row(seeded_row("synthetic test set (pretrained, ours)", [read_scores(out_csv)], docs,
+                           pairs_used=f"{b.n_synthetic} synthetic", budget=pre_budget,
+                           seconds=exp.stage_seconds[f"pretrain-{exp.method}"]))
     exp.evaluate("identity (dark input)", None, val_csv, pairs_used="0", budget="-", seconds=0.0)
-    fixed_gamma_floor(exp, pool_csv, val_csv)
+    fixed_gamma_floor(exp, pool_csv, val_csv, curve)
     exp.evaluate("zero-shot (pretrained only)", pre, val_csv, pairs_used="0 real", budget=pre_budget,
                  seconds=exp.stage_seconds[f"pretrain-{exp.method}"])
 
 
-def finetune_rows(exp: Experiment, pool_csv: Path, val_csv: Path, train_args: list, paper_ablation: bool) -> None:
-    """Fine-tuned and from-scratch rows on seeded subsets of the pool (and the paper pipeline's)."""
+def finetune_rows(exp: Experiment, pool_csv: Path, val_csv: Path, train_args: list, paper_ablation: bool,
+                  model_args: list) -> None:
+    """Fine-tuned and from-scratch rows on seeded subsets of the pool (and the paper pipeline's); a model from
+    scratch gets the same start options (`model_args`) as the pretrained one."""
     b = exp.budget
     pre = exp.out / "runs" / f"pretrain-{exp.method}"
     common = dict(pool_csv=pool_csv, val_csv=val_csv, train_args=train_args)
-    finetune_row(exp, "fine-tuned 10%, last 2 blocks", 0.1, "--trainable-blocks", "2", checkpoint=pre, **common)
-    finetune_row(exp, "fine-tuned 10%, all layers", 0.1, "--all", checkpoint=pre, **common)
-    finetune_row(exp, "fine-tuned 5%, last 2 blocks", 0.05, "--trainable-blocks", "2", checkpoint=pre, **common)
-    finetune_row(exp, "fine-tuned 25%, last 2 blocks", 0.25, "--trainable-blocks", "2", checkpoint=pre, **common)
-    finetune_row(exp, "scratch 10% (same budget)", 0.1, checkpoint=None, **common)
-    finetune_row(exp, "scratch 100% of the pool", 1.0, checkpoint=None, iters=b.scratch_full_iters, **common)
+    for name, frac, how in FINETUNE_ROWS:
+        finetune_row(exp, name, frac, *how, checkpoint=pre, **common)
+    finetune_row(exp, "scratch 10% (same budget)", 0.1, *model_args, checkpoint=None, **common)
+    finetune_row(exp, "scratch 100% of the pool", 1.0, *model_args, checkpoint=None, iters=b.scratch_full_iters,
+                 **common)
     if paper_ablation:
         paper_pre = exp.out / "runs" / "pretrain-paper"
         exp.evaluate("paper pipeline: zero-shot", paper_pre, val_csv, pairs_used="0 real",
@@ -87,45 +108,64 @@ def finetune_rows(exp: Experiment, pool_csv: Path, val_csv: Path, train_args: li
                      checkpoint=paper_pre, **common)
 
 
+def run_name(name: str, seed: int) -> str:
+    """The run folder (and stage) name of one subset seed of a row."""
+    return f"{slug(name)}-seed-{seed}"
+
+
 def finetune_row(exp: Experiment, name: str, frac: float, *extra: str | Path, pool_csv: Path, val_csv: Path,
-                 train_args: list, checkpoint: Path | None, iters: int | None = None) -> None:
-    """Train on a seeded `frac` of the pool (fine-tune `checkpoint`, or from scratch without one); pool pairs
-    outside it (never val) pick the best checkpoint; score it on val as a row."""
+                 train_args: list, checkpoint: Path | None, iters: int | None = None) -> Row:
+    """For each subset seed: train on that seed's `frac` of the pool (fine-tune `checkpoint`, or from scratch
+    without one), pool pairs outside it (never val) pick the best checkpoint, score it on val; one row over the
+    seeds."""
     b = exp.budget
     iters = b.finetune_iters if iters is None else iters
-    run_dir = exp.out / "runs" / slug(name)
-    train_csv, holdout_csv, used = subset_csvs(pool_csv, frac, exp.seed, exp.out / "pairs" / slug(name))
-    args: list[str | Path] = ["--pairs", train_csv, "--layout", "csv", "--no-val-split", "--frac", 1.0,
-                              "--run-dir", run_dir, *train_args]
-    if holdout_csv is not None:
-        args += ["--val-pairs", holdout_csv, "--val-limit", b.holdout_val]
-    if checkpoint is None:
-        exp.run(slug(name), "transfer", "train", "--iters", iters, *args, *extra)
-        budget = f"{iters} it × {b.batch}, lr 1e-3"
-    else:
-        exp.run(slug(name), "transfer", "finetune", "--checkpoint", checkpoint, "--iters", iters,
-                "--lr", b.finetune_lr, *args, *extra)
-        budget = f"{iters} it × {b.batch}, lr {b.finetune_lr:g}"
-    if holdout_csv is not None:
+    scores, seconds, used = [], [], 0
+    for seed in b.subset_seeds:
+        stage = run_name(name, seed)
+        train_csv, holdout_csv, used = subset_csvs(pool_csv, frac, seed, exp.out / "pairs" / stage)
+        args: list[str | Path] = ["--pairs", train_csv, "--layout", "csv", "--no-val-split", "--frac", 1.0,
+                                  "--run-dir", exp.out / "runs" / stage, "--seed", seed, "--iters", iters, *train_args]
+        if holdout_csv is not None:
+            args += ["--val-pairs", holdout_csv, "--val-limit", b.holdout_val]
+        if checkpoint is None:
+            seconds.append(exp.run(stage, "transfer", "train", "--model", b.model, *args, *extra))
+        else:
+            seconds.append(exp.run(stage, "transfer", "finetune", "--checkpoint", checkpoint, "--lr", b.finetune_lr,
+                                   *args, *extra))
+        scores.append(exp.score(f"{name} seed {seed}", exp.out / "runs" / stage, val_csv))
+    budget = f"{iters} it × {b.batch}, lr {1e-3 if checkpoint is None else b.finetune_lr:g}"
+    if frac < 1:
         budget += f", best checkpoint on {b.holdout_val} held-out pool pairs"
-    exp.evaluate(name, run_dir, val_csv, pairs_used=f"{used} real", budget=budget,
-                 seconds=exp.stage_seconds[slug(name)])
+    seeds = f"subset seeds {', '.join(map(str, b.subset_seeds))}" if frac < 1 else \
+        f"seeds {', '.join(map(str, b.subset_seeds))}"
+    return exp.add_row(seeded_row(name, scores, exp.docs, pairs_used=f"{used} real ({seeds})", budget=budget,
+                                  seconds=sum(seconds) / len(seconds)))
 
 
-def fixed_gamma_floor(exp: Experiment, pool_csv: Path, val_csv: Path) -> Row:
+def apply_fixed_curve(dark: np.ndarray, g: float, k: float) -> np.ndarray:
+    """The classical floor's curve: clip(k · x^(1/g))."""
+    return np.clip(k * np.power(dark, 1.0 / g), 0.0, 1.0)
+
+
+def fit_fixed_curve(pool_csv: Path, limit: int = 48) -> tuple[float, float]:
+    """(g, k) of the best gain·x^(1/γ) curve on the grid, by mean PSNR over the first `limit` pool pairs."""
+    from lowsim.pairs import read_pair
+    from transfer.metrics import psnr
+
+    pool = [read_pair(p) for p in find_pairs(pool_csv, layout="csv")[:limit]]
+    score = {gk: np.mean([psnr(apply_fixed_curve(d, *gk), b) for d, b in pool]) for gk in CURVE_GRID}
+    return max(score, key=score.get)
+
+
+def fixed_gamma_floor(exp: Experiment, pool_csv: Path, val_csv: Path, curve: tuple[float, float]) -> Row:
     """A classical floor: one global gain·x^(1/γ) curve, chosen on the training pool, applied to val."""
     from lowsim.pairs import read_pair
     from transfer.metrics import psnr, psnr_gt_mean, ssim
 
     start = time.perf_counter()
-    pool = [read_pair(p) for p in find_pairs(pool_csv, layout="csv")[:48]]
-    grid = [(g, k) for g in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0) for k in (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)]
-
-    def curve(dark: np.ndarray, g: float, k: float) -> np.ndarray:
-        return np.clip(k * np.power(dark, 1.0 / g), 0.0, 1.0)
-
-    score = {gk: np.mean([psnr(curve(d, *gk), b) for d, b in pool]) for gk in grid}
-    g, k = max(score, key=score.get)
+    g, k = curve
+    curve = apply_fixed_curve
     rows = []
     for pair in find_pairs(val_csv, layout="csv"):
         dark, bright = read_pair(pair)
@@ -134,11 +174,9 @@ def fixed_gamma_floor(exp: Experiment, pool_csv: Path, val_csv: Path) -> Row:
                      "psnr_gt_mean": psnr_gt_mean(out, bright)})
     out_csv = exp.docs / "results" / "fixed-gamma.csv"
     write_rows(out_csv, rows)
-    psnr_mean, ssim_mean = read_means(out_csv)
-    row = Row(f"fixed curve {k:g}·x^(1/{g:g}) (chosen on the pool)", psnr_mean, ssim_mean, "0 (curve fitted on "
-              f"{len(pool)} pool pairs)", "-", time.perf_counter() - start, str(out_csv.relative_to(exp.docs)))
-    exp.rows.append(row)
-    return row
+    return exp.add_row(seeded_row(f"fixed curve {k:g}·x^(1/{g:g}) (chosen on the pool)", [read_scores(out_csv)],
+                                  exp.docs, pairs_used="0 (curve fitted on up to 48 pool pairs)", budget="-",
+                                  seconds=time.perf_counter() - start))
 
 
 def _first_image(folder: Path) -> Path:
@@ -150,7 +188,7 @@ def _first_image(folder: Path) -> Path:
 def _copy_curves(exp: Experiment) -> None:
     """Fig. 5: the training curves of the pretraining and the 10% fine-tune."""
     for run, name in ((f"pretrain-{exp.method}", "fig5_curves_pretrain.png"),
-                      ("fine-tuned-10-last-2-blocks", "fig5_curves_finetune.png")):
+                      (run_name(FINETUNE_ROWS[0][0], exp.budget.subset_seeds[0]), "fig5_curves_finetune.png")):
         src = exp.out / "runs" / run / "curves.png"
         if src.is_file():
             shutil.copyfile(src, exp.docs / name)
@@ -167,8 +205,10 @@ def _comparison_grid(exp: Experiment, val_csv: Path, count: int = 3) -> None:
     from transfer.enhance import enhance_files
 
     pairs = find_pairs(val_csv, layout="csv")[:count]
-    columns = [("dark", None), ("zero-shot", f"pretrain-{exp.method}"), ("fine-tuned 10%", "fine-tuned-10-last-2-blocks"),
-               ("scratch 10%", "scratch-10-same-budget"), ("truth", None)]
+    seed = exp.budget.subset_seeds[0]
+    columns = [("dark", None), ("zero-shot", f"pretrain-{exp.method}"),
+               ("fine-tuned 10%", run_name(FINETUNE_ROWS[0][0], seed)),
+               ("scratch 10%", run_name("scratch 10% (same budget)", seed)), ("truth", None)]
     outputs: dict[str, list[Path]] = {}
     for label, run in columns:
         if run is not None:
