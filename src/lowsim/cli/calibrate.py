@@ -11,6 +11,7 @@ import typer
 
 from lowsim.cli import app
 from lowsim.errors import LowsimError
+from lowsim.project import default_params_out, describe_default
 
 
 def _command_line(pairs: Path, layout: str, method: str, out: Path, report: Path | None, split: str,
@@ -72,7 +73,8 @@ def calibrate(
                                help="isp (model v2: tone and colour fit, noise and processing by matching "
                                     "residual statistics), joint (v1: the whole sRGB model + noise) or paper "
                                     "(v1: seed 001's estimators)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]; it "
+                                       "records the pairs folder, `transfer finetune`'s default --pairs."),
     report: Optional[Path] = typer.Option(None, "--report", help="Report PNG [beside --out, same stem]."),
     split: str = typer.Option("all", "--split",
                               help="all, or pool: only pairs that assign_split puts in the pool (not val)."),
@@ -97,7 +99,7 @@ def calibrate(
     if downscale is not None and (not downscale >= 1.0 or method != "isp"):
         raise LowsimError(f"--downscale must be >= 1 and goes with --method isp; got {downscale} with {method}")
     if out is None:
-        out = Path("params") / f"{pairs.resolve().stem or 'params'}.json"
+        out = describe_default("--out", default_params_out(pairs), "params/<pairs folder name>.json")
     if out.suffix.lower() != ".json":
         raise LowsimError("--out must name a .json file", out)
     if report is None:
