@@ -742,7 +742,7 @@ def write_table(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
     import pandas as pd
 
-    from lowsim.params import atomic_write_bytes
+    from lowsim.safe_io import atomic_write_bytes
 
     frame = pd.DataFrame(list(rows))
     first = ["name", "excluded", "reason", *ALL_PARAM_NAMES]

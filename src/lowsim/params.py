@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from lowsim import __version__
 from lowsim.errors import LowsimError
+from lowsim.safe_io import atomic_write_bytes, atomic_write_text  # noqa: F401 - re-exported for callers
 
 V1_MODEL = "lowsim.degrade/v1"
 V2_MODEL = "lowsim.degrade/v2"
@@ -522,26 +522,6 @@ def _ledoit_wolf_intensity(xc: np.ndarray, sample_cov: np.ndarray) -> float:
 
 def _json_float(x: float) -> float | str:
     return x if math.isfinite(x) else "inf"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text via a temp file in the same directory and an atomic rename."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes via a temp file in the same directory, fsync, then an atomic rename."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise LowsimError(f"cannot write ({err.strerror or err})", path) from None
 
 
 def file_sha256(path: str | Path) -> str:
