@@ -16,7 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from lowsim.errors import LowsimError
-from lowsim.params import ParamDistribution, atomic_write_bytes
+from lowsim.params import ParamDistribution
+from lowsim.safe_io import atomic_write_bytes
 from lowsim.raw.distribution import fit_raw_distribution
 from lowsim.raw.photon_transfer import photon_transfer
 from lowsim.raw.read import RawFrame, check_compatible, exposure_ratio, read_raw_frame

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lowsim.errors import LowsimError
-from lowsim.params import atomic_write_bytes
+from lowsim.safe_io import atomic_write_bytes
 
 # A plain sRGB->XYZ-like matrix scaled by 10000 (DNG stores rationals); any invertible matrix works here.
 _COLOR_MATRIX = [[10000, 10000], [0, 10000], [0, 10000],
