@@ -742,7 +742,7 @@ def write_table(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
     import pandas as pd
 
-    from lowsim.params import atomic_write_bytes
+    from lowsim.safe_io import atomic_write_bytes
 
     frame = pd.DataFrame(list(rows))
     first = ["name", "excluded", "reason", *ALL_PARAM_NAMES]
@@ -822,7 +822,8 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
     table = table_path_for(out)
     dist.info = _json_safe({
         "pairs_found": len(found), "split": split, "pairs_in_split": len(pairs), "seed": seed,
-        "layout": layout, "pairs_dir": pairs_dir_entry(Path(pairs_root), out), "pairs_table": table.name, "fit_quality": summary,
+        "layout": layout, "pairs_dir": pairs_dir_entry(Path(pairs_root), out), "pairs_table": table.name,
+        "fit_quality": summary,
         "median_stderr": identifiability(rows),
         "pairs_at_bounds_low_high": count_at_bounds(rows, method),
         **({"downscale": downscale} if method == "isp" else {}),
