@@ -51,3 +51,16 @@ def test_fit_keeps_the_noise_block_and_imputes_missing_shapes():
 def test_fit_needs_two_pairs():
     with pytest.raises(LowsimError, match="at least 2"):
         fit_raw_distribution([_row(1.0, 3.0)], CAMERA)
+
+
+def test_sony_preset_carries_elds_sony_relation(shared_data):
+    import json
+    from pathlib import Path
+
+    eld = json.loads((shared_data / "noise-params" / "eld" / "SonyA7S2.json").read_text())["Profile-1"]["g_scale"]
+    dist = ParamDistribution.load(Path(__file__).resolve().parents[1] / "src" / "lowsim" / "data" / "params" / "sony_a7s2.json")
+    assert dist.model == RAW_MODEL and dist.fixed == CAMERA
+    relation = dist.info["read_noise_vs_gain"]
+    assert relation["slope"] == pytest.approx(eld["slope"], abs=1e-4)
+    assert relation["bias"] == pytest.approx(eld["bias"], abs=1e-4)
+    assert relation["sigma"] == pytest.approx(eld["sigma"], abs=1e-3)

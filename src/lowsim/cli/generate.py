@@ -60,6 +60,9 @@ def generate(
     sampler: Optional[str] = typer.Option(None, "--sampler", help="normal (the fitted multivariate normal) or "
                                           "empirical (per-pair fits with a small jitter; v2 files) "
                                           "[default: the params file's]."),
+    output: Optional[str] = typer.Option(None, "--output", help="srgb (dark PNGs) or raw (packed 16-bit Bayer "
+                                         ".npy dark frames; needs a raw params file such as the shipped sony_a7s2) "
+                                         "[default: what the params file is for]."),
 ) -> None:
     """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest).
 
@@ -69,7 +72,10 @@ def generate(
 
     import sys
 
+    from lowsim.raw.synthesize import check_output_kind
+
     ignore_file_size_signal()
+    check_output_kind(_params_or_default(params), output)
     if progress is None:
         progress = sys.stderr.isatty()
     params = _params_or_default(params)
@@ -87,7 +93,7 @@ def generate(
 def regenerate(
     manifest: Path = typer.Argument(..., help="Manifest Parquet written by `lowsim generate`."),
     key: str = typer.Option(..., "--key", help="Key of the sample to rebuild."),
-    out: Path = typer.Option(..., "--out", help="PNG to write the rebuilt dark image to."),
+    out: Path = typer.Option(..., "--out", help="PNG to write the rebuilt dark image to (.npy for a raw dataset)."),
     clean_out: Optional[Path] = typer.Option(None, "--clean-out", help="Also write the clean target here."),
     src: Optional[Path] = typer.Option(None, "--src", help="Source folder, if it moved since generation."),
 ) -> None:
@@ -95,8 +101,14 @@ def regenerate(
     from lowsim.generate import regenerate as rebuild
     from lowsim.imageio import write_png
 
+    from lowsim.raw.synthesize import write_packed
+
     clean, dark, _ = rebuild(manifest, key, src)
-    write_png(out, dark)
+    if dark.ndim == 3 and dark.shape[2] == 4:  # a packed raw dark frame (model lowsim.raw/v1)
+        write_packed(out.with_suffix(".npy"), dark)
+        out = out.with_suffix(".npy")
+    else:
+        write_png(out, dark)
     if clean_out is not None:
         write_png(clean_out, clean)
     typer.echo(f"wrote {out}" + (f" and {clean_out}" if clean_out is not None else ""))

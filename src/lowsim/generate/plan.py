@@ -34,7 +34,7 @@ STREAMS = ("geometry", "params", "noise")
 # scikit-image's bundled colour photographs (the default --src), used when present on disk.
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
                   "motorcycle_right.png", "hubble_deep_field.jpg", "retina.jpg", "ihc.png")
-KEY_FILE = re.compile(r"^(\d{%d,})\.png$" % KEY_DIGITS)
+KEY_FILE = re.compile(r"^(\d{%d,})\.(?:png|npy)$" % KEY_DIGITS)  # .npy: packed raw dark frames
 
 
 # ================================================================================== inputs
