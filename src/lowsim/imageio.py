@@ -19,15 +19,13 @@ Every problem with a user's file raises ``LowsimError`` naming the file.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from lowsim.errors import LowsimError
+from lowsim.safe_io import atomic_write_bytes
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 RAW_EXTENSIONS: frozenset[str] = frozenset({".nef", ".cr2", ".arw", ".dng", ".raf"})
@@ -228,17 +226,9 @@ def write_png(path: str | Path, img: np.ndarray, compression: int = DEFAULT_PNG_
                                [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
     if not ok:
         raise LowsimError("OpenCV could not encode the PNG", path)
-    # Unique per process and thread so parallel writers never share a temp file. No fsync: the rename
-    # already guarantees readers never see a partial file, and per-file fsync would dominate write time.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise LowsimError(f"cannot write ({err.strerror or err})", path) from None
+    # No fsync: the rename already guarantees readers never see a partial file, and per-file fsync would
+    # dominate write time; a resume re-checks every file's sha256 anyway.
+    atomic_write_bytes(path, encoded.tobytes(), fsync=False)
     return path
 
 

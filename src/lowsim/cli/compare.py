@@ -65,7 +65,7 @@ def compare(
 
     from lowsim.compare import REAL_SPLITS, compare as run
     from lowsim.compare_report import write_compare_report
-    from lowsim.params import atomic_write_text
+    from lowsim.safe_io import atomic_write_text
 
     if real_split not in REAL_SPLITS:
         raise LowsimError(f"unknown --real-split {real_split!r}, expected one of {', '.join(REAL_SPLITS)}")

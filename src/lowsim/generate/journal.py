@@ -13,7 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from lowsim.errors import LowsimError
 from lowsim.generate.plan import CLEAN_DIR, DARK_DIR, JOURNAL_DIR, KEY_DIGITS
-from lowsim.params import atomic_write_bytes, atomic_write_text, file_sha256
+from lowsim.params import file_sha256
+from lowsim.safe_io import atomic_write_bytes, atomic_write_text
 
 RUN_FILE = "run.json"
 LOCK_FILE = "lock"
