@@ -179,7 +179,7 @@ def test_unknown_model_lists_the_known_ones_before_reading_data(tmp_path: Path, 
     for command in (["pretrain", "--manifest", tmp_path / "missing.parquet"], ["train", "--pairs", tmp_path]):
         code, _, err = run_cli([*command, "--model", "unet9", "--run-dir", tmp_path / "r", *TINY], capsys)
         assert_one_line_error(code, err, "unknown model 'unet9'; known models: dense_cnn, estimate_enhance, "
-                                         "plain_cnn, sid_unet, vgg16_residual")
+                                         "global_local, plain_cnn, sid_unet, vgg16_residual")
     assert not (tmp_path / "r").exists()
 
 
