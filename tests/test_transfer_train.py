@@ -303,3 +303,15 @@ def test_backbone_weights_initialise_the_encoder_and_are_recorded(tmp_path: Path
     assert saved["options"]["model_options"] == {"backbone_weights": str(path)}
     assert saved["fingerprint"]["backbone_sha256"] == file_sha256(path)
     assert "backbone_weights" not in saved["model_config"]
+
+
+def test_the_ssim_loss_trains_and_is_part_of_the_run(tmp_path: Path, lol_tiny: Path) -> None:
+    from transfer.train.losses import l1, l1_ssim
+
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    assert l1_ssim(y, y).item() == pytest.approx(0.0, abs=1e-6) and l1_ssim(x, y) > l1(x, y)
+    result = run_training(tiny_config(tmp_path / "s", pairs=lol_tiny, iters=2, val_split=False, loss="l1+ssim"))
+    assert math.isfinite(result["final_loss"])
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["fingerprint"]["loss"] == "l1+ssim"
+    with pytest.raises(TransferError, match="unknown --loss 'l2'"):
+        run_training(tiny_config(tmp_path / "t", pairs=lol_tiny, loss="l2"))

@@ -42,6 +42,7 @@ Patch = Annotated[int, typer.Option("--patch", help="Patch side in input pixels 
                                                     "a multiple of 32 (sRGB) or 16 (raw).")]
 Batch = Annotated[int, typer.Option("--batch", help="Global batch size (split across torchrun processes).")]
 Lr = Annotated[float, typer.Option("--lr", help="Adam learning rate.")]
+Loss = Annotated[str, typer.Option("--loss", help="l1 (the paper's) or l1+ssim (L1 + 0.2·(1 − SSIM)).")]
 Schedule = Annotated[str, typer.Option("--schedule", help="Learning-rate decay: cosine, step or constant.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of weights, subset, order and patches.")]
 ValEvery = Annotated[Optional[int], typer.Option("--val-every", help="Validate every N steps (default: 10 "
@@ -108,7 +109,8 @@ def pretrain(
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Parquet manifest written by `lowsim "
                                                      "generate` [the newest data/*/manifest.parquet].")] = None,
     run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, norm: Norm = None, epochs: Epochs = None,
-    iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
+    iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, loss: Loss = "l1",
+    schedule: Schedule = "cosine",
     seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
     val_limit: ValLimit = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
     resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
@@ -118,7 +120,7 @@ def pretrain(
     from transfer.project import manifest_or_default
 
     _train(mode="pretrain", manifest=manifest_or_default(manifest), run_dir=run_dir, model=model, width=width, norm=norm,
-           model_options=model_options, epochs=epochs, iters=iters, patch=patch, batch=batch, lr=lr,
+           model_options=model_options, epochs=epochs, iters=iters, patch=patch, batch=batch, lr=lr, loss=loss,
            schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, val_limit=val_limit, workers=workers, cache_mb=cache_mb,
            device=device, resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
@@ -144,7 +146,8 @@ def finetune(
     = "last-blocks",
     layout: Layout = "auto", val_pairs: ValPairs = None, val_split: ValSplit = True, val_limit: ValLimit = None,
     run_dir: RunDir = None, model: FinetuneModel = None, width: Width = None, epochs: Epochs = None,
-    iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
+    iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, loss: Loss = "l1",
+    schedule: Schedule = "cosine",
     seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
     workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto", resume: Resume = False,
     stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
@@ -159,7 +162,7 @@ def finetune(
            trainable_blocks=None if all_blocks or method == "all" else trainable_blocks,
            method="all" if all_blocks else method, layout=layout, val_pairs=val_pairs,
            val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, epochs=epochs,
-           iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
+           iters=iters, patch=patch, batch=batch, lr=lr, loss=loss, schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, workers=workers, cache_mb=cache_mb, device=device,
            resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
 
@@ -172,7 +175,8 @@ def train(
     input_kind: Input = None, layout: Layout = "auto", val_pairs: ValPairs = None, val_split: ValSplit = True,
     val_limit: ValLimit = None, run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None,
     norm: Norm = None, epochs: Epochs = None, iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3,
-    schedule: Schedule = "cosine", seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None,
+    loss: Loss = "l1", schedule: Schedule = "cosine", seed: Seed = 0, val_every: ValEvery = None,
+    save_every: SaveEvery = None,
     patience: Patience = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
     resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
     **model_options: Any,
@@ -181,7 +185,7 @@ def train(
     _train(mode="scratch", pairs=pairs, frac=frac, input_kind=input_kind, layout=layout, val_pairs=val_pairs,
            val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, norm=norm,
            model_options=model_options, epochs=epochs,
-           iters=iters, patch=patch, batch=batch, lr=lr, schedule=schedule, seed=seed, val_every=val_every,
+           iters=iters, patch=patch, batch=batch, lr=lr, loss=loss, schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, workers=workers, cache_mb=cache_mb, device=device,
            resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
 

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from transfer.device import DEVICES
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE
+from transfer.train.losses import loss_function
 from transfer.models import (COMMON_OPTIONS, INPUT_KINDS, BlockModel, check_model_name, list_models, model_options,
                              option_flag)
 
@@ -48,6 +49,7 @@ class TrainConfig:
     patch: int = 64  # side of a training patch in input pixels (sRGB pixels, or packed raw pixels as SID's ps)
     batch: int = 16  # global batch, split across processes under torchrun
     lr: float = 1e-3
+    loss: str = "l1"  # transfer.train.losses: l1 (the paper's) or l1+ssim
     schedule: str = "cosine"
     seed: int = 0
     val_every: int | None = None  # default: 10 validations per run
@@ -89,6 +91,7 @@ def check_config(config: TrainConfig) -> None:
         raise TransferError("finetune needs --checkpoint (a pretrained run directory or .safetensors file)")
     if not (0.0 < config.frac <= 1.0):
         raise TransferError(f"--frac must be in (0, 1], got {config.frac:g}")
+    loss_function(config.loss)  # an unknown name is refused here
     if config.method not in FINETUNE_METHODS:
         raise TransferError(f"unknown --method {config.method!r}, expected one of {', '.join(FINETUNE_METHODS)}")
     if config.method != "last-blocks" and config.mode != "finetune":

@@ -108,6 +108,8 @@ def fingerprint(config: TrainConfig, model: BlockModel, data: RunData, init: dic
               "init_sha256": None if init is None else init["sha256"]}
     if config.method == "adapter":  # only then, so that earlier runs keep resuming
         prints["method"] = config.method
+    if config.loss != "l1":  # likewise
+        prints["loss"] = config.loss
     if backbone is not None:  # only then, so that runs without one keep resuming
         prints["backbone_sha256"] = backbone["sha256"]
     return prints

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lowsim import __version__ as lowsim_version
 from lowsim.params import atomic_write_text
@@ -31,6 +30,7 @@ from transfer.infer import predict
 from transfer.metrics import psnr
 from transfer.models import BlockModel, count_parameters, registered_name, trainable_blocks
 from transfer.models.adapters import exported
+from transfer.train.losses import loss_function
 from transfer.train.config import TrainConfig, check_config, check_patch, lr_factor, total_steps
 from transfer.train.prepare import backbone_description, build_model, fingerprint, resolve_data
 from transfer.train.report import Reporter, plot_curves
@@ -105,6 +105,7 @@ class Trainer:
                                   StepBatchSampler(self.state.step, self.end, config.batch, info.rank, info.world),
                                   self.workers)
         self.images, self.compute_s, self.data_s, self.last_loss = 0, 0.0, 0.0, math.nan
+        self.loss = loss_function(config.loss)
 
     # -- setup --------------------------------------------------------------------------------------------------
     def _load_pairs(self) -> tuple[PairStore, PairStore | None]:
@@ -191,7 +192,7 @@ class Trainer:
         # a third tensor holds the model's per-sample input (estimate_enhance's alpha on manifest rows); DDP passes
         # keyword arguments through to the model
         extra = {self.inputs.keyword: batch[2].to(device, non_blocking=True)} if len(batch) > 2 else {}
-        loss = F.l1_loss(self.net(inputs, **extra), targets)
+        loss = self.loss(self.net(inputs, **extra), targets)
         loss_value = float(mean_across(loss.detach(), self.info))
         if not math.isfinite(loss_value):
             raise _diverged(state.step + 1, loss_value, self.config.lr, self.saved_step, self.run_dir / LAST)
