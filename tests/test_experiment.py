@@ -117,8 +117,8 @@ def test_quick_experiment_writes_every_artefact(tmp_path: Path, shared_data: Pat
                      "fine-tuned 10%, adapter", "fine-tuned 10%, all layers", "scratch 10% (same budget)",
                      "scratch 100% of the pool", "paper pipeline: zero-shot"):
         assert expected in names
-    tuned = rows[names.index("fine-tuned 10%, adapter")]  # quick: two subset seeds, their spread and each one
-    assert len(tuned["seed_psnr"]) == 2 and math.isfinite(tuned["psnr_sd"]) and len(tuned["csv"].split(", ")) == 2
+    tuned = rows[names.index("fine-tuned 10%, adapter")]  # quick: one subset seed (several: the unit test above)
+    assert tuned["csv"].endswith("seed-0.csv") and math.isfinite(tuned["gt_mean"])
     zoo = read_zoo_csv(docs / "results" / "zoo.csv")  # quick budget: the zoo rows run plain_cnn only
     assert [r.model for r in zoo] == ["plain_cnn"] and math.isfinite(zoo[0].finetuned_psnr)
     assert SECTION_START in (docs / "results.md").read_text()
