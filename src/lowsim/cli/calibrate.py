@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from lowsim.cli import app
+from lowsim.cli import app, interruptible
 from lowsim.errors import LowsimError
 
 
@@ -65,6 +65,7 @@ def _print_summary(result: Any) -> None:
 
 
 @app.command()
+@interruptible("no params file was written; run the same command again")
 def calibrate(
     pairs: Path = typer.Option(..., "--pairs", help="Folder (or CSV) of real dark/bright pairs."),
     layout: str = typer.Option("auto", "--layout", help="auto, sid, lol or csv."),
@@ -81,12 +82,17 @@ def calibrate(
     downscale: Optional[float] = typer.Option(None, "--downscale", help="isp: how much the camera's images were "
                                               "resized (sensor pixels per image pixel along a side, >= 1) "
                                               "[default: chosen from the dark images' noise]."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
+                                             "pixels than this, from their header (decompression bombs) "
+                                             "[default: 100000000]."),
 ) -> None:
     """Calibrate the degradation model on real pairs: params JSON + per-pair Parquet + report PNG."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
     from lowsim.calibrate import METHODS, SPLITS, run_calibration
+    from lowsim.imageio import set_max_pixels
+    from lowsim.safe_io import check_write_target
 
     if method not in METHODS:
         raise LowsimError(f"unknown --method {method!r}, expected one of {', '.join(METHODS)}")
@@ -102,6 +108,9 @@ def calibrate(
         raise LowsimError("--out must name a .json file", out)
     if report is None:
         report = out.with_suffix(".png")
+    set_max_pixels(max_pixels)
+    for target in (out, report):  # before minutes of fitting: refuse a target we would not write to
+        check_write_target(target)
     n_workers = workers or os.cpu_count() or 1
     source = _command_line(pairs, layout, method, out, report, split, seed)
     # The bar starts once the pairs are found, so a bad --pairs gives its one-line error alone.
