@@ -1,14 +1,15 @@
 """The one parameter schema shared by `calibrate` and `generate`.
 
-Two degradation models share this module: `lowsim.degrade/v1` (the founding paper's sRGB chain,
-`DegradationParams`, `PARAM_SPECS`) and `lowsim.degrade/v2` (the ISP-structured chain of
-`lowsim.degradation.v2`, `IspParams`, `V2_PARAM_SPECS`). Each model's parameters are declared once here, as
+Three models share this module: `lowsim.degrade/v1` (the founding paper's sRGB chain,
+`DegradationParams`, `PARAM_SPECS`), `lowsim.degrade/v2` (the ISP-structured chain of
+`lowsim.degradation.v2`, `IspParams`, `V2_PARAM_SPECS`) and `lowsim.raw/v1` (raw-domain noise in DN,
+`lowsim.raw`, `RawParams`, `RAW_PARAM_SPECS`). Each model's parameters are declared once here, as
 `ParamSpec`s: adding a parameter means one spec (and one stage function that uses it).
 
 `ParamDistribution` is the distribution over one model's parameters: a multivariate normal in an
 unconstrained space (log for positive, scaled logit for bounded quantities) so that every sample is valid,
 or (`sampler="empirical"`) the accepted per-pair fits resampled with a small Gaussian jitter. Files are
-versioned (`SCHEMA_VERSIONS`: 1 is v1, 2 is v2); a file of an unknown version is refused, not guessed at.
+versioned (`SCHEMA_VERSIONS`: 1 is v1, 2 is v2, 3 the raw model); a file of an unknown version is refused, not guessed at.
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from lowsim.safe_io import atomic_write_bytes, atomic_write_text  # noqa: F401 -
 
 V1_MODEL = "lowsim.degrade/v1"
 V2_MODEL = "lowsim.degrade/v2"
+RAW_MODEL = "lowsim.raw/v1"
 SCHEMA_VERSION = 1  # of v1 params files (kept: v1 files stay readable and regenerate exactly)
-SCHEMA_VERSIONS = {V1_MODEL: 1, V2_MODEL: 2}
+SCHEMA_VERSIONS = {V1_MODEL: 1, V2_MODEL: 2, RAW_MODEL: 3}
 MODEL_OF_VERSION = {v: m for m, v in SCHEMA_VERSIONS.items()}
 SAMPLERS = ("normal", "empirical")
 Transform = Literal["log", "logit"]
@@ -85,12 +87,37 @@ V2_PARAM_SPECS: tuple[ParamSpec, ...] = (
               "sensor pixels per image pixel along a side: the camera's image was resized by this (>= 1)"),
 )
 V2_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in V2_PARAM_SPECS)
-MODEL_SPECS: dict[str, tuple[ParamSpec, ...]] = {V1_MODEL: PARAM_SPECS, V2_MODEL: V2_PARAM_SPECS}
+
+# The raw model (lowsim.raw): a camera's raw noise in its own digital numbers (DN above the black level), as
+# ELD (Wei et al. 2020) models it, plus the exposure of a raw pair. Names differ from v2's on purpose: v2's
+# shot_gain and read_sigma are in full-scale units, these in DN.
+RAW_PARAM_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("system_gain", "log", 0.0, math.inf, "system gain K in DN per photo-electron; shot variance = K * signal"),
+    ParamSpec("read_noise", "log", 0.0, math.inf, "read-noise sd in DN (Tukey-lambda of shape read_shape)"),
+    ParamSpec("row_noise", "log", 0.0, math.inf, "row (banding) noise sd in DN, one draw per sensor row"),
+    ParamSpec("read_shape", "logit", -0.45, 0.5,
+              "Tukey-lambda shape of the read noise (0.14 ~ Gaussian, < 0 heavier tails)"),
+    ParamSpec("black_offset_r", "logit", -64.0, 64.0, "mean of the red sites' dark signal minus black, DN"),
+    ParamSpec("black_offset_g1", "logit", -64.0, 64.0, "same for the green sites on the red rows, DN"),
+    ParamSpec("black_offset_b", "logit", -64.0, 64.0, "same for the blue sites, DN"),
+    ParamSpec("black_offset_g2", "logit", -64.0, 64.0, "same for the green sites on the blue rows, DN"),
+    ParamSpec("exposure_ratio", "logit", 1.0, 1000.0, "long / short exposure time of a pair (SID: 100-300)"),
+    ParamSpec("bright_level", "logit", 0.0, 1.0,
+              "mean green signal of the long exposure, a fraction of white - black"),
+    ParamSpec("adc_black", "logit", 0.0, 65535.0, "the camera's black level, DN (a camera constant)"),
+    ParamSpec("adc_white", "logit", 1.0, 65536.0, "the camera's white (saturation) level, DN (a camera constant)"),
+)
+RAW_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in RAW_PARAM_SPECS)
+MODEL_SPECS: dict[str, tuple[ParamSpec, ...]] = {V1_MODEL: PARAM_SPECS, V2_MODEL: V2_PARAM_SPECS,
+                                                 RAW_MODEL: RAW_PARAM_SPECS}
 SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in PARAM_SPECS}
 V2_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in V2_PARAM_SPECS}
-# Every parameter column a manifest may carry (v1's, then v2's new ones), in a stable order.
-ALL_PARAM_NAMES: tuple[str, ...] = (*PARAM_NAMES, *[n for n in V2_PARAM_NAMES if n not in PARAM_NAMES])
-ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr", "sharpen"}  # may be exactly 0 (off)
+RAW_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in RAW_PARAM_SPECS}
+# Every parameter column a manifest may carry (v1's, then v2's new ones, then the raw model's), in a stable order.
+ALL_PARAM_NAMES: tuple[str, ...] = (*PARAM_NAMES, *[n for n in V2_PARAM_NAMES if n not in PARAM_NAMES],
+                                    *RAW_PARAM_NAMES)
+ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr", "sharpen",
+                "read_noise", "row_noise", "adc_black"}  # may be exactly 0 (off)
 
 
 def specs_of(model: str) -> dict[str, ParamSpec]:
@@ -218,11 +245,39 @@ class IspParams(_SchemaParams):
         return np.array([self.cast_r, 1.0, self.cast_b], dtype=np.float64)
 
 
-PARAMS_CLASSES: dict[str, type] = {V1_MODEL: DegradationParams, V2_MODEL: IspParams}
-ALL_SPECS: dict[str, ParamSpec] = {**SPECS_BY_NAME, **V2_SPECS_BY_NAME}  # shared names have equal specs
+@dataclass(frozen=True)
+class RawParams(_SchemaParams):
+    """One draw of the raw model (`lowsim.raw`): noise in DN and a pair's exposure, in natural units."""
+
+    system_gain: float = 1.0
+    read_noise: float = 2.0
+    row_noise: float = 0.0
+    read_shape: float = 0.14
+    black_offset_r: float = 0.0
+    black_offset_g1: float = 0.0
+    black_offset_b: float = 0.0
+    black_offset_g2: float = 0.0
+    exposure_ratio: float = 100.0
+    bright_level: float = 0.2
+    adc_black: float = 512.0
+    adc_white: float = 16383.0
+
+    model = RAW_MODEL
+    _specs = RAW_PARAM_SPECS
+    _label = RAW_MODEL
+
+    @property
+    def black_offsets(self) -> np.ndarray:
+        """Per-colour black offsets in SID's packing order R, G1, B, G2 (DN)."""
+        return np.array([self.black_offset_r, self.black_offset_g1, self.black_offset_b, self.black_offset_g2])
 
 
-def params_from_mapping(model: str, values: Mapping[str, Any]) -> "DegradationParams | IspParams":
+PARAMS_CLASSES: dict[str, type] = {V1_MODEL: DegradationParams, V2_MODEL: IspParams, RAW_MODEL: RawParams}
+# shared names have equal specs
+ALL_SPECS: dict[str, ParamSpec] = {**SPECS_BY_NAME, **V2_SPECS_BY_NAME, **RAW_SPECS_BY_NAME}
+
+
+def params_from_mapping(model: str, values: Mapping[str, Any]) -> "DegradationParams | IspParams | RawParams":
     """The model's parameter object from a mapping (a manifest row, a JSON object)."""
     specs_of(model)
     return PARAMS_CLASSES[model].from_mapping(values)
@@ -332,7 +387,7 @@ class ParamDistribution:
         return dataclasses.replace(self, sampler=sampler)
 
     # -- sampling ---------------------------------------------------------------------------
-    def sample(self, rng: np.random.Generator) -> "DegradationParams | IspParams":
+    def sample(self, rng: np.random.Generator) -> "DegradationParams | IspParams | RawParams":
         """Draw one valid parameter set from `rng` (normal: exactly `len(names)` standard normals)."""
         if self.sampler == "empirical":
             centre = self.points[int(rng.integers(len(self.points)))] if self.names else self.mean

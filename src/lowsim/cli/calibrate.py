@@ -69,10 +69,11 @@ def _print_summary(result: Any) -> None:
 def calibrate(
     pairs: Path = typer.Option(..., "--pairs", help="Folder (or CSV) of real dark/bright pairs."),
     layout: str = typer.Option("auto", "--layout", help="auto, sid, lol or csv."),
-    method: str = typer.Option("isp", "--method",
-                               help="isp (model v2: tone and colour fit, noise and processing by matching "
-                                    "residual statistics), joint (v1: the whole sRGB model + noise) or paper "
-                                    "(v1: seed 001's estimators)."),
+    method: str = typer.Option("auto", "--method",
+                               help="auto (raw for camera-raw pairs, else isp), raw (photon transfer on raw "
+                                    "pairs: the raw noise model), isp (model v2: tone and colour fit, noise and "
+                                    "processing by matching residual statistics), joint (v1: the whole sRGB "
+                                    "model + noise) or paper (v1: seed 001's estimators)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]."),
     report: Optional[Path] = typer.Option(None, "--report", help="Report PNG [beside --out, same stem]."),
     split: str = typer.Option("all", "--split",
@@ -92,8 +93,17 @@ def calibrate(
 
     from lowsim.calibrate import METHODS, SPLITS, run_calibration
     from lowsim.imageio import set_max_pixels
+    from lowsim.raw.cli import calibrate_raw_command, resolve_method
     from lowsim.safe_io import check_write_target
 
+    set_max_pixels(max_pixels)
+    method = resolve_method(pairs, layout, method)
+    if method == "raw":
+        out = out or Path("params") / f"{pairs.resolve().stem or 'params'}.json"
+        if out.suffix.lower() != ".json":
+            raise LowsimError("--out must name a .json file", out)
+        calibrate_raw_command(pairs, layout, out, _command_line(pairs, layout, method, out, None, split, seed))
+        return
     if method not in METHODS:
         raise LowsimError(f"unknown --method {method!r}, expected one of {', '.join(METHODS)}")
     if split not in SPLITS:
@@ -108,7 +118,6 @@ def calibrate(
         raise LowsimError("--out must name a .json file", out)
     if report is None:
         report = out.with_suffix(".png")
-    set_max_pixels(max_pixels)
     for target in (out, report):  # before minutes of fitting: refuse a target we would not write to
         check_write_target(target)
     n_workers = workers or os.cpu_count() or 1

@@ -54,6 +54,9 @@ def generate(
     sampler: Optional[str] = typer.Option(None, "--sampler", help="normal (the fitted multivariate normal) or "
                                           "empirical (per-pair fits with a small jitter; v2 files) "
                                           "[default: the params file's]."),
+    output: Optional[str] = typer.Option(None, "--output", help="srgb (dark PNGs) or raw (packed 16-bit Bayer "
+                                         ".npy dark frames; needs a raw params file such as params/sony_a7s2.json) "
+                                         "[default: what the params file is for]."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
                                              "pixels than this, from their header (decompression bombs) "
                                              "[default: 100000000]."),
@@ -66,9 +69,11 @@ def generate(
 
     from lowsim.generate import generate as run, ignore_file_size_signal
     from lowsim.imageio import set_max_pixels
+    from lowsim.raw.synthesize import check_output_kind
 
     set_max_pixels(max_pixels)
     ignore_file_size_signal()
+    check_output_kind(_params_or_default(params), output)
     if progress is None:
         progress = sys.stderr.isatty()
     result = run(src=src, n=n, params=_params_or_default(params), out=out, manifest=manifest, size=size,
@@ -85,7 +90,7 @@ def generate(
 def regenerate(
     manifest: Path = typer.Argument(..., help="Manifest Parquet written by `lowsim generate`."),
     key: str = typer.Option(..., "--key", help="Key of the sample to rebuild."),
-    out: Path = typer.Option(..., "--out", help="PNG to write the rebuilt dark image to."),
+    out: Path = typer.Option(..., "--out", help="PNG to write the rebuilt dark image to (.npy for a raw dataset)."),
     clean_out: Optional[Path] = typer.Option(None, "--clean-out", help="Also write the clean target here."),
     src: Optional[Path] = typer.Option(None, "--src", help="Source folder, if it moved since generation."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
@@ -97,12 +102,18 @@ def regenerate(
     from lowsim.imageio import set_max_pixels, write_png
     from lowsim.safe_io import check_write_target
 
+    from lowsim.raw.synthesize import write_packed
+
     set_max_pixels(max_pixels)
     for target in (out, clean_out):  # before the work: refuse a target we would not write to
         if target is not None:
             check_write_target(target)
     clean, dark, _ = rebuild(manifest, key, src)
-    write_png(out, dark)
+    if dark.ndim == 3 and dark.shape[2] == 4:  # a packed raw dark frame (model lowsim.raw/v1)
+        write_packed(out.with_suffix(".npy"), dark)
+        out = out.with_suffix(".npy")
+    else:
+        write_png(out, dark)
     if clean_out is not None:
         write_png(clean_out, clean)
     typer.echo(f"wrote {out}" + (f" and {clean_out}" if clean_out is not None else ""))

@@ -37,7 +37,7 @@ SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "m
 # Sources smaller than this on either side are refused (error rows): a 1x1, 3x3 or 2x500 photo would only
 # be upscaled into flat crops. 32 px is the smallest side at which a crop still has texture to degrade.
 MIN_SOURCE_SIDE = 32
-KEY_FILE = re.compile(r"^(\d{%d,})\.png$" % KEY_DIGITS)
+KEY_FILE = re.compile(r"^(\d{%d,})\.(?:png|npy)$" % KEY_DIGITS)  # .npy: packed raw dark frames
 
 
 # ================================================================================== inputs

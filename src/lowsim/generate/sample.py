@@ -15,6 +15,7 @@ from lowsim.imageio import read_image, write_png
 from lowsim.manifest import SRC_ROOT_KEY, dataset_dir, read_manifest
 from lowsim.safe_io import resolve_inside
 from lowsim.params import DegradationParams, IspParams, ParamDistribution, file_sha256, params_from_mapping
+from lowsim.raw.synthesize import write_packed
 from lowsim.splits import assign_split
 
 
@@ -92,9 +93,13 @@ def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str,
     row.update(status="ok", error_message=None, source_sha256=source_sha, source_height=source_height,
                source_width=source_width, sampler=sampler)
     for kind, img in ((CLEAN_DIR, clean), (DARK_DIR, dark)):
-        target = Path(spec.out) / kind / f"{key}.png"
-        write_png(target, img)
-        row[f"{kind}_file_name"] = f"{kind}/{key}.png"
+        suffix = ".npy" if img.ndim == 3 and img.shape[2] == 4 else ".png"  # packed raw (model lowsim.raw/v1)
+        target = Path(spec.out) / kind / f"{key}{suffix}"
+        if suffix == ".npy":
+            write_packed(target, img)
+        else:
+            write_png(target, img)
+        row[f"{kind}_file_name"] = f"{kind}/{key}{suffix}"
         row[f"{kind}_bytes"] = target.stat().st_size
         row[f"{kind}_sha256"] = file_sha256(target)
     row.update(geometry.fields())
