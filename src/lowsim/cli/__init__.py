@@ -8,6 +8,7 @@ from typing import Any, Callable, TypeVar
 import typer
 
 from lowsim.errors import Interrupted, LowsimError, printable
+from lowsim.project import command_defaults
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,8 +45,11 @@ def _register_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a user mistake is one line "error: ..." and exit code 2, never a traceback."""
     _register_commands()
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="lowsim")  # standalone: typer reports usage errors itself (exit 2)
+        # lowsim.toml's tables are the commands' defaults (project folder convention, lowsim.project)
+        defaults = command_defaults(typer.main.get_command(app), args)
+        app(args=args, prog_name="lowsim", default_map=defaults)  # typer reports usage errors itself (exit 2)
     except Interrupted as err:
         typer.secho(printable(str(err)), err=True)
         sys.exit(err.exit_code)
