@@ -1,10 +1,11 @@
-"""The raw presets in params/: one `lowsim.raw/v1` distribution per camera from ELD's released noise parameters.
+"""The raw presets shipped in src/lowsim/data/params/ (`--params sony_a7s2`): one `lowsim.raw/v1` distribution
+per camera from ELD's released noise parameters.
 
-    PYTHONPATH=src .venv/bin/python scripts/eld_presets.py --eld ../shared/data/noise-params/eld --out params
+    PYTHONPATH=src .venv/bin/python scripts/eld_presets.py --eld ../shared/data/noise-params/eld --out src/lowsim/data/params
 
 Reads <eld>/<Camera>.json (ELD, Wei et al. CVPR 2020: Kmin/Kmax, the log-linear read (g_scale) and row
 (R_scale) noise relations of its first profile, the Tukey shapes G_shape and per-ISO black offsets color_bias)
-and writes params/<camera>.json (sony_a7s2.json, …) with `lowsim.raw.distribution.eld_distribution`. Only the
+and writes <out>/<camera>.json (sony_a7s2.json, …) with `lowsim.raw.distribution.eld_distribution`. Only the
 small derived parameter files are committed, never ELD's data.
 
 Not from ELD, and said so in each file's info: the exposure ratios are SID's (100, 250, 300); the long
@@ -45,9 +46,9 @@ def write_preset(eld_file: Path, out_dir: Path, command: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eld", type=Path, default=Path("../shared/data/noise-params/eld"))
-    parser.add_argument("--out", type=Path, default=Path("params"))
+    parser.add_argument("--out", type=Path, default=Path("src/lowsim/data/params"))
     args = parser.parse_args()
-    command = "scripts/eld_presets.py --eld ../shared/data/noise-params/eld --out params"
+    command = "scripts/eld_presets.py --eld ../shared/data/noise-params/eld --out src/lowsim/data/params"
     for eld_file in sorted(args.eld.glob("*.json")):
         print(write_preset(eld_file, args.out, command))
 

@@ -58,7 +58,7 @@ def test_sony_preset_carries_elds_sony_relation(shared_data):
     from pathlib import Path
 
     eld = json.loads((shared_data / "noise-params" / "eld" / "SonyA7S2.json").read_text())["Profile-1"]["g_scale"]
-    dist = ParamDistribution.load(Path(__file__).resolve().parents[1] / "params" / "sony_a7s2.json")
+    dist = ParamDistribution.load(Path(__file__).resolve().parents[1] / "src" / "lowsim" / "data" / "params" / "sony_a7s2.json")
     assert dist.model == RAW_MODEL and dist.fixed == CAMERA
     relation = dist.info["read_noise_vs_gain"]
     assert relation["slope"] == pytest.approx(eld["slope"], abs=1e-4)

@@ -14,7 +14,7 @@ from lowsim.params import RawParams
 from lowsim.raw.synthesize import bright_mosaic, degrade_to_codes, pack
 
 REPO = Path(__file__).resolve().parents[1]
-SONY = REPO / "params" / "sony_a7s2.json"
+SONY = REPO / "src" / "lowsim" / "data" / "params" / "sony_a7s2.json"
 
 
 def _cli(args: list[str]) -> int:
@@ -74,7 +74,7 @@ def test_generate_raw_writes_packed_frames_and_regenerates_them_exactly(photos: 
 
 def test_output_kind_must_match_the_params_file(photos: Path, tmp_path: Path, capsys):
     args = ["generate", "--src", str(photos), "--n", "1", "--out", str(tmp_path / "x"), "--no-progress"]
-    assert _cli([*args, "--params", str(REPO / "params" / "lol.json"), "--output", "raw"]) == 2
+    assert _cli([*args, "--params", str(REPO / "src" / "lowsim" / "data" / "params" / "lol.json"), "--output", "raw"]) == 2
     assert "--output raw needs a raw-model params file" in capsys.readouterr().err
     assert _cli([*args, "--params", str(SONY), "--output", "srgb"]) == 2
     assert "--output srgb needs an sRGB-model params file" in capsys.readouterr().err

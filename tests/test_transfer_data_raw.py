@@ -23,7 +23,7 @@ def raw_manifest(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     for i in range(4):
         cv2.imwrite(str(root / f"p{i}.png"), cv2.GaussianBlur(rng.integers(0, 256, (80, 80, 3), np.uint8), (0, 0), 2))
-    result = generate(src=root, n=8, params=REPO / "params" / "sony_a7s2.json", out=root / "ds",
+    result = generate(src=root, n=8, params=REPO / "src" / "lowsim" / "data" / "params" / "sony_a7s2.json", out=root / "ds",
                       manifest=root / "m.parquet", size=32, seed=0, progress=False,
                       split_fractions="train=0.75,val=0.25")
     return result.manifest

@@ -801,8 +801,10 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
     `downscale` (isp only): how much the camera's images were resized; None chooses it from the pairs.
     """
     from lowsim.pairs import find_pairs
+    from lowsim.project import pairs_dir_entry
 
     started = time.perf_counter()
+    out = Path(out)
     if method not in METHODS:
         raise LowsimError(f"unknown calibration method {method!r}, expected one of {', '.join(METHODS)}")
     found = find_pairs(pairs_root, layout=layout)
@@ -817,11 +819,11 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
                            downscale=downscale or 1.0)
     summary = summarize(rows)
     dist = fit_distribution(rows, method, source or f"lowsim calibrate --pairs {pairs_root}")
-    out = Path(out)
     table = table_path_for(out)
     dist.info = _json_safe({
         "pairs_found": len(found), "split": split, "pairs_in_split": len(pairs), "seed": seed,
-        "layout": layout, "pairs_table": table.name, "fit_quality": summary,
+        "layout": layout, "pairs_dir": pairs_dir_entry(Path(pairs_root), out), "pairs_table": table.name,
+        "fit_quality": summary,
         "median_stderr": identifiability(rows),
         "pairs_at_bounds_low_high": count_at_bounds(rows, method),
         **({"downscale": downscale} if method == "isp" else {}),
@@ -838,3 +840,9 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
     return CalibrationResult(distribution=dist, rows=rows, summary=summary, params_path=out,
                              table_path=table, report_path=report_path, n_found=len(found),
                              seconds=time.perf_counter() - started)
+
+
+# `lowsim.calibrate(...)` calls lowsim.api.calibrate (this module is the package attribute of that name)
+from lowsim.api import callable_module  # noqa: E402
+
+callable_module(__name__)

@@ -89,13 +89,14 @@ def with_model_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def _train(model_options: dict[str, Any] | None = None, **options: Any) -> None:
     """Build a TrainConfig from CLI options (model-specific options that were given; paths as strings) and run it."""
+    from transfer.project import default_run_dir
     from transfer.train import TrainConfig, run_training
 
     options["model_options"] = {key: str(value) if isinstance(value, Path) else value
                                 for key, value in (model_options or {}).items() if value is not None}
     options["progress"] = not options.pop("quiet")
     if options.get("run_dir") is None:
-        options["run_dir"] = Path("runs") / str(options["mode"])
+        options["run_dir"] = default_run_dir(str(options["mode"]))
     result = run_training(TrainConfig(**options))
     if result["stop_reason"] == "stopped_after":
         typer.echo(f"stopped at step {result['steps']}/{result['total_steps']}; continue with --resume")
@@ -104,7 +105,8 @@ def _train(model_options: dict[str, Any] | None = None, **options: Any) -> None:
 @app.command()
 @with_model_options
 def pretrain(
-    manifest: Annotated[Path, typer.Option("--manifest", help="Parquet manifest written by `lowsim generate`.")],
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Parquet manifest written by `lowsim "
+                                                     "generate` [the newest data/*/manifest.parquet].")] = None,
     run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, norm: Norm = None, epochs: Epochs = None,
     iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
     seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
@@ -113,7 +115,9 @@ def pretrain(
     input_kind: Input = None, **model_options: Any,
 ) -> None:
     """Train from scratch on synthetic pairs (ok rows; split train trains, split val validates)."""
-    _train(mode="pretrain", manifest=manifest, run_dir=run_dir, model=model, width=width, norm=norm,
+    from transfer.project import manifest_or_default
+
+    _train(mode="pretrain", manifest=manifest_or_default(manifest), run_dir=run_dir, model=model, width=width, norm=norm,
            input_kind=input_kind,
            model_options=model_options, epochs=epochs, iters=iters, patch=patch, batch=batch, lr=lr,
            schedule=schedule, seed=seed, val_every=val_every,
@@ -123,9 +127,11 @@ def pretrain(
 
 @app.command()
 def finetune(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Pretrained run directory, checkpoint "
-                                                                  "folder or .safetensors file.")],
-    pairs: Annotated[Path, typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout).")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Pretrained run directory, checkpoint "
+                                                       "folder or .safetensors file [the newest pretrain run in "
+                                                       "runs/].")] = None,
+    pairs: Annotated[Optional[Path], typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout) [the pairs "
+                                                  "the newest params/*.json was calibrated on].")] = None,
     frac: Annotated[float, typer.Option("--frac", help="Share of the training pairs to use, in (0, 1] "
                                                        "(the paper: 0.1).")] = 0.1,
     trainable_blocks: Annotated[int, typer.Option("--trainable-blocks", help="Train the last N blocks "
@@ -140,6 +146,10 @@ def finetune(
 ) -> None:
     """Fine-tune a pretrained model on a fraction of real pairs, all but the last N blocks frozen; the model, its
     options (depth, norm, alpha, ...) and weights are the checkpoint's."""
+    from transfer.project import checkpoint_or_default, pairs_or_default
+
+    checkpoint = checkpoint_or_default(checkpoint)
+    pairs, layout = pairs_or_default(pairs, layout)
     _train(mode="finetune", checkpoint=checkpoint, pairs=pairs, frac=frac,
            trainable_blocks=None if all_blocks else trainable_blocks, layout=layout, val_pairs=val_pairs,
            val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, epochs=epochs,
@@ -203,7 +213,8 @@ def evaluate(
 
 @app.command()
 def enhance(
-    images: Annotated[list[Path], typer.Argument(help="Images (sRGB files, or raw files for raw models).")],
+    images: Annotated[list[Path], typer.Argument(help="Images or folders of images (sRGB files, or raw files for "
+                                                      "raw models).")],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Run directory, checkpoint folder or "
                                                                   ".safetensors file.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (PNG per input).")],
@@ -294,8 +305,12 @@ def experiment(
         budget.zoo_finetune_iters = zoo_finetune_iters
     if calibration not in ("isp", "joint"):
         raise LowsimError(f"--calibration must be isp or joint; got {calibration!r}")
-    if params is not None and not params.is_file():
-        raise LowsimError("params file not found", params)
+    if params is not None:
+        from lowsim.project import resolve_params
+
+        params = resolve_params(params)  # a file, or a shipped one by name (lol, lol-v1)
+        if not params.is_file():
+            raise LowsimError("params file not found", params)
     exp = Experiment(pairs=pairs, clean=list(clean or [_DATA / "clean"]), out=out, docs=docs, val_pairs=val_pairs,
                      layout=layout, seed=seed, budget=budget, method=calibration, params=params, sampler=sampler,
                      command="transfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -307,8 +322,13 @@ def experiment(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a user mistake is one line "error: ..." and exit code 2, never a traceback."""
+    from lowsim.project import command_defaults
+
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="transfer")  # standalone: typer reports usage errors itself (exit 2)
+        # lowsim.toml's tables are the commands' defaults (project folder convention, lowsim.project)
+        defaults = command_defaults(typer.main.get_command(app), args)
+        app(args=args, prog_name="transfer", default_map=defaults)  # typer reports usage errors itself (exit 2)
     except LowsimError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(err.exit_code)

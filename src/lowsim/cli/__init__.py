@@ -6,6 +6,7 @@ import sys
 import typer
 
 from lowsim.errors import LowsimError
+from lowsim.project import command_defaults
 
 app = typer.Typer(
     name="lowsim",
@@ -27,8 +28,11 @@ def _register_commands() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a user mistake is one line "error: ..." and exit code 2, never a traceback."""
     _register_commands()
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="lowsim")  # standalone: typer reports usage errors itself (exit 2)
+        # lowsim.toml's tables are the commands' defaults (project folder convention, lowsim.project)
+        defaults = command_defaults(typer.main.get_command(app), args)
+        app(args=args, prog_name="lowsim", default_map=defaults)  # typer reports usage errors itself (exit 2)
     except LowsimError as err:
         typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
         sys.exit(err.exit_code)

@@ -11,6 +11,7 @@ import typer
 
 from lowsim.cli import app
 from lowsim.errors import LowsimError
+from lowsim.project import default_params_out, describe_default
 
 
 def _command_line(pairs: Path, layout: str, method: str, out: Path, report: Path | None, split: str,
@@ -73,7 +74,8 @@ def calibrate(
                                     "pairs: the raw noise model), isp (model v2: tone and colour fit, noise and "
                                     "processing by matching residual statistics), joint (v1: the whole sRGB "
                                     "model + noise) or paper (v1: seed 001's estimators)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]; it "
+                                       "records the pairs folder, `transfer finetune`'s default --pairs."),
     report: Optional[Path] = typer.Option(None, "--report", help="Report PNG [beside --out, same stem]."),
     split: str = typer.Option("all", "--split",
                               help="all, or pool: only pairs that assign_split puts in the pool (not val)."),
@@ -91,10 +93,11 @@ def calibrate(
     from lowsim.raw.cli import calibrate_raw_command, resolve_method
 
     method = resolve_method(pairs, layout, method)
+    if out is None:
+        out = describe_default("--out", default_params_out(pairs), "params/<pairs folder name>.json")
+    if out.suffix.lower() != ".json":
+        raise LowsimError("--out must name a .json file", out)
     if method == "raw":
-        out = out or Path("params") / f"{pairs.resolve().stem or 'params'}.json"
-        if out.suffix.lower() != ".json":
-            raise LowsimError("--out must name a .json file", out)
         calibrate_raw_command(pairs, layout, out, _command_line(pairs, layout, method, out, None, split, seed))
         return
     if method not in METHODS:
@@ -105,10 +108,6 @@ def calibrate(
         raise LowsimError(f"--workers must be >= 0, got {workers}")
     if downscale is not None and (not downscale >= 1.0 or method != "isp"):
         raise LowsimError(f"--downscale must be >= 1 and goes with --method isp; got {downscale} with {method}")
-    if out is None:
-        out = Path("params") / f"{pairs.resolve().stem or 'params'}.json"
-    if out.suffix.lower() != ".json":
-        raise LowsimError("--out must name a .json file", out)
     if report is None:
         report = out.with_suffix(".png")
     n_workers = workers or os.cpu_count() or 1

@@ -7,19 +7,26 @@ from typing import Optional
 import typer
 
 from lowsim.cli import app
-from lowsim.errors import LowsimError
+
+PARAMS_HELP = ("Params JSON, or a shipped one by name (lol, lol-v1) [the newest params/*.json here, else lol].")
 
 
 def _params_or_default(params: Optional[Path]) -> Path:
-    """--params, or the checkout's params/lol.json with a hint when that is missing."""
-    from lowsim.generate import default_params_path
+    """--params (a file or a shipped name), else the project's newest params, else the shipped LOL calibration."""
+    from lowsim.project import resolve_params
 
-    if params is not None:
-        return params
-    default = default_params_path()
-    if not default.is_file():
-        raise LowsimError("default params file not found; run `lowsim calibrate` or pass --params", default)
-    return default
+    return resolve_params(params)
+
+
+def _dataset_paths(src: Optional[Path], out: Optional[Path], manifest: Optional[Path]) -> tuple[Path, Path]:
+    """--out (default data/<src folder name>) and --manifest (default OUT/manifest.parquet), defaults printed."""
+    from lowsim.project import default_dataset_dir, default_manifest, describe_default
+
+    if out is None:
+        out = describe_default("--out", default_dataset_dir(src), "data/<src folder name>")
+    if manifest is None:
+        manifest = describe_default("--manifest", default_manifest(out), "beside the dataset")
+    return out, manifest
 
 
 @app.command()
@@ -27,10 +34,10 @@ def generate(
     src: Optional[Path] = typer.Option(None, "--src", help="Folder of clean photos (recursive; "
                                        "default: scikit-image's sample photos)."),
     n: int = typer.Option(..., "--n", help="Number of ok samples to make."),
-    params: Optional[Path] = typer.Option(None, "--params", help="Params JSON (default: params/lol.json)."),
-    out: Path = typer.Option(Path("data/synthetic"), "--out", help="Dataset folder (resumable)."),
+    params: Optional[Path] = typer.Option(None, "--params", help=PARAMS_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Dataset folder (resumable) [data/<src folder name>]."),
     manifest: Optional[Path] = typer.Option(None, "--manifest",
-                                            help="Manifest Parquet (default: manifests/<out name>.parquet)."),
+                                            help="Manifest Parquet [OUT/manifest.parquet]."),
     size: Optional[int] = typer.Option(None, "--size", help="Random size x size crops (with flips); "
                                        "default: whole images."),
     seed: int = typer.Option(0, "--seed", help="Run seed: with the same inputs, the same dataset."),
@@ -54,7 +61,7 @@ def generate(
                                           "empirical (per-pair fits with a small jitter; v2 files) "
                                           "[default: the params file's]."),
     output: Optional[str] = typer.Option(None, "--output", help="srgb (dark PNGs) or raw (packed 16-bit Bayer "
-                                         ".npy dark frames; needs a raw params file such as params/sony_a7s2.json) "
+                                         ".npy dark frames; needs a raw params file such as the shipped sony_a7s2) "
                                          "[default: what the params file is for]."),
 ) -> None:
     """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest).
@@ -71,7 +78,9 @@ def generate(
     check_output_kind(_params_or_default(params), output)
     if progress is None:
         progress = sys.stderr.isatty()
-    result = run(src=src, n=n, params=_params_or_default(params), out=out, manifest=manifest, size=size,
+    params = _params_or_default(params)
+    out, manifest = _dataset_paths(src, out, manifest)
+    result = run(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
                  seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
                  progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
                  sampler=sampler)
@@ -108,7 +117,7 @@ def regenerate(
 @app.command()
 def preview(
     src: Path = typer.Option(..., "--src", help="One photo."),
-    params: Optional[Path] = typer.Option(None, "--params", help="Params JSON (default: params/lol.json)."),
+    params: Optional[Path] = typer.Option(None, "--params", help=PARAMS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the parameter draw and the noise."),
     out: Path = typer.Option(..., "--out", help="PNG to write."),
 ) -> None:

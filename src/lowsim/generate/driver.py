@@ -10,9 +10,10 @@ from typing import Any, Callable, ContextManager, Iterator, Mapping
 from lowsim.errors import LowsimError
 from lowsim.generate.journal import Journal, row_is_intact
 from lowsim.generate.local import local_executor
-from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, KEY_FILE, MANIFESTS_DIR, METADATA_FILE, RunSpec,
+from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, KEY_FILE, METADATA_FILE, RunSpec,
                                   find_sources, parse_fractions)
 from lowsim.generate.workers import RunMissing, ignore_file_size_signal
+from lowsim.project import default_manifest
 from lowsim.manifest import PARAMS_PATH_KEY, RUN_KEY, SRC_ROOT_KEY, write_manifest
 from lowsim.params import SAMPLERS, ParamDistribution, file_sha256
 
@@ -60,7 +61,7 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
     dist = load_distribution(params, model, sampler)
     root, sources = find_sources(src)
     out = Path(out)
-    manifest = Path(manifest) if manifest is not None else Path(MANIFESTS_DIR) / f"{out.resolve().name}.parquet"
+    manifest = Path(manifest) if manifest is not None else default_manifest(out)
     spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
                    params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
                    fractions=tuple(fractions.items()), out=str(out.resolve()), model=dist.model,

@@ -40,14 +40,11 @@ KEY_FILE = re.compile(r"^(\d{%d,})\.(?:png|npy)$" % KEY_DIGITS)  # .npy: packed 
 # ================================================================================== inputs
 
 
-def repo_root() -> Path:
-    """The project checkout this package is installed from (editable install: src/lowsim/generate/../..)."""
-    return Path(__file__).resolve().parents[3]
-
-
 def default_params_path() -> Path:
-    """params/lol.json of the checkout (the shipped calibration on LOL)."""
-    return repo_root() / "params" / "lol.json"
+    """The shipped calibration on LOL (model v2), package data of lowsim."""
+    from lowsim.project import shipped_params
+
+    return shipped_params("lol")
 
 
 def skimage_photo_dir() -> Path:

@@ -93,8 +93,8 @@ def check_output_kind(params: Path, output: str | None) -> None:
         raise LowsimError(f"--output must be srgb or raw, got {output!r}")
     model = ParamDistribution.load(params).model
     if (output == "raw") != (model == RAW_MODEL):
-        wanted = "a raw-model params file (lowsim.raw/v1, e.g. params/sony_a7s2.json)" if output == "raw" else \
-            "an sRGB-model params file (v1 or v2, e.g. params/lol.json)"
+        wanted = "a raw-model params file (lowsim.raw/v1, e.g. --params sony_a7s2)" if output == "raw" else \
+            "an sRGB-model params file (v1 or v2, e.g. --params lol)"
         raise LowsimError(f"--output {output} needs {wanted}; this file is for {model}", params)
 
 
