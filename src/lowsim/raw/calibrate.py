@@ -106,6 +106,7 @@ def run_raw_calibration(pairs_root: str | Path, out: str | Path, *, layout: str 
                         on_done: Callable[[dict[str, Any]], None] | None = None) -> RawCalibrationResult:
     """Find raw pairs, calibrate each, fit the raw distribution; write the params JSON and NAME.pairs.parquet."""
     from lowsim.pairs import detect_layout, find_pairs
+    from lowsim.project import pairs_dir_entry
 
     started = time.perf_counter()
     chosen = detect_layout(pairs_root) if layout == "auto" else layout
@@ -125,6 +126,7 @@ def run_raw_calibration(pairs_root: str | Path, out: str | Path, *, layout: str 
     out = Path(out)
     table = out.with_name(out.stem + ".pairs.parquet")
     info = {"pairs_found": len(pairs), "layout": chosen, "pairs_table": table.name,
+            "pairs_dir": pairs_dir_entry(Path(pairs_root), out),
             "camera": usable[0]["camera"], "pattern": usable[0]["pattern"]}
     dist = fit_raw_distribution(usable, camera_constants(usable), method="raw", source=source,
                                 excluded=[{"name": r["name"], "reason": r["reason"]} for r in rows if r["excluded"]],
