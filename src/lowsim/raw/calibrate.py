@@ -73,6 +73,28 @@ def calibrate_raw_pair(name: str, dark: Path, bright: Path, ratio: float | None)
     return row
 
 
+def csv_ratios(pairs: list, csv_path: str | Path) -> dict[str, float | None]:
+    """Each CSV pair's stated ratio: its ratio column, else bright_exposure / dark_exposure (seconds), else None."""
+    import pandas as pd
+
+    from lowsim.pairs import _single_csv
+
+    path = Path(csv_path) if Path(csv_path).is_file() else _single_csv(Path(csv_path))
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    out: dict[str, float | None] = {p.name: p.ratio for p in pairs}
+    if not {"dark_exposure", "bright_exposure"} <= set(table.columns):
+        return out
+    names = table["name"].str.strip() if "name" in table.columns else table["dark"].map(lambda d: Path(d.strip()).stem)
+    for name, dark, bright in zip(names, table["dark_exposure"], table["bright_exposure"]):
+        if out.get(name) is None and dark.strip() and bright.strip():
+            try:
+                out[name] = float(bright) / float(dark) if float(dark) > 0 else float("nan")
+            except ValueError:
+                out[name] = float("nan")  # the pair's row says why (exposure_ratio); the others go on
+    return out
+
+
 def camera_constants(rows: list[dict[str, Any]]) -> dict[str, float]:
     """adc_black and adc_white shared by the usable pairs; one camera per distribution."""
     levels = {(r["adc_black"], r["adc_white"], r["pattern"]) for r in rows}
@@ -113,9 +135,10 @@ def run_raw_calibration(pairs_root: str | Path, out: str | Path, *, layout: str 
     pairs = find_pairs(pairs_root, layout=chosen)
     if on_start:
         on_start(len(pairs))
+    stated = csv_ratios(pairs, pairs_root) if chosen == "csv" else {}
     rows = []
-    for pair in pairs:  # a CSV's ratio column is the user's word; SID names only round the exposure times
-        rows.append(calibrate_raw_pair(pair.name, pair.dark, pair.bright, pair.ratio if chosen == "csv" else None))
+    for pair in pairs:  # a CSV's ratio or exposure columns are the user's word; SID names only round the times
+        rows.append(calibrate_raw_pair(pair.name, pair.dark, pair.bright, stated.get(pair.name)))
         if on_done:
             on_done(rows[-1])
     usable = [r for r in rows if not r["excluded"]]
