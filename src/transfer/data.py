@@ -144,7 +144,7 @@ def items_sha256(items: Sequence[PairItem]) -> str:
     """A fingerprint of a pair list: names, file names and ratios (for run configs of real-pair runs)."""
     digest = hashlib.sha256()
     for item in items:
-        digest.update(f"{item.name}\t{item.dark.name}\t{item.bright.name}\t{item.ratio}\n".encode())
+        digest.update(f"{item.name}\t{item.dark.name}\t{item.bright.name}\t{item.ratio}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -371,7 +371,10 @@ def default_workers(fully_cached: bool, cores: int | None = None, local_world: i
 
 def make_loader(dataset: PatchDataset, sampler: StepBatchSampler, workers: int) -> torch.utils.data.DataLoader:
     """A DataLoader over the step sampler; workers prefetch a couple of batches each."""
-    extra = {"prefetch_factor": 4, "persistent_workers": False} if workers > 0 else {}
+    from transfer.interrupt import ignore_sigint
+
+    extra = {"prefetch_factor": 4, "persistent_workers": False, "worker_init_fn": ignore_sigint} if workers > 0 \
+        else {}
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                                        collate_fn=collate_nhwc, **extra)
 

@@ -12,6 +12,7 @@ from transfer.data import dark_to_float
 from transfer.device import pick_device
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
+from transfer.paths import check_output_dir
 
 
 def output_paths(images: Sequence[Path], out_dir: Path) -> list[Path]:
@@ -52,6 +53,7 @@ def enhance_files(checkpoint: str | Path, images: Sequence[str | Path], out_dir:
     if ratio is not None and not (np.isfinite(ratio) and ratio > 0):
         raise TransferError(f"--ratio must be a positive number, got {ratio}")
     images = [Path(p) for p in images]
+    check_output_dir(Path(out_dir), "--out")
     outputs = output_paths(images, Path(out_dir))
     model, meta = load_checkpoint(checkpoint, pick_device(device))
     alpha_kwargs(model, alpha)  # a model without an alpha input refuses --alpha before any file is read

@@ -15,7 +15,7 @@ from transfer.checkpoint import load_checkpoint, resolve_checkpoint
 from transfer.data import (PairItem, bright_to_float, dark_to_float, decode_item, load_manifest, load_pairs,
                            split_real_pairs)
 from transfer.device import pick_device
-from transfer.errors import TransferError
+from transfer.errors import TransferError, display
 from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
 from transfer.metrics import psnr, psnr_gt_mean, ssim
 from transfer.models import takes_alpha
@@ -102,12 +102,12 @@ def _mean(values: list[float]) -> float:
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """name,psnr,ssim[,psnr_gt_mean] per image, written atomically."""
+    """name,psnr,ssim[,psnr_gt_mean] per image, written atomically (names as printable UTF-8)."""
     buffer = io.StringIO()
     gt_mean = all("psnr_gt_mean" in row for row in rows) and bool(rows)
     fields = ["name", "psnr", "ssim", *(["psnr_gt_mean"] if gt_mean else [])]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row[k] if k == "name" else f"{row[k]:.6f}" for k in fields})
+        writer.writerow({k: display(row[k]) if k == "name" else f"{row[k]:.6f}" for k in fields})
     atomic_write_text(path, buffer.getvalue())
