@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up .venv and run the main job on the embedded default: degrade scikit-image's bundled sample photos
-# with the shipped params/lol.json into out/quickstart (PNG pairs + Parquet manifest), then draw Figure 3.
+# with the shipped LOL params (lowsim/data/params/lol.json) into out/quickstart (PNG pairs + Parquet manifest), then draw Figure 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -1,7 +1,7 @@
 """The realism table of docs/realism.md: synthetic dark sets from several params files against real dark images.
 
     .venv/bin/python scripts/realism_table.py --real ../shared/data/lol-dev --out runs/realism \\
-        v1=params/lol-v1.json v2-normal=params/lol.json v2-empirical=params/lol.json:empirical
+        v1=src/lowsim/data/params/lol-v1.json v2-normal=src/lowsim/data/params/lol.json v2-empirical=src/lowsim/data/params/lol.json:empirical
 
 For each NAME=PARAMS[:SAMPLER]: `lowsim generate` (200 crops of 400 px from ../shared/data/clean, seed 1),
 then `lowsim compare` against the real pairs' val split (never calibrated on); writes OUT/NAME.json and

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import optimize, special
 
 from lowsim.degrade import expected_dark
-from lowsim.errors import LowsimError
+from lowsim.errors import LowsimError, printable
 from lowsim.pair_checks import (LSB, MAX_SATURATED_FRACTION, MIN_BLOCK_SPEARMAN, MIN_DARK_P99,
                                 MIN_VALID_PIXELS, MISMATCH_BLOCK, SATURATED, PairChecks, block_means,
                                 block_spearman, exclusion_reason, pair_checks, sample_pixels, valid_mask)
@@ -578,7 +578,7 @@ def calibrate_pair(pair: Pair, method: str, seed: int, downscale: float = 1.0) -
     started = time.perf_counter()
     dark, bright = read_pair(pair)
     row = calibrate_arrays(pair.name, dark, bright, method, seed, downscale)
-    row["dark_path"], row["bright_path"] = str(pair.dark), str(pair.bright)
+    row["dark_path"], row["bright_path"] = printable(pair.dark), printable(pair.bright)
     row["seconds"] = time.perf_counter() - started
     return row
 
@@ -742,7 +742,7 @@ def write_table(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
 
     import pandas as pd
 
-    from lowsim.params import atomic_write_bytes
+    from lowsim.safe_io import atomic_write_bytes
 
     frame = pd.DataFrame(list(rows))
     first = ["name", "excluded", "reason", *ALL_PARAM_NAMES]
@@ -801,8 +801,10 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
     `downscale` (isp only): how much the camera's images were resized; None chooses it from the pairs.
     """
     from lowsim.pairs import find_pairs
+    from lowsim.project import pairs_dir_entry
 
     started = time.perf_counter()
+    out = Path(out)
     if method not in METHODS:
         raise LowsimError(f"unknown calibration method {method!r}, expected one of {', '.join(METHODS)}")
     found = find_pairs(pairs_root, layout=layout)
@@ -817,11 +819,11 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
                            downscale=downscale or 1.0)
     summary = summarize(rows)
     dist = fit_distribution(rows, method, source or f"lowsim calibrate --pairs {pairs_root}")
-    out = Path(out)
     table = table_path_for(out)
     dist.info = _json_safe({
         "pairs_found": len(found), "split": split, "pairs_in_split": len(pairs), "seed": seed,
-        "layout": layout, "pairs_table": table.name, "fit_quality": summary,
+        "layout": layout, "pairs_dir": pairs_dir_entry(Path(pairs_root), out), "pairs_table": table.name,
+        "fit_quality": summary,
         "median_stderr": identifiability(rows),
         "pairs_at_bounds_low_high": count_at_bounds(rows, method),
         **({"downscale": downscale} if method == "isp" else {}),
@@ -838,3 +840,9 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
     return CalibrationResult(distribution=dist, rows=rows, summary=summary, params_path=out,
                              table_path=table, report_path=report_path, n_found=len(found),
                              seconds=time.perf_counter() - started)
+
+
+# `lowsim.calibrate(...)` calls lowsim.api.calibrate (this module is the package attribute of that name)
+from lowsim.api import callable_module  # noqa: E402
+
+callable_module(__name__)

@@ -12,7 +12,7 @@ import numpy as np
 
 from lowsim.compare import CompareResult, StatisticComparison
 from lowsim.errors import LowsimError
-from lowsim.params import atomic_write_bytes
+from lowsim.safe_io import atomic_write_bytes
 
 REPORT_SUFFIXES = (".png", ".html")
 REAL_COLOUR, SYNTHETIC_COLOUR = "#4477aa", "#cc3311"

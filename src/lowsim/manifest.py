@@ -7,7 +7,6 @@ and where the sources were (`lowsim.src_root`). Readable by pyarrow, pandas and 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from lowsim.errors import LowsimError
 from lowsim.params import ALL_PARAM_NAMES
+from lowsim.safe_io import atomic_path
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +53,7 @@ def manifest_schema() -> "pa.Schema":
 
 def write_manifest(rows: Sequence[Mapping[str, Any]], path: str | Path, dataset_dir: str | Path,
                    extra_metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write rows as Parquet atomically (temp + rename), recording `dataset_dir` relative to the file."""
+    """Write rows as Parquet atomically (lowsim.safe_io), recording `dataset_dir` relative to the file."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -64,15 +64,8 @@ def write_manifest(rows: Sequence[Mapping[str, Any]], path: str | Path, dataset_
     metadata = {DATASET_DIR_KEY: Path(relative).as_posix()}
     metadata.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (extra_metadata or {}).items()})
     table = table.replace_schema_metadata(metadata)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, what=" the manifest") as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise LowsimError(f"cannot write the manifest ({err.strerror or err})", path) from None
     return path
 
 

@@ -1,14 +1,15 @@
 """The one parameter schema shared by `calibrate` and `generate`.
 
-Two degradation models share this module: `lowsim.degrade/v1` (the founding paper's sRGB chain,
-`DegradationParams`, `PARAM_SPECS`) and `lowsim.degrade/v2` (the ISP-structured chain of
-`lowsim.degradation.v2`, `IspParams`, `V2_PARAM_SPECS`). Each model's parameters are declared once here, as
+Three models share this module: `lowsim.degrade/v1` (the founding paper's sRGB chain,
+`DegradationParams`, `PARAM_SPECS`), `lowsim.degrade/v2` (the ISP-structured chain of
+`lowsim.degradation.v2`, `IspParams`, `V2_PARAM_SPECS`) and `lowsim.raw/v1` (raw-domain noise in DN,
+`lowsim.raw`, `RawParams`, `RAW_PARAM_SPECS`). Each model's parameters are declared once here, as
 `ParamSpec`s: adding a parameter means one spec (and one stage function that uses it).
 
 `ParamDistribution` is the distribution over one model's parameters: a multivariate normal in an
 unconstrained space (log for positive, scaled logit for bounded quantities) so that every sample is valid,
 or (`sampler="empirical"`) the accepted per-pair fits resampled with a small Gaussian jitter. Files are
-versioned (`SCHEMA_VERSIONS`: 1 is v1, 2 is v2); a file of an unknown version is refused, not guessed at.
+versioned (`SCHEMA_VERSIONS`: 1 is v1, 2 is v2, 3 the raw model); a file of an unknown version is refused, not guessed at.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Mapping, Sequence
@@ -25,11 +25,13 @@ import numpy as np
 
 from lowsim import __version__
 from lowsim.errors import LowsimError
+from lowsim.safe_io import atomic_write_bytes, atomic_write_text  # noqa: F401 - re-exported for callers
 
 V1_MODEL = "lowsim.degrade/v1"
 V2_MODEL = "lowsim.degrade/v2"
+RAW_MODEL = "lowsim.raw/v1"
 SCHEMA_VERSION = 1  # of v1 params files (kept: v1 files stay readable and regenerate exactly)
-SCHEMA_VERSIONS = {V1_MODEL: 1, V2_MODEL: 2}
+SCHEMA_VERSIONS = {V1_MODEL: 1, V2_MODEL: 2, RAW_MODEL: 3}
 MODEL_OF_VERSION = {v: m for m, v in SCHEMA_VERSIONS.items()}
 SAMPLERS = ("normal", "empirical")
 Transform = Literal["log", "logit"]
@@ -85,12 +87,37 @@ V2_PARAM_SPECS: tuple[ParamSpec, ...] = (
               "sensor pixels per image pixel along a side: the camera's image was resized by this (>= 1)"),
 )
 V2_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in V2_PARAM_SPECS)
-MODEL_SPECS: dict[str, tuple[ParamSpec, ...]] = {V1_MODEL: PARAM_SPECS, V2_MODEL: V2_PARAM_SPECS}
+
+# The raw model (lowsim.raw): a camera's raw noise in its own digital numbers (DN above the black level), as
+# ELD (Wei et al. 2020) models it, plus the exposure of a raw pair. Names differ from v2's on purpose: v2's
+# shot_gain and read_sigma are in full-scale units, these in DN.
+RAW_PARAM_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("system_gain", "log", 0.0, math.inf, "system gain K in DN per photo-electron; shot variance = K * signal"),
+    ParamSpec("read_noise", "log", 0.0, math.inf, "read-noise sd in DN (Tukey-lambda of shape read_shape)"),
+    ParamSpec("row_noise", "log", 0.0, math.inf, "row (banding) noise sd in DN, one draw per sensor row"),
+    ParamSpec("read_shape", "logit", -0.45, 0.5,
+              "Tukey-lambda shape of the read noise (0.14 ~ Gaussian, < 0 heavier tails)"),
+    ParamSpec("black_offset_r", "logit", -64.0, 64.0, "mean of the red sites' dark signal minus black, DN"),
+    ParamSpec("black_offset_g1", "logit", -64.0, 64.0, "same for the green sites on the red rows, DN"),
+    ParamSpec("black_offset_b", "logit", -64.0, 64.0, "same for the blue sites, DN"),
+    ParamSpec("black_offset_g2", "logit", -64.0, 64.0, "same for the green sites on the blue rows, DN"),
+    ParamSpec("exposure_ratio", "logit", 1.0, 1000.0, "long / short exposure time of a pair (SID: 100-300)"),
+    ParamSpec("bright_level", "logit", 0.0, 1.0,
+              "mean green signal of the long exposure, a fraction of white - black"),
+    ParamSpec("adc_black", "logit", 0.0, 65535.0, "the camera's black level, DN (a camera constant)"),
+    ParamSpec("adc_white", "logit", 1.0, 65536.0, "the camera's white (saturation) level, DN (a camera constant)"),
+)
+RAW_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in RAW_PARAM_SPECS)
+MODEL_SPECS: dict[str, tuple[ParamSpec, ...]] = {V1_MODEL: PARAM_SPECS, V2_MODEL: V2_PARAM_SPECS,
+                                                 RAW_MODEL: RAW_PARAM_SPECS}
 SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in PARAM_SPECS}
 V2_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in V2_PARAM_SPECS}
-# Every parameter column a manifest may carry (v1's, then v2's new ones), in a stable order.
-ALL_PARAM_NAMES: tuple[str, ...] = (*PARAM_NAMES, *[n for n in V2_PARAM_NAMES if n not in PARAM_NAMES])
-ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr", "sharpen"}  # may be exactly 0 (off)
+RAW_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in RAW_PARAM_SPECS}
+# Every parameter column a manifest may carry (v1's, then v2's new ones, then the raw model's), in a stable order.
+ALL_PARAM_NAMES: tuple[str, ...] = (*PARAM_NAMES, *[n for n in V2_PARAM_NAMES if n not in PARAM_NAMES],
+                                    *RAW_PARAM_NAMES)
+ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr", "sharpen",
+                "read_noise", "row_noise", "adc_black"}  # may be exactly 0 (off)
 
 
 def specs_of(model: str) -> dict[str, ParamSpec]:
@@ -110,6 +137,34 @@ def check_value(spec: ParamSpec, value: Any) -> float:
         raise LowsimError(f"parameter {spec.name} must lie in {'[' if zero_ok else '('}"
                           f"{spec.low}, {spec.high}), got {value!r}")
     return float(value)
+
+
+# Values no calibration produces (at or beyond calibrate's search bounds): a params file whose mean, fixed
+# values or per-pair points go past them is broken, and the degradation would overflow (exp to
+# inf, a gain that saturates every pixel into a constant channel). `load` refuses it with one line.
+PLAUSIBLE_MAX: dict[str, float] = {
+    "gain_r": 1e4, "gain_g": 1e4, "gain_b": 1e4, "exposure": 1e4, "cast_r": 1e4, "cast_b": 1e4,
+    "photon_scale": 1e12, "shot_gain": 1e3, "read_sigma": 10.0, "row_sigma": 10.0,
+    "illum_gamma": 1e3, "gamma": 1e3, "tone_gamma": 1e3, "downscale": 64.0,
+}
+
+
+def check_plausible(name: str, value: float, where: str) -> None:
+    """LowsimError when a parameter is not finite or beyond PLAUSIBLE_MAX (`where` says whose value it is)."""
+    limit = PLAUSIBLE_MAX.get(name, math.inf)
+    if not math.isfinite(value) or value > limit:
+        raise LowsimError(f"parameter {name} = {value:.4g} ({where}) is beyond its plausible maximum "
+                          f"{limit:g}: it would overflow or saturate every pixel; the params file is broken")
+
+
+def check_plausible_file(dist: "ParamDistribution") -> None:
+    """check_plausible on the fixed values, the mean of each sampled parameter and the per-pair points."""
+    for name, value in dist.fixed.items():
+        check_plausible(name, float(value), "fixed")
+    for k, name in enumerate(dist.names):
+        check_plausible(name, float(from_unconstrained(name, dist.mean[k])), "the distribution's mean")
+        if dist.points is not None and len(dist.points):
+            check_plausible(name, float(from_unconstrained(name, dist.points[:, k].max())), "a per-pair fit")
 
 
 class _SchemaParams:
@@ -190,11 +245,39 @@ class IspParams(_SchemaParams):
         return np.array([self.cast_r, 1.0, self.cast_b], dtype=np.float64)
 
 
-PARAMS_CLASSES: dict[str, type] = {V1_MODEL: DegradationParams, V2_MODEL: IspParams}
-ALL_SPECS: dict[str, ParamSpec] = {**SPECS_BY_NAME, **V2_SPECS_BY_NAME}  # shared names have equal specs
+@dataclass(frozen=True)
+class RawParams(_SchemaParams):
+    """One draw of the raw model (`lowsim.raw`): noise in DN and a pair's exposure, in natural units."""
+
+    system_gain: float = 1.0
+    read_noise: float = 2.0
+    row_noise: float = 0.0
+    read_shape: float = 0.14
+    black_offset_r: float = 0.0
+    black_offset_g1: float = 0.0
+    black_offset_b: float = 0.0
+    black_offset_g2: float = 0.0
+    exposure_ratio: float = 100.0
+    bright_level: float = 0.2
+    adc_black: float = 512.0
+    adc_white: float = 16383.0
+
+    model = RAW_MODEL
+    _specs = RAW_PARAM_SPECS
+    _label = RAW_MODEL
+
+    @property
+    def black_offsets(self) -> np.ndarray:
+        """Per-colour black offsets in SID's packing order R, G1, B, G2 (DN)."""
+        return np.array([self.black_offset_r, self.black_offset_g1, self.black_offset_b, self.black_offset_g2])
 
 
-def params_from_mapping(model: str, values: Mapping[str, Any]) -> "DegradationParams | IspParams":
+PARAMS_CLASSES: dict[str, type] = {V1_MODEL: DegradationParams, V2_MODEL: IspParams, RAW_MODEL: RawParams}
+# shared names have equal specs
+ALL_SPECS: dict[str, ParamSpec] = {**SPECS_BY_NAME, **V2_SPECS_BY_NAME, **RAW_SPECS_BY_NAME}
+
+
+def params_from_mapping(model: str, values: Mapping[str, Any]) -> "DegradationParams | IspParams | RawParams":
     """The model's parameter object from a mapping (a manifest row, a JSON object)."""
     specs_of(model)
     return PARAMS_CLASSES[model].from_mapping(values)
@@ -215,7 +298,8 @@ def from_unconstrained(name: str, value: np.ndarray | float) -> np.ndarray:
     spec = ALL_SPECS[name]
     z = np.asarray(value, dtype=np.float64)
     if spec.transform == "log":
-        return np.exp(z)
+        with np.errstate(over="ignore"):  # inf is refused by check_plausible with a clear message
+            return np.exp(z)
     return spec.low + (spec.high - spec.low) / (1.0 + np.exp(-z))
 
 
@@ -303,7 +387,7 @@ class ParamDistribution:
         return dataclasses.replace(self, sampler=sampler)
 
     # -- sampling ---------------------------------------------------------------------------
-    def sample(self, rng: np.random.Generator) -> "DegradationParams | IspParams":
+    def sample(self, rng: np.random.Generator) -> "DegradationParams | IspParams | RawParams":
         """Draw one valid parameter set from `rng` (normal: exactly `len(names)` standard normals)."""
         if self.sampler == "empirical":
             centre = self.points[int(rng.integers(len(self.points)))] if self.names else self.mean
@@ -315,6 +399,8 @@ class ParamDistribution:
         out = dict(self.fixed)
         for name, v in zip(self.names, values):
             out[name] = float(from_unconstrained(name, v))
+            if not math.isfinite(out[name]):  # exp overflowed: a broken file that load() did not see
+                check_plausible(name, out[name], "drawn from the distribution")
         return params_from_mapping(self.model, out)
 
     def natural_mean(self) -> dict[str, float]:
@@ -406,7 +492,7 @@ class ParamDistribution:
             mean = np.asarray(data["mean"], dtype=np.float64)
             cov = np.asarray(data["cov"], dtype=np.float64)
             points = None if data.get("points") is None else np.asarray(data["points"], dtype=np.float64)
-            return cls(names=list(data["names"]), mean=mean, cov=cov, fixed=dict(data.get("fixed", {})),
+            dist = cls(names=list(data["names"]), mean=mean, cov=cov, fixed=dict(data.get("fixed", {})),
                        n_pairs=int(data.get("n_pairs", 0)), excluded=list(data.get("excluded", [])),
                        method=str(data.get("method", "")), source=str(data.get("source", "")),
                        shrinkage=float(data.get("shrinkage", 0.0)),
@@ -414,10 +500,12 @@ class ParamDistribution:
                        lowsim_version=str(data.get("lowsim_version", "")), schema_version=version,
                        model=model, sampler=str(data.get("sampler", "normal")), points=points,
                        jitter=float(data.get("jitter", 0.25)))
+            check_plausible_file(dist)
         except (TypeError, ValueError) as err:
             raise LowsimError(f"a field has the wrong type ({err})", path) from None
         except LowsimError as err:
             raise LowsimError(str(err), path) from None
+        return dist
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -467,26 +555,6 @@ def _ledoit_wolf_intensity(xc: np.ndarray, sample_cov: np.ndarray) -> float:
 
 def _json_float(x: float) -> float | str:
     return x if math.isfinite(x) else "inf"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text via a temp file in the same directory and an atomic rename."""
-    atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write bytes via a temp file in the same directory, fsync, then an atomic rename."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise LowsimError(f"cannot write ({err.strerror or err})", path) from None
 
 
 def file_sha256(path: str | Path) -> str:

@@ -6,7 +6,6 @@ pipeline `lowsim generate` actually runs. Parameters are one seeded draw from th
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from lowsim.degrade import degrade_stages
 from lowsim.errors import LowsimError
 from lowsim.imageio import read_image
 from lowsim.params import V1_MODEL, DegradationParams, IspParams, ParamDistribution
+from lowsim.safe_io import atomic_path
 
 PREVIEW_MAX_SIDE = 384  # pixels per panel: enough to see noise, small enough for a README
 
@@ -88,14 +88,9 @@ def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParam
         box = axes[r][0].get_position()
         fig.text(0.012, (box.y0 + box.y1) / 2, name, rotation=90, va="center", ha="center", fontsize=8)
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, out)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise LowsimError(f"cannot write ({err.strerror or err})", out) from None
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
     return out

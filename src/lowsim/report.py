@@ -9,7 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lowsim.params import ALL_SPECS, ParamDistribution, atomic_write_bytes, specs_of
+from lowsim.params import ALL_SPECS, ParamDistribution, specs_of
+from lowsim.safe_io import atomic_write_bytes
 
 
 def _finite(values: Sequence[Any]) -> np.ndarray:

@@ -27,6 +27,6 @@ def assign_split(name: str, fractions: Mapping[str, float] = DEFAULT_FRACTIONS, 
     return list(fractions)[-1]
 
 
-# The real-pair split used for the shipped params/lol.json and the Table 1 experiment: the
+# The real-pair split used for the shipped lowsim/data/params/lol.json and the Table 1 experiment: the
 # validation part is never calibrated, trained or tuned on.
 REAL_PAIR_FRACTIONS: Mapping[str, float] = {"pool": 0.8, "val": 0.2}

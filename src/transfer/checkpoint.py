@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from lowsim.params import atomic_write_bytes, atomic_write_text
+from lowsim.safe_io import atomic_write_bytes, atomic_write_text
 from transfer.errors import TransferError, TransferRuntimeError
 from transfer.models import BlockModel, create_model, list_models
 

@@ -14,8 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from lowsim.errors import LowsimError
-from transfer.errors import display
+from lowsim.errors import LowsimError, printable
 
 INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 _OWNS_PROCESS = False  # main() was called as the program (argv from sys.argv), so it may end the process at once
@@ -107,13 +106,14 @@ def with_model_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def _train(model_options: dict[str, Any] | None = None, **options: Any) -> None:
     """Build a TrainConfig from CLI options (model-specific options that were given; paths as strings) and run it."""
+    from transfer.project import default_run_dir
     from transfer.train import TrainConfig, run_training
 
     options["model_options"] = {key: str(value) if isinstance(value, Path) else value
                                 for key, value in (model_options or {}).items() if value is not None}
     options["progress"] = not options.pop("quiet")
     if options.get("run_dir") is None:
-        options["run_dir"] = Path("runs") / str(options["mode"])
+        options["run_dir"] = default_run_dir(str(options["mode"]))
     try:
         result = run_training(TrainConfig(**options))
     except KeyboardInterrupt as err:  # TrainingInterrupted says what was saved; a bare one came before step 1
@@ -126,16 +126,20 @@ def _train(model_options: dict[str, Any] | None = None, **options: Any) -> None:
 @app.command()
 @with_model_options
 def pretrain(
-    manifest: Annotated[Path, typer.Option("--manifest", help="Parquet manifest written by `lowsim generate`.")],
+    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Parquet manifest written by `lowsim "
+                                                     "generate` [the newest data/*/manifest.parquet].")] = None,
     run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, norm: Norm = None, epochs: Epochs = None,
     iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, schedule: Schedule = "cosine",
     seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
     val_limit: ValLimit = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
     resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
-    **model_options: Any,
+    input_kind: Input = None, **model_options: Any,
 ) -> None:
     """Train from scratch on synthetic pairs (ok rows; split train trains, split val validates)."""
-    _train(mode="pretrain", manifest=manifest, run_dir=run_dir, model=model, width=width, norm=norm,
+    from transfer.project import manifest_or_default
+
+    _train(mode="pretrain", manifest=manifest_or_default(manifest), run_dir=run_dir, model=model, width=width, norm=norm,
+           input_kind=input_kind,
            model_options=model_options, epochs=epochs, iters=iters, patch=patch, batch=batch, lr=lr,
            schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, val_limit=val_limit, workers=workers, cache_mb=cache_mb,
@@ -144,9 +148,11 @@ def pretrain(
 
 @app.command()
 def finetune(
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Pretrained run directory, checkpoint "
-                                                                  "folder or .safetensors file.")],
-    pairs: Annotated[Path, typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout).")],
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Pretrained run directory, checkpoint "
+                                                       "folder or .safetensors file [the newest pretrain run in "
+                                                       "runs/].")] = None,
+    pairs: Annotated[Optional[Path], typer.Option("--pairs", help="Real pairs (LOL, SID or CSV layout) [the pairs "
+                                                  "the newest params/*.json was calibrated on].")] = None,
     frac: Annotated[float, typer.Option("--frac", help="Share of the training pairs to use, in (0, 1] "
                                                        "(the paper: 0.1).")] = 0.1,
     trainable_blocks: Annotated[int, typer.Option("--trainable-blocks", help="Train the last N blocks "
@@ -161,6 +167,10 @@ def finetune(
 ) -> None:
     """Fine-tune a pretrained model on a fraction of real pairs, all but the last N blocks frozen; the model, its
     options (depth, norm, alpha, ...) and weights are the checkpoint's."""
+    from transfer.project import checkpoint_or_default, pairs_or_default
+
+    checkpoint = checkpoint_or_default(checkpoint)
+    pairs, layout = pairs_or_default(pairs, layout)
     _train(mode="finetune", checkpoint=checkpoint, pairs=pairs, frac=frac,
            trainable_blocks=None if all_blocks else trainable_blocks, layout=layout, val_pairs=val_pairs,
            val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, epochs=epochs,
@@ -215,22 +225,23 @@ def evaluate(
 
     def show(index: int, count: int, row: dict) -> None:
         if not quiet:
-            typer.echo(f"[{index + 1}/{count}] {display(row['name'])}: PSNR {row['psnr']:.2f} dB, "
+            typer.echo(f"[{index + 1}/{count}] {printable(row['name'])}: PSNR {row['psnr']:.2f} dB, "
                        f"SSIM {row['ssim']:.4f}")
 
     result = evaluate_checkpoint(checkpoint, pairs, layout=layout, split=split, identity=identity, out_csv=out,
                                  tile=tile, device=device, on_image=show, manifest=manifest, alpha=alpha)
-    what = "identity (dark input)" if identity else display(result["checkpoint"])
+    what = "identity (dark input)" if identity else printable(result["checkpoint"])
     if result["alpha"] is not None:
         what += f" (alpha {result['alpha']:g})"
     typer.echo(f"{what}: mean PSNR {result['psnr']:.3f} dB (GT-mean {result['psnr_gt_mean']:.3f} dB, a diagnostic), "
                f"mean SSIM {result['ssim']:.4f} over {result['count']} image(s)"
-               + (f"; rows in {display(out)}" if out else ""))
+               + (f"; rows in {printable(out)}" if out else ""))
 
 
 @app.command()
 def enhance(
-    images: Annotated[list[Path], typer.Argument(help="Images (sRGB files, or raw files for raw models).")],
+    images: Annotated[list[Path], typer.Argument(help="Images or folders of images (sRGB files, or raw files for "
+                                                      "raw models).")],
     checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Run directory, checkpoint folder or "
                                                                   ".safetensors file.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (PNG per input).")],
@@ -242,7 +253,7 @@ def enhance(
     from transfer.enhance import enhance_files
 
     for path in enhance_files(checkpoint, images, out, ratio=ratio, tile=tile, device=device, alpha=alpha):
-        typer.echo(display(path))
+        typer.echo(printable(path))
 
 
 @app.command()
@@ -302,10 +313,11 @@ def experiment(
 
     from transfer.experiment import Budget, Experiment, run_experiment, run_zoo_only
 
-    _check_experiment_options(counts={"--n": n, "--pretrain-iters": pretrain_iters,
-                                      "--finetune-iters": finetune_iters, "--zoo-pretrain-iters": zoo_pretrain_iters,
-                                      "--zoo-finetune-iters": zoo_finetune_iters},
-                              calibration=calibration, sampler=sampler, params=params, out=out, docs=docs)
+    params = _check_experiment_options(counts={"--n": n, "--pretrain-iters": pretrain_iters,
+                                               "--finetune-iters": finetune_iters,
+                                               "--zoo-pretrain-iters": zoo_pretrain_iters,
+                                               "--zoo-finetune-iters": zoo_finetune_iters},
+                                       calibration=calibration, sampler=sampler, params=params, out=out, docs=docs)
     budget = Budget.quick() if quick else Budget()
     if n is not None:
         budget.n_synthetic = n
@@ -333,8 +345,9 @@ def experiment(
 
 
 def _check_experiment_options(counts: dict[str, int | None], calibration: str, sampler: str | None,
-                              params: Path | None, out: Path, docs: Path) -> None:
-    """Refuse the experiment's impossible options before an hour of work starts."""
+                              params: Path | None, out: Path, docs: Path) -> Path | None:
+    """Refuse the experiment's impossible options before an hour of work starts; returns the params file (a
+    path, or a shipped one by name: lol, lol-v1)."""
     from transfer.paths import check_output_dir
 
     for flag, value in counts.items():
@@ -344,20 +357,30 @@ def _check_experiment_options(counts: dict[str, int | None], calibration: str, s
         raise LowsimError(f"--calibration must be isp or joint; got {calibration!r}")
     if sampler is not None and sampler not in ("normal", "empirical"):
         raise LowsimError(f"--sampler must be normal or empirical, got {sampler!r}")
-    if params is not None and not params.is_file():
-        raise LowsimError("params file not found", params)
+    if params is not None:
+        from lowsim.project import resolve_params
+
+        params = resolve_params(params)
+        if not params.is_file():
+            raise LowsimError("params file not found", params)
     check_output_dir(out, "--out")
     check_output_dir(docs, "--docs")
+    return params
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: a bad option, a user mistake or a refused write is one line "error: ..." and a non-zero exit
     (2 usage, 1 runtime, 3 a diverged run, 130 Ctrl-C), never a traceback."""
+    from lowsim.project import command_defaults
+
     global _OWNS_PROCESS
     _OWNS_PROCESS = argv is None  # the command line itself, not a caller's main([...]) (tests, the experiment)
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
+        # lowsim.toml's tables are the commands' defaults (project folder convention, lowsim.project)
+        defaults = command_defaults(typer.main.get_command(app), args)
         # not standalone: typer would print usage errors as a multi-line panel; they are one line here
-        code = app(args=argv, prog_name="transfer", standalone_mode=False)
+        code = app(args=args, prog_name="transfer", default_map=defaults, standalone_mode=False)
     except _CLICK.NoArgsIsHelpError as err:
         err.show()
         sys.exit(err.exit_code)
@@ -406,4 +429,4 @@ def _interrupted(message: str) -> None:
 
 def _one_line(message: str) -> str:
     """A message as one printable line (file names that are not UTF-8 shown with \\x escapes)."""
-    return " ".join(display(message).split("\n"))
+    return " ".join(printable(message).split("\n"))

@@ -24,7 +24,3 @@ class TransferRuntimeError(TransferError):
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a training run; the message says what was saved and how to continue."""
 
-
-def display(text: object) -> str:
-    """Text safe to print or store as UTF-8: undecodable bytes of file names shown as \\xNN escapes."""
-    return str(text).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

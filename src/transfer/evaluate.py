@@ -10,12 +10,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lowsim.params import atomic_write_text
+from lowsim.errors import printable
+from lowsim.safe_io import atomic_write_text
 from transfer.checkpoint import load_checkpoint, resolve_checkpoint
 from transfer.data import (PairItem, bright_to_float, dark_to_float, decode_item, load_manifest, load_pairs,
                            split_real_pairs)
 from transfer.device import pick_device
-from transfer.errors import TransferError, display
+from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict
 from transfer.metrics import psnr, psnr_gt_mean, ssim
 from transfer.models import takes_alpha
@@ -109,5 +110,5 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: display(row[k]) if k == "name" else f"{row[k]:.6f}" for k in fields})
+        writer.writerow({k: printable(row[k]) if k == "name" else f"{row[k]:.6f}" for k in fields})
     atomic_write_text(path, buffer.getvalue())

@@ -11,7 +11,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from test_transfer_fixtures import make_lol  # noqa: F401
 from transfer.checkpoint import save_checkpoint
 from transfer.models import create_model
 from transfer_robustness import TINY, assert_one_line_error, copy_tree, good, run_cli, snapshot  # noqa: F401

@@ -20,7 +20,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_transfer_fixtures import make_lol  # noqa: F401
 from transfer_robustness import good, leftovers  # noqa: F401
 
 ITERATIONS = int(os.environ.get("LOWSIM_FAULT_ITERATIONS", "2"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from test_transfer_fixtures import make_lol  # noqa: F401
+from test_transfer_fixtures import make_lol, make_manifest  # noqa: F401
 from transfer_robustness import TINY, assert_one_line_error, good, run_cli, snapshot  # noqa: F401
 
 NON_UTF8 = os.fsdecode(b"p\xff01")  # a name from a Latin-1 system: byte 0xff is not UTF-8
@@ -93,3 +93,41 @@ def test_enhance_a_file_with_a_non_utf8_name(tmp_path: Path, good: dict, capsys)
     missing = tmp_path / f"q{NON_UTF8}.png"
     code, _, err = run_cli(["enhance", missing, "--checkpoint", good["pre"], "--out", tmp_path / "enhanced"], capsys)
     assert_one_line_error(code, err, f"q{SHOWN}.png", "file not found")
+
+
+def escaping_manifest(root: Path, column: str, value: str) -> Path:
+    """A good manifest whose first train row's `column` is replaced by `value`."""
+    import pandas as pd
+
+    manifest = make_manifest(root)
+    frame = pd.read_parquet(manifest)
+    frame.loc[0, column] = value
+    frame.to_parquet(manifest)
+    return manifest
+
+
+@pytest.mark.parametrize("column,value,reason", [
+    ("dark_file_name", "../outside.png", "contains '..'"),
+    ("clean_file_name", "/etc/hostname", "is absolute"),
+    ("dark_file_name", "dark/link.png", "leads out of this folder through a symbolic link"),
+], ids=["dotdot", "absolute", "symlink"])
+def test_pretrain_refuses_manifest_paths_that_leave_the_dataset(tmp_path: Path, good: dict, capsys, column: str,
+                                                                 value: str, reason: str) -> None:
+    manifest = escaping_manifest(tmp_path / "synthetic", column, value)
+    outside = tmp_path / "outside.png"
+    outside.write_bytes((good["manifest"].parent / "dark" / "train00.png").read_bytes())
+    (tmp_path / "synthetic" / "dark" / "link.png").symlink_to(outside)
+    before = snapshot(tmp_path, good["root"])
+    code, _, err = run_cli(["pretrain", "--manifest", manifest, "--run-dir", tmp_path / "run", "--iters", 1, *TINY],
+                           capsys)
+    assert_one_line_error(code, err, str(tmp_path / "synthetic"), f"{column} of row train00", reason)
+    assert snapshot(tmp_path, good["root"]) == before and not (tmp_path / "run").exists()
+
+
+def test_evaluate_refuses_manifest_paths_that_leave_the_dataset(tmp_path: Path, good: dict, capsys) -> None:
+    manifest = escaping_manifest(tmp_path / "synthetic", "clean_file_name", "../../clean/train00.png")
+    before = snapshot(good["root"])
+    code, _, err = run_cli(["evaluate", "--checkpoint", good["pre"], "--manifest", manifest, "--out", good["csv"]],
+                           capsys)
+    assert_one_line_error(code, err, "clean_file_name of row train00", "contains '..'")
+    assert snapshot(good["root"]) == before

@@ -15,7 +15,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_transfer_fixtures import make_lol  # noqa: F401
 from transfer.train import TrainConfig, run_training
 from transfer_robustness import good, leftovers  # noqa: F401
 

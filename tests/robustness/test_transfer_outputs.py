@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from test_transfer_fixtures import make_lol  # noqa: F401
 from transfer_robustness import (TINY, assert_one_line_error, copy_tree, good, leftovers, run_cli,  # noqa: F401
                                  snapshot)
 

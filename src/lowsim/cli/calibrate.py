@@ -9,8 +9,9 @@ from typing import Any, Optional
 
 import typer
 
-from lowsim.cli import app
+from lowsim.cli import app, interruptible
 from lowsim.errors import LowsimError
+from lowsim.project import default_params_out, describe_default
 
 
 def _command_line(pairs: Path, layout: str, method: str, out: Path, report: Path | None, split: str,
@@ -65,14 +66,17 @@ def _print_summary(result: Any) -> None:
 
 
 @app.command()
+@interruptible("no params file was written; run the same command again")
 def calibrate(
     pairs: Path = typer.Option(..., "--pairs", help="Folder (or CSV) of real dark/bright pairs."),
     layout: str = typer.Option("auto", "--layout", help="auto, sid, lol or csv."),
-    method: str = typer.Option("isp", "--method",
-                               help="isp (model v2: tone and colour fit, noise and processing by matching "
-                                    "residual statistics), joint (v1: the whole sRGB model + noise) or paper "
-                                    "(v1: seed 001's estimators)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]."),
+    method: str = typer.Option("auto", "--method",
+                               help="auto (raw for camera-raw pairs, else isp), raw (photon transfer on raw "
+                                    "pairs: the raw noise model), isp (model v2: tone and colour fit, noise and "
+                                    "processing by matching residual statistics), joint (v1: the whole sRGB "
+                                    "model + noise) or paper (v1: seed 001's estimators)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]; it "
+                                       "records the pairs folder, `transfer finetune`'s default --pairs."),
     report: Optional[Path] = typer.Option(None, "--report", help="Report PNG [beside --out, same stem]."),
     split: str = typer.Option("all", "--split",
                               help="all, or pool: only pairs that assign_split puts in the pool (not val)."),
@@ -81,13 +85,28 @@ def calibrate(
     downscale: Optional[float] = typer.Option(None, "--downscale", help="isp: how much the camera's images were "
                                               "resized (sensor pixels per image pixel along a side, >= 1) "
                                               "[default: chosen from the dark images' noise]."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
+                                             "pixels than this, from their header (decompression bombs) "
+                                             "[default: 100000000]."),
 ) -> None:
     """Calibrate the degradation model on real pairs: params JSON + per-pair Parquet + report PNG."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
     from lowsim.calibrate import METHODS, SPLITS, run_calibration
+    from lowsim.imageio import set_max_pixels
+    from lowsim.raw.cli import calibrate_raw_command, resolve_method
+    from lowsim.safe_io import check_write_target
 
+    set_max_pixels(max_pixels)
+    method = resolve_method(pairs, layout, method)
+    if out is None:
+        out = describe_default("--out", default_params_out(pairs), "params/<pairs folder name>.json")
+    if out.suffix.lower() != ".json":
+        raise LowsimError("--out must name a .json file", out)
+    if method == "raw":
+        calibrate_raw_command(pairs, layout, out, _command_line(pairs, layout, method, out, None, split, seed))
+        return
     if method not in METHODS:
         raise LowsimError(f"unknown --method {method!r}, expected one of {', '.join(METHODS)}")
     if split not in SPLITS:
@@ -96,12 +115,10 @@ def calibrate(
         raise LowsimError(f"--workers must be >= 0, got {workers}")
     if downscale is not None and (not downscale >= 1.0 or method != "isp"):
         raise LowsimError(f"--downscale must be >= 1 and goes with --method isp; got {downscale} with {method}")
-    if out is None:
-        out = Path("params") / f"{pairs.resolve().stem or 'params'}.json"
-    if out.suffix.lower() != ".json":
-        raise LowsimError("--out must name a .json file", out)
     if report is None:
         report = out.with_suffix(".png")
+    for target in (out, report):  # before minutes of fitting: refuse a target we would not write to
+        check_write_target(target)
     n_workers = workers or os.cpu_count() or 1
     source = _command_line(pairs, layout, method, out, report, split, seed)
     # The bar starts once the pairs are found, so a bad --pairs gives its one-line error alone.

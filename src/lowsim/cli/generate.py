@@ -6,31 +6,39 @@ from typing import Optional
 
 import typer
 
-from lowsim.cli import app
-from lowsim.errors import LowsimError
+from lowsim.cli import app, interruptible
+
+PARAMS_HELP = ("Params JSON, or a shipped one by name (lol, lol-v1) [the newest params/*.json here, else lol].")
 
 
 def _params_or_default(params: Optional[Path]) -> Path:
-    """--params, or the checkout's params/lol.json with a hint when that is missing."""
-    from lowsim.generate import default_params_path
+    """--params (a file or a shipped name), else the project's newest params, else the shipped LOL calibration."""
+    from lowsim.project import resolve_params
 
-    if params is not None:
-        return params
-    default = default_params_path()
-    if not default.is_file():
-        raise LowsimError("default params file not found; run `lowsim calibrate` or pass --params", default)
-    return default
+    return resolve_params(params)
+
+
+def _dataset_paths(src: Optional[Path], out: Optional[Path], manifest: Optional[Path]) -> tuple[Path, Path]:
+    """--out (default data/<src folder name>) and --manifest (default OUT/manifest.parquet), defaults printed."""
+    from lowsim.project import default_dataset_dir, default_manifest, describe_default
+
+    if out is None:
+        out = describe_default("--out", default_dataset_dir(src), "data/<src folder name>")
+    if manifest is None:
+        manifest = describe_default("--manifest", default_manifest(out), "beside the dataset")
+    return out, manifest
 
 
 @app.command()
+@interruptible("run the same command again to resume")
 def generate(
     src: Optional[Path] = typer.Option(None, "--src", help="Folder of clean photos (recursive; "
                                        "default: scikit-image's sample photos)."),
     n: int = typer.Option(..., "--n", help="Number of ok samples to make."),
-    params: Optional[Path] = typer.Option(None, "--params", help="Params JSON (default: params/lol.json)."),
-    out: Path = typer.Option(Path("data/synthetic"), "--out", help="Dataset folder (resumable)."),
+    params: Optional[Path] = typer.Option(None, "--params", help=PARAMS_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Dataset folder (resumable) [data/<src folder name>]."),
     manifest: Optional[Path] = typer.Option(None, "--manifest",
-                                            help="Manifest Parquet (default: manifests/<out name>.parquet)."),
+                                            help="Manifest Parquet [OUT/manifest.parquet]."),
     size: Optional[int] = typer.Option(None, "--size", help="Random size x size crops (with flips); "
                                        "default: whole images."),
     seed: int = typer.Option(0, "--seed", help="Run seed: with the same inputs, the same dataset."),
@@ -53,54 +61,87 @@ def generate(
     sampler: Optional[str] = typer.Option(None, "--sampler", help="normal (the fitted multivariate normal) or "
                                           "empirical (per-pair fits with a small jitter; v2 files) "
                                           "[default: the params file's]."),
+    output: Optional[str] = typer.Option(None, "--output", help="srgb (dark PNGs) or raw (packed 16-bit Bayer "
+                                         ".npy dark frames; needs a raw params file such as the shipped sony_a7s2) "
+                                         "[default: what the params file is for]."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
+                                             "pixels than this, from their header (decompression bombs) "
+                                             "[default: 100000000]."),
 ) -> None:
     """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest).
 
     The output does not depend on --workers, --backend or --shard-size. Run the same command to resume.
     """
-    from lowsim.generate import generate as run, ignore_file_size_signal
-
     import sys
 
+    from lowsim.generate import generate as run, ignore_file_size_signal
+    from lowsim.imageio import set_max_pixels
+    from lowsim.raw.synthesize import check_output_kind
+
+    set_max_pixels(max_pixels)
     ignore_file_size_signal()
+    check_output_kind(_params_or_default(params), output)
     if progress is None:
         progress = sys.stderr.isatty()
-    result = run(src=src, n=n, params=_params_or_default(params), out=out, manifest=manifest, size=size,
+    params = _params_or_default(params)
+    out, manifest = _dataset_paths(src, out, manifest)
+    result = run(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
                  seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
                  progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
-                 sampler=sampler)
+                 sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True))
     errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
     typer.echo(f"{result.n_ok} samples in {result.out} ({result.n_made} made now{errors}); "
                f"manifest {result.manifest}")
 
 
 @app.command()
+@interruptible("nothing was written; run the same command again")
 def regenerate(
     manifest: Path = typer.Argument(..., help="Manifest Parquet written by `lowsim generate`."),
     key: str = typer.Option(..., "--key", help="Key of the sample to rebuild."),
-    out: Path = typer.Option(..., "--out", help="PNG to write the rebuilt dark image to."),
+    out: Path = typer.Option(..., "--out", help="PNG to write the rebuilt dark image to (.npy for a raw dataset)."),
     clean_out: Optional[Path] = typer.Option(None, "--clean-out", help="Also write the clean target here."),
     src: Optional[Path] = typer.Option(None, "--src", help="Source folder, if it moved since generation."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
+                                             "pixels than this, from their header (decompression bombs) "
+                                             "[default: 100000000]."),
 ) -> None:
     """Rebuild one sample bit-exactly from its manifest row."""
     from lowsim.generate import regenerate as rebuild
-    from lowsim.imageio import write_png
+    from lowsim.imageio import set_max_pixels, write_png
+    from lowsim.safe_io import check_write_target
 
+    from lowsim.raw.synthesize import write_packed
+
+    set_max_pixels(max_pixels)
+    for target in (out, clean_out):  # before the work: refuse a target we would not write to
+        if target is not None:
+            check_write_target(target)
     clean, dark, _ = rebuild(manifest, key, src)
-    write_png(out, dark)
+    if dark.ndim == 3 and dark.shape[2] == 4:  # a packed raw dark frame (model lowsim.raw/v1)
+        write_packed(out.with_suffix(".npy"), dark)
+        out = out.with_suffix(".npy")
+    else:
+        write_png(out, dark)
     if clean_out is not None:
         write_png(clean_out, clean)
     typer.echo(f"wrote {out}" + (f" and {clean_out}" if clean_out is not None else ""))
 
 
 @app.command()
+@interruptible("nothing was written; run the same command again")
 def preview(
     src: Path = typer.Option(..., "--src", help="One photo."),
-    params: Optional[Path] = typer.Option(None, "--params", help="Params JSON (default: params/lol.json)."),
+    params: Optional[Path] = typer.Option(None, "--params", help=PARAMS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the parameter draw and the noise."),
     out: Path = typer.Option(..., "--out", help="PNG to write."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
+                                             "pixels than this, from their header (decompression bombs) "
+                                             "[default: 100000000]."),
 ) -> None:
     """Show the degradation step by step (the paper's Figure 3), without and with the illumination map."""
+    from lowsim.imageio import set_max_pixels
     from lowsim.preview import preview as render
 
+    set_max_pixels(max_pixels)
     typer.echo(f"wrote {render(src, _params_or_default(params), out, seed)}")

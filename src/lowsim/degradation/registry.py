@@ -1,7 +1,8 @@
 """Every degradation model by name: what generate, regenerate, preview and the benchmarks call.
 
 A model is its parameters' schema (`lowsim.params.MODEL_SPECS`) plus these functions; v1 is
-`lowsim.degrade`, v2 is `lowsim.degradation.v2`. Both are built from `lowsim.degradation.stages`.
+`lowsim.degrade`, v2 is `lowsim.degradation.v2`, raw is `lowsim.raw.synthesize` (packed raw output). All are
+built from `lowsim.degradation.stages`.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import numpy as np
 from lowsim import degrade as v1
 from lowsim.degradation import v2
 from lowsim.errors import LowsimError
-from lowsim.params import SCHEMA_VERSIONS, V1_MODEL, V2_MODEL
+from lowsim.params import RAW_MODEL, SCHEMA_VERSIONS, V1_MODEL, V2_MODEL
+from lowsim.raw import synthesize as raw
 
-SHORT_NAMES = {"v1": V1_MODEL, "v2": V2_MODEL}
+SHORT_NAMES = {"v1": V1_MODEL, "v2": V2_MODEL, "raw": RAW_MODEL}
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ MODELS: dict[str, DegradationModel] = {
                                lambda c, p, r: v1.degrade_stages(c, p, r, illumination=True)),
     V2_MODEL: DegradationModel(V2_MODEL, v2.SAMPLERS, lambda dtype, p, bit_depth: v2.SAMPLER,
                                v2.degrade_to_codes, v2.degrade_stages),
+    RAW_MODEL: DegradationModel(RAW_MODEL, (raw.MODEL_SAMPLER,), lambda dtype, p, bit_depth: raw.MODEL_SAMPLER,
+                                raw.degrade_to_codes, raw.degrade_stages),
 }
 
 

@@ -105,6 +105,43 @@ def add_row_noise(raw: np.ndarray, row_sigma: float, rng: np.random.Generator) -
     return raw + offsets.astype(raw.dtype, copy=False)
 
 
+def tukey_lambda_sd(shape: float) -> float:
+    """Standard deviation of the standard Tukey-lambda distribution of this shape (finite for shape > -0.5)."""
+    from scipy import special
+
+    if abs(shape) < 1e-6:
+        return float(np.pi / np.sqrt(3.0))  # the logistic distribution
+    var = 2.0 / shape ** 2 * (1.0 / (1.0 + 2.0 * shape)
+                              - np.exp(2.0 * special.gammaln(shape + 1.0) - special.gammaln(2.0 * shape + 2.0)))
+    return float(np.sqrt(var))
+
+
+def add_tukey_read_noise(raw: np.ndarray, read_sd: float, shape: float, rng: np.random.Generator) -> np.ndarray:
+    """Read noise of ELD's Tukey-lambda form: sd `read_sd`, shape λ (0.14 ≈ Gaussian), one uniform per pixel."""
+    if read_sd == 0.0:
+        return raw
+    u = rng.random(raw.shape, dtype=np.float64)
+    if abs(shape) < 1e-6:
+        standard = np.log(u) - np.log1p(-u)
+    else:
+        standard = (np.power(u, shape) - np.power(1.0 - u, shape)) / shape
+    return raw + (standard * (read_sd / tukey_lambda_sd(shape))).astype(raw.dtype, copy=False)
+
+
+def add_site_offsets(raw: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Add a constant to each site of the 2x2 colour-filter cell; `offsets` is (2, 2), raster order."""
+    out = raw.copy()
+    for row in range(2):
+        for col in range(2):
+            out[row::2, col::2] += np.asarray(offsets, dtype=raw.dtype)[row, col]
+    return out
+
+
+def digitize_dn(signal: np.ndarray, black: float, white: float) -> np.ndarray:
+    """A raw ADC in digital numbers: signal above black (DN) + black, rounded, clipped to [0, white]; uint16."""
+    return np.clip(np.rint(signal + np.float32(black)), 0, white).astype(np.uint16)
+
+
 def digitize(raw: np.ndarray, bits: int, pedestal: int) -> np.ndarray:
     """The ADC: full scale 1 → 2^bits − 1 codes above a pedestal (black) code, rounded, clipped; uint16."""
     white = (1 << bits) - 1

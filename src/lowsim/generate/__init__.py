@@ -8,7 +8,7 @@ Layout of an output folder OUT (the dataset):
     OUT/.lowsim-journal/       run signature, a Parquet part of finished rows per chunk (local) or shard
                                (Ray), lock: the resume state; the parts are merged into the manifest
 
-and the manifest (default manifests/<OUT name>.parquet) holds every row, ok and error. File names in both
+and the manifest (default OUT/manifest.parquet) holds every row, ok and error. File names in both
 are relative to OUT (the `imagefolder` convention: columns named `*_file_name` are image paths relative to
 the metadata file, so `datasets.load_dataset("imagefolder", data_dir=OUT)` yields `clean` and `dark` image
 columns). For that reason the source photo's path is in `source_path` (relative to the --src folder), not in
@@ -61,3 +61,9 @@ __all__ = ["GenerateResult", "Geometry", "JOURNAL_DIR", "Journal", "KEY_DIGITS",
            "STREAMS", "apply_geometry", "default_params_path", "draw_geometry", "find_sources", "generate",
            "ignore_file_size_signal", "make_sample", "parse_fractions", "regenerate", "sample_key",
            "sample_streams", "source_index", "to_bit_depth"]
+
+
+# `lowsim.generate(...)` calls lowsim.api.generate (this module is the package attribute of that name)
+from lowsim.api import callable_module  # noqa: E402
+
+callable_module(__name__)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
-from lowsim.params import atomic_write_text
+from lowsim.safe_io import atomic_write_text
 from transfer.experiment.runner import Experiment, Row, slug
 
 # The founding paper's own numbers (Table 1, on SID, their pipeline): for reference only.

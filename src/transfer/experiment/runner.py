@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lowsim.errors import LowsimError
-from lowsim.params import atomic_write_text
+from lowsim.safe_io import atomic_write_text
 from lowsim.pairs import Pair, find_pairs
 from lowsim.splits import REAL_PAIR_FRACTIONS, assign_split
 from transfer.data import split_fraction

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lowsim.params import atomic_write_text
+from lowsim.safe_io import atomic_write_text
 from transfer import checkpoint as ckpt
 from transfer.errors import TransferError
 from transfer.models import BlockModel

@@ -21,14 +21,15 @@ import torch
 import torch.nn.functional as F
 
 from lowsim import __version__ as lowsim_version
-from lowsim.params import atomic_write_text
+from lowsim.errors import printable
+from lowsim.safe_io import atomic_write_text
 from transfer import checkpoint as ckpt
 from transfer.data import (PairStore, PatchDataset, StepBatchSampler, bright_to_float, dark_to_float,
                            default_workers, make_loader)
 from transfer.device import pick_device
 from transfer.distributed import (DistInfo, any_across, barrier, broadcast_buffers, broadcast_flag, gather_strings,
                                   init_distributed, mean_across, shutdown)
-from transfer.errors import TrainingDiverged, TrainingInterrupted, TransferError, display
+from transfer.errors import TrainingDiverged, TrainingInterrupted, TransferError
 from transfer.infer import predict
 from transfer.interrupt import StopRequest
 from transfer.metrics import psnr
@@ -190,8 +191,8 @@ class Trainer:
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             # names as printable UTF-8 (bytes of a non-UTF-8 file name as \\xNN), one per line
-            atomic_write_text(self.run_dir / "train_pairs.txt", "".join(f"{display(i.name)}\n" for i in data.train))
-            atomic_write_text(self.run_dir / "val_pairs.txt", "".join(f"{display(i.name)}\n" for i in data.val))
+            atomic_write_text(self.run_dir / "train_pairs.txt", "".join(f"{printable(i.name)}\n" for i in data.train))
+            atomic_write_text(self.run_dir / "val_pairs.txt", "".join(f"{printable(i.name)}\n" for i in data.val))
             atomic_write_text(self.run_dir / CONFIG_JSON, json.dumps(run_config, indent=2) + "\n")
         barrier(self.info)
         return run_config
@@ -301,9 +302,9 @@ class Trainer:
         if self.state.step > (self.saved_step or 0):
             self.save()
         if self.saved_step is None:
-            return TrainingInterrupted(f"nothing was saved yet in {display(self.run_dir)}; run the same command to "
+            return TrainingInterrupted(f"nothing was saved yet in {printable(self.run_dir)}; run the same command to "
                                        "start again")
-        return TrainingInterrupted(f"stopped at step {self.saved_step}/{self.total}; {display(self.run_dir / LAST)} "
+        return TrainingInterrupted(f"stopped at step {self.saved_step}/{self.total}; {printable(self.run_dir / LAST)} "
                                    "holds it; run the same command with --resume to continue")
 
     def _loop(self) -> str:
