@@ -30,7 +30,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 def pretrain_command(good: dict, run_dir: Path) -> list[str]:
     """A tiny pretrain that saves `last` every 2 steps and validates every 4 (many swaps to land a kill in)."""
     return [sys.executable, "-m", "transfer", "pretrain", "--manifest", str(good["manifest"]), "--run-dir",
-            str(run_dir), "--iters", "40", "--save-every", "2", "--val-every", "4", "--width", "4", "--patch", "32",
+            str(run_dir), "--iters", "20", "--save-every", "2", "--val-every", "4", "--width", "4", "--patch", "32",
             "--batch", "2", "--quiet"]
 
 
