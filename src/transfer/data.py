@@ -44,6 +44,7 @@ class PairItem:
     bright: Path
     ratio: float | None = None
     alpha: float | None = None
+    levels: tuple[float, float] | None = None  # (black, white) of a packed raw .npy dark frame (lowsim --output raw)
 
 
 @dataclass
@@ -92,8 +93,25 @@ def load_manifest(path: str | Path, split: str | None) -> list[PairItem]:
     rows = ok if split is None else ok[ok["split"] == split]
     names = rows["key"].astype(str) if "key" in rows.columns else rows["dark_file_name"].astype(str)
     alphas = rows[ALPHA_COLUMN] if ALPHA_COLUMN in rows.columns else [None] * len(rows)
-    return [PairItem(name, base / str(dark), base / str(clean), None, _optional_float(alpha))
-            for name, dark, clean, alpha in zip(names, rows["dark_file_name"], rows["clean_file_name"], alphas)]
+    raw = [_raw_fields(row) for row in rows.to_dict("records")]  # packed raw rows: their ratio and levels
+    return [PairItem(name, _inside(base, dark, "dark", name), _inside(base, clean, "clean", name), ratio,
+                     _optional_float(alpha), levels)
+            for name, dark, clean, alpha, (ratio, levels)
+            in zip(names, rows["dark_file_name"], rows["clean_file_name"], alphas, raw)]
+
+
+def _inside(base: Path, relative: object, kind: str, name: str) -> Path:
+    """A row's file below the dataset folder; a path that leads out of it (absolute, '..', a symlink) is refused."""
+    from lowsim.safe_io import resolve_inside
+
+    return resolve_inside(base, str(relative), f"{kind}_file_name of row {name}")
+
+
+def _raw_fields(row: dict) -> tuple[float | None, tuple[float, float] | None]:
+    """(exposure ratio, (black, white)) of a packed raw manifest row (a .npy dark frame), else (None, None)."""
+    if not str(row["dark_file_name"]).endswith(".npy"):
+        return None, None
+    return _optional_float(row.get("exposure_ratio")), (float(row["adc_black"]), float(row["adc_white"]))
 
 
 def _optional_float(value: object) -> float | None:
@@ -144,7 +162,8 @@ def items_sha256(items: Sequence[PairItem]) -> str:
     """A fingerprint of a pair list: names, file names and ratios (for run configs of real-pair runs)."""
     digest = hashlib.sha256()
     for item in items:
-        digest.update(f"{item.name}\t{item.dark.name}\t{item.bright.name}\t{item.ratio}\n".encode())
+        line = f"{item.name}\t{item.dark.name}\t{item.bright.name}\t{item.ratio}\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))  # a non-UTF-8 name hashes as its bytes
     return digest.hexdigest()
 
 
@@ -153,6 +172,7 @@ def items_sha256(items: Sequence[PairItem]) -> str:
 def decode_item(item: PairItem, input_kind: str) -> Decoded:
     """Read one pair in the model's input representation and check the two images line up."""
     from lowsim.imageio import read_bayer_packed, read_image
+    from lowsim.raw.synthesize import read_packed
 
     bright = read_image(item.bright)
     if input_kind == "srgb":
@@ -164,7 +184,7 @@ def decode_item(item: PairItem, input_kind: str) -> Decoded:
     if item.ratio is None:
         raise TransferError(f"pair {item.name!r} has no exposure ratio; packed raw input needs one "
                             "(SID layout, or a ratio column in a pairs CSV)", item.dark)
-    packed = read_bayer_packed(item.dark)
+    packed = read_bayer_packed(item.dark) if item.levels is None else read_packed(item.dark, *item.levels)
     height, width = packed.shape[0] * 2, packed.shape[1] * 2
     if bright.shape[0] < height or bright.shape[1] < width or \
             bright.shape[0] > height + 1 or bright.shape[1] > width + 1:
@@ -371,7 +391,10 @@ def default_workers(fully_cached: bool, cores: int | None = None, local_world: i
 
 def make_loader(dataset: PatchDataset, sampler: StepBatchSampler, workers: int) -> torch.utils.data.DataLoader:
     """A DataLoader over the step sampler; workers prefetch a couple of batches each."""
-    extra = {"prefetch_factor": 4, "persistent_workers": False} if workers > 0 else {}
+    from transfer.interrupt import ignore_sigint
+
+    extra = {"prefetch_factor": 4, "persistent_workers": False, "worker_init_fn": ignore_sigint} if workers > 0 \
+        else {}
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                                        collate_fn=collate_nhwc, **extra)
 
