@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import transfer.train.losses as losses_module
 import transfer.train.trainer as trainer_module
 from lowsim import __version__ as lowsim_version
 from lowsim.params import file_sha256
@@ -163,7 +164,7 @@ def test_raw_input_trains_on_sid_pairs(tmp_path: Path) -> None:
 def test_ctrl_c_saves_last_and_resume_matches(tmp_path: Path, lol_tiny: Path, monkeypatch) -> None:
     options = dict(pairs=lol_tiny, iters=4, val_split=False, save_every=100)
     run_training(tiny_config(tmp_path / "straight", **options))
-    real_loss, calls = trainer_module.F.l1_loss, []
+    real_loss, calls = losses_module.F.l1_loss, []
 
     def interrupting_loss(*args, **kwargs):
         calls.append(1)
@@ -171,10 +172,10 @@ def test_ctrl_c_saves_last_and_resume_matches(tmp_path: Path, lol_tiny: Path, mo
             raise KeyboardInterrupt
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module.F, "l1_loss", interrupting_loss)
+    monkeypatch.setattr(losses_module.F, "l1_loss", interrupting_loss)
     with pytest.raises(KeyboardInterrupt):
         run_training(tiny_config(tmp_path / "cut", **options))
-    monkeypatch.setattr(trainer_module.F, "l1_loss", real_loss)
+    monkeypatch.setattr(losses_module.F, "l1_loss", real_loss)
     assert json.loads((tmp_path / "cut" / "last" / "checkpoint.json").read_text())["step"] == 2
     run_training(tiny_config(tmp_path / "cut", resume=True, **options))
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "cut")
