@@ -75,3 +75,16 @@ def test_method_is_checked_before_any_data(tmp_path: Path) -> None:
         check_config(tiny_config(tmp_path, mode="finetune", checkpoint=tmp_path, pairs=tmp_path, method="lora"))
     with pytest.raises(TransferError, match="adapter is a way to fine-tune"):
         check_config(tiny_config(tmp_path, pairs=tmp_path, method="adapter"))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_adapters_train_in_channels_last_as_the_trainer_runs_them(name: str) -> None:
+    # torch's CPU backward of a strided 1x1 convolution crashed (SIGSEGV) on mixed memory formats; the branch is
+    # a matrix product for that reason, and this is the layout the trainer uses
+    model = create_model(name, width=4)
+    attach_adapters(model)
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    model(x).mean().backward()
+    grads = [m.branch.grad for m in model.modules() if isinstance(m, AdaptedConv2d)]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)

@@ -29,14 +29,18 @@ class AdaptedConv2d(nn.Module):
         self.scale = nn.Parameter(torch.ones(out_ch))
         # a convolution without a bias (one followed by batch norm) gets no shift, so the fold keeps it bias-free
         self.shift = nn.Parameter(torch.zeros(out_ch)) if conv.bias is not None else None
-        self.branch = nn.Parameter(torch.zeros(out_ch, conv.in_channels // conv.groups, 1, 1))
+        self.branch = nn.Parameter(torch.zeros(out_ch, conv.in_channels, 1, 1))
         # the 1x1 branch reads each output's centre input pixel: padding p - (k-1)/2 aligns it
         self.branch_padding = tuple(p - (k - 1) // 2 for k, p in zip(conv.kernel_size, _padding(conv)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The frozen convolution plus the branch, scaled and shifted per output channel."""
-        parallel = F.conv2d(x, self.branch, stride=self.conv.stride, padding=self.branch_padding,
-                            groups=self.conv.groups)
+        # the 1x1 branch as a matrix product on the strided input: torch 2.13's CPU backward of a 1x1 strided
+        # convolution crashes when input and weight memory formats differ (channels_last training)
+        pad_h, pad_w = self.branch_padding
+        stride_h, stride_w = self.conv.stride
+        sampled = F.pad(x, (pad_w, pad_w, pad_h, pad_h))[..., ::stride_h, ::stride_w]
+        parallel = torch.einsum("nchw,oc->nohw", sampled, self.branch[:, :, 0, 0])
         scaled = (self.conv(x) + parallel) * self.scale.view(1, -1, 1, 1)
         return scaled if self.shift is None else scaled + self.shift.view(1, -1, 1, 1)
 
@@ -61,9 +65,9 @@ def _padding(conv: nn.Conv2d) -> tuple[int, int]:
 
 
 def can_adapt(conv: nn.Conv2d) -> bool:
-    """Foldable: odd kernels, unit dilation, zero padding mode, and at least "same" padding (so a centred 1x1
-    branch sees the same output grid)."""
-    return (all(k % 2 == 1 for k in conv.kernel_size) and conv.dilation == (1, 1)
+    """Foldable: ungrouped, odd kernels, unit dilation, zero padding mode, and at least "same" padding (so a
+    centred 1x1 branch sees the same output grid)."""
+    return (conv.groups == 1 and all(k % 2 == 1 for k in conv.kernel_size) and conv.dilation == (1, 1)
             and conv.padding_mode == "zeros" and all(p >= (k - 1) // 2 for k, p in zip(conv.kernel_size,
                                                                                       _padding(conv))))
 
