@@ -158,3 +158,22 @@ def test_symlinked_last_checkpoint_is_refused(tmp_path: Path, good: dict, capsys
                             "--resume", *TINY], capsys)
     assert_one_line_error(code, err, str(run_dir / "last"), "symbolic link", expected_code=2)
     assert snapshot(elsewhere, run_dir) == before and (run_dir / "last").is_symlink()
+
+
+# ---- nothing written outside the named outputs ----
+
+def test_commands_write_only_their_named_outputs(tmp_path: Path, good: dict, capsys, monkeypatch) -> None:
+    work = tmp_path / "work"  # the working directory: a stray relative write would land here
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = snapshot(good["root"])
+    for args in (pretrain_args(good, tmp_path / "run"),
+                 ["evaluate", "--checkpoint", tmp_path / "run", "--pairs", good["lol"], "--out",
+                  tmp_path / "res.csv", "--quiet"],
+                 ["enhance", good["lol"] / "low" / "p00.png", "--checkpoint", tmp_path / "run", "--out",
+                  tmp_path / "enhanced"]):
+        code, _, err = run_cli(args, capsys)
+        assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enhanced", "res.csv", "run", "work"]
+    assert list(work.iterdir()) == [] and snapshot(good["root"]) == before
+    assert [p.name for p in (tmp_path / "enhanced").iterdir()] == ["p00.png"] and leftovers(tmp_path) == []
