@@ -52,6 +52,18 @@ def test_evaluate_out_that_is_a_folder(tmp_path: Path, good: dict, capsys) -> No
     assert snapshot(good["root"]) == before and list(folder.iterdir()) == []
 
 
+def test_evaluate_out_that_is_a_symlink(tmp_path: Path, good: dict, capsys) -> None:
+    target = tmp_path / "elsewhere.csv"
+    target.write_text("not ours\n")
+    link = tmp_path / "results.csv"
+    link.symlink_to(target)
+    before = snapshot(tmp_path, good["root"])
+    code, _, err = run_cli(["evaluate", "--checkpoint", good["pre"], "--pairs", good["lol"], "--out", link,
+                            "--quiet"], capsys)
+    assert_one_line_error(code, err, str(link), "--out is a symbolic link")
+    assert snapshot(tmp_path, good["root"]) == before and link.is_symlink()
+
+
 def test_enhance_out_that_is_a_file(tmp_path: Path, good: dict, capsys) -> None:
     blocker = tmp_path / "enhanced"
     blocker.write_bytes(b"keep me")
