@@ -55,7 +55,7 @@ class Journal:
                 raise LowsimError(f"cannot create the output folder ({err.strerror or err})", self.out) from None
             atomic_write_text(run_file, json.dumps(signature, indent=2) + "\n")
         self._lock()
-        for folder in (self.out / CLEAN_DIR, self.out / DARK_DIR, self.dir, self.out):
+        for folder in (*image_folders(self.out), self.dir, self.out):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     with contextlib.suppress(OSError):
@@ -107,6 +107,13 @@ class Journal:
             except (OSError, ValueError, TypeError, KeyError):
                 continue
         return rows
+
+
+def image_folders(out: Path) -> list[Path]:
+    """The folders a run writes images into: OUT/<split>/clean and dark (and OUT/clean, dark of runs made
+    before the per-split layout)."""
+    return [folder for kind in (CLEAN_DIR, DARK_DIR) for folder in (out / kind, *sorted(out.glob(f"*/{kind}")))
+            if folder.is_dir()]
 
 
 def _digest(indices: Sequence[int]) -> str:
