@@ -46,7 +46,7 @@ def write_preset(eld_file: Path, out_dir: Path, command: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eld", type=Path, default=Path("../shared/data/noise-params/eld"))
-    parser.add_argument("--out", type=Path, default=Path("params"))
+    parser.add_argument("--out", type=Path, default=Path("src/lowsim/data/params"))
     args = parser.parse_args()
     command = "scripts/eld_presets.py --eld ../shared/data/noise-params/eld --out src/lowsim/data/params"
     for eld_file in sorted(args.eld.glob("*.json")):

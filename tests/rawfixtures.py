@@ -14,51 +14,12 @@ from lowsim.params import atomic_write_bytes
 
 SID_BLACK = 512
 SID_WHITE = 16383
-# A plain sRGB->XYZ-like matrix scaled by 10000 (DNG stores rationals); any invertible matrix works here.
-_COLOR_MATRIX = [[10000, 10000], [0, 10000], [0, 10000],
-                 [0, 10000], [10000, 10000], [0, 10000],
-                 [0, 10000], [0, 10000], [10000, 10000]]
-
-
-def _cfa_code(pattern: str) -> list[int]:
-    """DNG CFAPattern codes (0=R, 1=G, 2=B) for a 4-letter pattern such as 'RGGB'."""
-    return ["RGB".index(c) for c in pattern.upper()]
-
-
 def dng_bytes(bayer: np.ndarray, black: int = SID_BLACK, white: int = SID_WHITE,
               pattern: str = "RGGB", as_shot_neutral: Sequence[float] = (1.0, 1.0, 1.0)) -> bytes:
-    """Encode a (H, W) uint16 Bayer mosaic as an uncompressed 16-bit DNG and return its bytes."""
-    from pidng.core import RAW2DNG
-    from pidng.defs import CalibrationIlluminant, DNGVersion, PhotometricInterpretation
-    from pidng.dng import DNGTags, Tag
+    """Encode a (H, W) uint16 Bayer mosaic as an uncompressed 16-bit DNG and return its bytes (lowsim.raw.dng)."""
+    from lowsim.raw.dng import dng_bytes as encode
 
-    bayer = np.ascontiguousarray(bayer, dtype=np.uint16)
-    height, width = bayer.shape
-    tags = DNGTags()
-    tags.set(Tag.ImageWidth, width)
-    tags.set(Tag.ImageLength, height)
-    tags.set(Tag.TileWidth, width)
-    tags.set(Tag.TileLength, height)
-    tags.set(Tag.Orientation, 1)
-    tags.set(Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array)
-    tags.set(Tag.SamplesPerPixel, 1)
-    tags.set(Tag.BitsPerSample, 16)
-    tags.set(Tag.CFARepeatPatternDim, [2, 2])
-    tags.set(Tag.CFAPattern, _cfa_code(pattern))
-    tags.set(Tag.BlackLevel, black)
-    tags.set(Tag.WhiteLevel, white)
-    tags.set(Tag.ColorMatrix1, _COLOR_MATRIX)
-    tags.set(Tag.CalibrationIlluminant1, CalibrationIlluminant.D65)
-    tags.set(Tag.AsShotNeutral, [[int(round(v * 1000)), 1000] for v in as_shot_neutral])
-    tags.set(Tag.BaselineExposure, [[0, 100]])
-    tags.set(Tag.Make, "lowsim")
-    tags.set(Tag.Model, "test")
-    tags.set(Tag.UniqueCameraModel, "lowsim test")
-    tags.set(Tag.DNGVersion, DNGVersion.V1_4)
-    tags.set(Tag.DNGBackwardVersion, DNGVersion.V1_2)
-    writer = RAW2DNG()
-    writer.options(tags, path="", compress=False)
-    return bytes(writer.convert(bayer))
+    return encode(bayer, black=black, white=white, pattern=pattern, as_shot_neutral=tuple(as_shot_neutral))
 
 
 def write_bayer_dng(path: str | Path, bayer: np.ndarray, black: int = SID_BLACK,

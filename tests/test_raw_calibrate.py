@@ -97,3 +97,24 @@ def test_central_crop_keeps_the_colour_phase(shared_data: Path):
     top, left = (2176 - 1024) // 4 * 2, (4128 - 1024) // 4 * 2
     assert top % 2 == 0 and left % 2 == 0
     np.testing.assert_array_equal(crop.mosaic, frame.mosaic[top:top + 1024, left:left + 1024])
+
+
+def test_csv_exposure_columns_give_the_ratio_when_files_lack_it(tmp_path: Path):
+    from lowsim.params import RawParams
+    from lowsim.raw.noise import noisy_codes
+    from lowsim.raw.simulate import chart_signal
+
+    truth = RawParams(system_gain=2.0, read_noise=4.0)
+    rng = np.random.default_rng(0)
+    signal = chart_signal(128, 128, 15871.0)
+    lines = ["name,dark,bright,dark_exposure,bright_exposure"]
+    for i, (dark_s, bright_s) in enumerate([("0.1", "20"), ("0.2", "40"), ("0", "40")]):
+        write_dng(tmp_path / f"d{i}.dng", noisy_codes(signal / 200, truth, rng))  # no ExposureTime tag
+        write_dng(tmp_path / f"b{i}.dng", noisy_codes(signal, truth, rng))
+        lines.append(f"p{i},d{i}.dng,b{i}.dng,{dark_s},{bright_s}")
+    (tmp_path / "pairs.csv").write_text("\n".join(lines) + "\n")
+    assert _cli(["calibrate", "--pairs", str(tmp_path / "pairs.csv"), "--out", str(tmp_path / "c.json")]) == 0
+    table = pd.read_parquet(tmp_path / "c.pairs.parquet").set_index("name")
+    assert table.loc["p0", "exposure_ratio"] == 200.0
+    assert table.loc["p1", "system_gain"] == pytest.approx(2.0, rel=0.1)
+    assert table.loc["p2", "excluded"] and "not positive numbers" in table.loc["p2", "reason"]

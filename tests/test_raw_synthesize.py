@@ -85,3 +85,12 @@ def test_raw_dataset_does_not_depend_on_workers(photos: Path, tmp_path: Path):
     runs = [generate(src=photos, n=3, params=SONY, out=tmp_path / f"w{w}", manifest=tmp_path / f"w{w}.parquet",
                      size=48, seed=5, workers=w, progress=False) for w in (1, 2)]
     assert [r["dark_sha256"] for r in runs[0].rows] == [r["dark_sha256"] for r in runs[1].rows]
+
+
+def test_python_api_degrades_to_a_packed_raw_frame():
+    import lowsim
+
+    draw = lowsim.load_params(str(SONY)).sample(1, seed=0)[0]
+    dark = lowsim.degrade(np.full((64, 48, 3), 128, np.uint8), draw, seed=1)
+    assert dark.shape == (32, 24, 4) and dark.dtype == np.uint16
+    np.testing.assert_array_equal(dark, lowsim.degrade(np.full((64, 48, 3), 128, np.uint8), draw, seed=1))

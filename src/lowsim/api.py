@@ -109,7 +109,8 @@ def degrade(image: np.ndarray, params: Any, seed: int = 0) -> np.ndarray:
 
     params: one parameter set (from `Params.sample`), a Params / params file / shipped name (one set is drawn
     with `seed`), or a mapping of values with `model` naming the model. Returns the input's dtype: uint8 ->
-    8-bit codes, uint16 -> 16-bit codes, float (in [0, 1]) -> the 16-bit codes as float32 in [0, 1]."""
+    8-bit codes, uint16 -> 16-bit codes, float (in [0, 1]) -> the 16-bit codes as float32 in [0, 1]. The raw model
+    (`sony_a7s2`, …) returns the packed dark raw frame instead: (H/2, W/2, 4) uint16 codes, black level included."""
     from lowsim.degradation.registry import get_model
 
     clean = _as_rgb(image)
@@ -117,7 +118,7 @@ def degrade(image: np.ndarray, params: Any, seed: int = 0) -> np.ndarray:
     draw = _one_parameter_set(params, params_rng)
     bit_depth = 8 if clean.dtype == np.uint8 else 16
     dark = get_model(draw.model).degrade_to_codes(clean, draw, noise_rng, bit_depth)
-    if np.issubdtype(image.dtype, np.floating):
+    if np.issubdtype(image.dtype, np.floating) and dark.ndim == clean.ndim and dark.shape[2] == 3:
         return (dark.astype(np.float32) / np.float32(65535)).astype(np.float32)
     return dark
 
@@ -139,9 +140,9 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 
 def _one_parameter_set(params: Any, rng: np.random.Generator) -> Any:
     """A parameter set as given, or drawn from a distribution (Params, file, shipped name)."""
-    from lowsim.params import DegradationParams, IspParams, params_from_mapping
+    from lowsim.params import DegradationParams, IspParams, RawParams, params_from_mapping
 
-    if isinstance(params, (DegradationParams, IspParams)):
+    if isinstance(params, (DegradationParams, IspParams, RawParams)):
         return params
     if isinstance(params, Mapping):
         values = dict(params)

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import optimize, special
 
 from lowsim.degrade import expected_dark
-from lowsim.errors import LowsimError
+from lowsim.errors import LowsimError, printable
 from lowsim.pair_checks import (LSB, MAX_SATURATED_FRACTION, MIN_BLOCK_SPEARMAN, MIN_DARK_P99,
                                 MIN_VALID_PIXELS, MISMATCH_BLOCK, SATURATED, PairChecks, block_means,
                                 block_spearman, exclusion_reason, pair_checks, sample_pixels, valid_mask)
@@ -578,7 +578,7 @@ def calibrate_pair(pair: Pair, method: str, seed: int, downscale: float = 1.0) -
     started = time.perf_counter()
     dark, bright = read_pair(pair)
     row = calibrate_arrays(pair.name, dark, bright, method, seed, downscale)
-    row["dark_path"], row["bright_path"] = str(pair.dark), str(pair.bright)
+    row["dark_path"], row["bright_path"] = printable(pair.dark), printable(pair.bright)
     row["seconds"] = time.perf_counter() - started
     return row
 

@@ -19,12 +19,13 @@ Every problem with a user's file raises ``LowsimError`` naming the file.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from lowsim.errors import LowsimError
+from lowsim.errors import LowsimError, ResourceLimitError
 from lowsim.safe_io import atomic_write_bytes
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
@@ -36,6 +37,12 @@ JPEG_MAGIC = b"\xff\xd8\xff"
 # level 0 writes in 8-9 ms but files are 770 KiB; level 1: 17-18 ms write, 7-9 ms read, 310-425 KiB;
 # level 3: 25 ms for 2-5 % smaller; level 6: 67-87 ms; level 9: 150-426 ms for 4-13 % smaller.
 DEFAULT_PNG_COMPRESSION = 1
+
+# Decompression-bomb guard: images with more pixels than this are refused from their header, before any
+# decoding. 100 MP covers every current camera up to medium format (~1.2 GB once converted to float32);
+# a 416 KB PNG can claim 20,000 x 20,000 pixels. Set per command with --max-pixels (or LOWSIM_MAX_PIXELS).
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_PIXELS_ENV = "LOWSIM_MAX_PIXELS"
 
 # Fixed rawpy.postprocess settings (SID's: use_camera_wb, no_auto_bright, output_bps=16), made explicit.
 RAW_POSTPROCESS: dict[str, object] = {
@@ -104,8 +111,63 @@ def _to_rgb(img: np.ndarray, path: Path) -> np.ndarray:
     raise LowsimError(f"unsupported image with {channels} channels, expected 1 to 4", path)
 
 
+def set_max_pixels(limit: int | None) -> None:
+    """Set the decoded-pixel cap for this process and the worker processes it starts (None: the default)."""
+    if limit is None:
+        return
+    if limit <= 0:
+        raise LowsimError(f"--max-pixels must be a positive number of pixels, got {limit}")
+    os.environ[MAX_PIXELS_ENV] = str(int(limit))
+
+
+def max_pixels() -> int:
+    """The decoded-pixel cap in force: $LOWSIM_MAX_PIXELS, else DEFAULT_MAX_PIXELS."""
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = int(text)
+    except ValueError:
+        raise LowsimError(f"{MAX_PIXELS_ENV} must be a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise LowsimError(f"{MAX_PIXELS_ENV} must be a positive integer, got {text!r}")
+    return value
+
+
+def check_pixel_count(width: int, height: int, path: Path) -> None:
+    """Refuse an image whose stated size exceeds the decoded-pixel cap (before it is decoded)."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise ResourceLimitError(f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                                 f"{limit:,} (a decompression bomb?); raise it with --max-pixels if it is "
+                                 "genuine", path)
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header alone (Pillow decodes nothing on open), or None if unknown."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # we apply our own cap; Pillow's would refuse before telling the size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Exception:  # noqa: BLE001 - Pillow cannot parse it: OpenCV decides below
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def _decode_image(data: bytes, path: Path) -> np.ndarray:
     """Decode PNG/JPEG/TIFF/BMP bytes with OpenCV into (H, W, 3) RGB uint8/uint16."""
+    size = _header_size(data)
+    if size is not None:
+        check_pixel_count(*size, path)
     if data[:3] == JPEG_MAGIC and _jpeg_is_truncated(data):  # by content: misnamed files too
         raise LowsimError("truncated or corrupt JPEG (no end-of-image marker)", path)
     try:
@@ -145,6 +207,7 @@ def read_raw_rgb(path: str | Path) -> np.ndarray:
     settings = dict(RAW_POSTPROCESS)
     colour = getattr(rawpy.ColorSpace, str(settings.pop("output_color_name")))
     with _open_raw(path) as raw:
+        check_pixel_count(int(raw.sizes.width), int(raw.sizes.height), path)
         try:
             rgb = raw.postprocess(output_color=colour, **settings)
         except (rawpy.LibRawError, ValueError) as err:

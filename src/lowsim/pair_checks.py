@@ -23,6 +23,8 @@ MIN_BLOCK_SPEARMAN = 0.90
 MAX_SATURATED_FRACTION = 0.05  # of dark pixels: a saturated "dark" image is not a low-light image
 MIN_DARK_P99 = 2.0 * LSB  # 99th percentile below 2 levels: (nearly) empty dark image
 MIN_VALID_PIXELS = 2000  # unsaturated pixels needed to fit anything
+# Mean |dark - bright| below half a level: the same image twice (a "pair" that calibrates gain 1.0).
+IDENTICAL_LEVELS = 0.5
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class PairChecks:
     bright_saturated: float
     dark_p99: float
     valid_pixels: int
+    dark_mean: float = math.nan  # of all pixels, [0, 1]: a dark image not darker than its bright one is swapped
+    bright_mean: float = math.nan
+    mean_abs_difference: float = math.nan  # [0, 1]: (near) zero for the same image twice
 
 
 def block_means(img: np.ndarray, block: int = MISMATCH_BLOCK) -> np.ndarray:
@@ -82,17 +87,25 @@ def pair_checks(dark: np.ndarray, bright: np.ndarray, predicted: np.ndarray | No
         bright_saturated=float(np.mean(bright.max(axis=2) >= SATURATED)),
         dark_p99=float(np.percentile(dark, 99)),
         valid_pixels=int(valid_mask(dark, bright).sum()),
+        dark_mean=float(dark.mean()),
+        bright_mean=float(bright.mean()),
+        mean_abs_difference=float(np.mean(np.abs(dark - bright))),
     )
 
 
 def exclusion_reason(checks: PairChecks) -> str:
     """Why a pair must not enter the distribution fit ('' when it may)."""
+    if checks.mean_abs_difference * 255.0 < IDENTICAL_LEVELS:
+        return "dark and bright are the same image"
     if checks.dark_p99 < MIN_DARK_P99:
         return f"dark image nearly empty (99th percentile {checks.dark_p99 * 255:.1f}/255)"
     if checks.dark_saturated > MAX_SATURATED_FRACTION:
         return f"dark image saturated ({checks.dark_saturated:.1%} of pixels >= 250/255)"
     if checks.valid_pixels < MIN_VALID_PIXELS:
         return f"too few unsaturated pixels ({checks.valid_pixels} < {MIN_VALID_PIXELS})"
+    if checks.dark_mean >= checks.bright_mean:
+        return (f"dark image is not darker than its bright image (mean {checks.dark_mean * 255:.1f} vs "
+                f"{checks.bright_mean * 255:.1f} of 255; are low/ and high/ swapped?)")
     if checks.block_spearman < MIN_BLOCK_SPEARMAN:
         return (f"images do not match (different scene or misaligned): block rank correlation "
                 f"{checks.block_spearman:.2f} < {MIN_BLOCK_SPEARMAN}")

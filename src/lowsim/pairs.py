@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lowsim.errors import LowsimError
+from lowsim.errors import LowsimError, printable
 from lowsim.imageio import ALL_EXTENSIONS, RAW_EXTENSIONS, read_image
 
 LAYOUTS = ("auto", "sid", "lol", "csv")
@@ -43,6 +43,10 @@ class Pair:
     dark: Path
     bright: Path
     ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        # A file name that is not UTF-8 is named by its escaped bytes: tables and reports store text.
+        object.__setattr__(self, "name", printable(self.name))
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -82,7 +86,7 @@ def _report_unmatched(unmatched: dict[str, list[str]], matched: int, root: Path,
         return
     message = "; ".join(problems)
     if strict or matched == 0:
-        hint = "" if matched == 0 else " (pass strict=False / --no-strict to skip them)"
+        hint = "" if matched == 0 else " (give each its partner, or move it out of the folder)"
         raise LowsimError(message + hint, root)
     warnings.warn(f"{root}: skipping unmatched files: {message}", stacklevel=3)
 

@@ -139,6 +139,34 @@ def check_value(spec: ParamSpec, value: Any) -> float:
     return float(value)
 
 
+# Values no calibration produces (at or beyond calibrate's search bounds): a params file whose mean, fixed
+# values or per-pair points go past them is broken, and the degradation would overflow (exp to
+# inf, a gain that saturates every pixel into a constant channel). `load` refuses it with one line.
+PLAUSIBLE_MAX: dict[str, float] = {
+    "gain_r": 1e4, "gain_g": 1e4, "gain_b": 1e4, "exposure": 1e4, "cast_r": 1e4, "cast_b": 1e4,
+    "photon_scale": 1e12, "shot_gain": 1e3, "read_sigma": 10.0, "row_sigma": 10.0,
+    "illum_gamma": 1e3, "gamma": 1e3, "tone_gamma": 1e3, "downscale": 64.0,
+}
+
+
+def check_plausible(name: str, value: float, where: str) -> None:
+    """LowsimError when a parameter is not finite or beyond PLAUSIBLE_MAX (`where` says whose value it is)."""
+    limit = PLAUSIBLE_MAX.get(name, math.inf)
+    if not math.isfinite(value) or value > limit:
+        raise LowsimError(f"parameter {name} = {value:.4g} ({where}) is beyond its plausible maximum "
+                          f"{limit:g}: it would overflow or saturate every pixel; the params file is broken")
+
+
+def check_plausible_file(dist: "ParamDistribution") -> None:
+    """check_plausible on the fixed values, the mean of each sampled parameter and the per-pair points."""
+    for name, value in dist.fixed.items():
+        check_plausible(name, float(value), "fixed")
+    for k, name in enumerate(dist.names):
+        check_plausible(name, float(from_unconstrained(name, dist.mean[k])), "the distribution's mean")
+        if dist.points is not None and len(dist.points):
+            check_plausible(name, float(from_unconstrained(name, dist.points[:, k].max())), "a per-pair fit")
+
+
 class _SchemaParams:
     """What both models' parameter classes share: validation against their specs, dict and mapping I/O."""
 
@@ -270,7 +298,8 @@ def from_unconstrained(name: str, value: np.ndarray | float) -> np.ndarray:
     spec = ALL_SPECS[name]
     z = np.asarray(value, dtype=np.float64)
     if spec.transform == "log":
-        return np.exp(z)
+        with np.errstate(over="ignore"):  # inf is refused by check_plausible with a clear message
+            return np.exp(z)
     return spec.low + (spec.high - spec.low) / (1.0 + np.exp(-z))
 
 
@@ -370,6 +399,8 @@ class ParamDistribution:
         out = dict(self.fixed)
         for name, v in zip(self.names, values):
             out[name] = float(from_unconstrained(name, v))
+            if not math.isfinite(out[name]):  # exp overflowed: a broken file that load() did not see
+                check_plausible(name, out[name], "drawn from the distribution")
         return params_from_mapping(self.model, out)
 
     def natural_mean(self) -> dict[str, float]:
@@ -461,7 +492,7 @@ class ParamDistribution:
             mean = np.asarray(data["mean"], dtype=np.float64)
             cov = np.asarray(data["cov"], dtype=np.float64)
             points = None if data.get("points") is None else np.asarray(data["points"], dtype=np.float64)
-            return cls(names=list(data["names"]), mean=mean, cov=cov, fixed=dict(data.get("fixed", {})),
+            dist = cls(names=list(data["names"]), mean=mean, cov=cov, fixed=dict(data.get("fixed", {})),
                        n_pairs=int(data.get("n_pairs", 0)), excluded=list(data.get("excluded", [])),
                        method=str(data.get("method", "")), source=str(data.get("source", "")),
                        shrinkage=float(data.get("shrinkage", 0.0)),
@@ -469,10 +500,12 @@ class ParamDistribution:
                        lowsim_version=str(data.get("lowsim_version", "")), schema_version=version,
                        model=model, sampler=str(data.get("sampler", "normal")), points=points,
                        jitter=float(data.get("jitter", 0.25)))
+            check_plausible_file(dist)
         except (TypeError, ValueError) as err:
             raise LowsimError(f"a field has the wrong type ({err})", path) from None
         except LowsimError as err:
             raise LowsimError(str(err), path) from None
+        return dist
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

@@ -112,12 +112,13 @@ def pretrain(
     seed: Seed = 0, val_every: ValEvery = None, save_every: SaveEvery = None, patience: Patience = None,
     val_limit: ValLimit = None, workers: Workers = None, cache_mb: CacheMb = 4096.0, device: Device = "auto",
     resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
-    **model_options: Any,
+    input_kind: Input = None, **model_options: Any,
 ) -> None:
     """Train from scratch on synthetic pairs (ok rows; split train trains, split val validates)."""
     from transfer.project import manifest_or_default
 
     _train(mode="pretrain", manifest=manifest_or_default(manifest), run_dir=run_dir, model=model, width=width, norm=norm,
+           input_kind=input_kind,
            model_options=model_options, epochs=epochs, iters=iters, patch=patch, batch=batch, lr=lr,
            schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, val_limit=val_limit, workers=workers, cache_mb=cache_mb,

@@ -44,6 +44,7 @@ class PairItem:
     bright: Path
     ratio: float | None = None
     alpha: float | None = None
+    levels: tuple[float, float] | None = None  # (black, white) of a packed raw .npy dark frame (lowsim --output raw)
 
 
 @dataclass
@@ -92,8 +93,17 @@ def load_manifest(path: str | Path, split: str | None) -> list[PairItem]:
     rows = ok if split is None else ok[ok["split"] == split]
     names = rows["key"].astype(str) if "key" in rows.columns else rows["dark_file_name"].astype(str)
     alphas = rows[ALPHA_COLUMN] if ALPHA_COLUMN in rows.columns else [None] * len(rows)
-    return [PairItem(name, base / str(dark), base / str(clean), None, _optional_float(alpha))
-            for name, dark, clean, alpha in zip(names, rows["dark_file_name"], rows["clean_file_name"], alphas)]
+    raw = [_raw_fields(row) for row in rows.to_dict("records")]  # packed raw rows: their ratio and levels
+    return [PairItem(name, base / str(dark), base / str(clean), ratio, _optional_float(alpha), levels)
+            for name, dark, clean, alpha, (ratio, levels)
+            in zip(names, rows["dark_file_name"], rows["clean_file_name"], alphas, raw)]
+
+
+def _raw_fields(row: dict) -> tuple[float | None, tuple[float, float] | None]:
+    """(exposure ratio, (black, white)) of a packed raw manifest row (a .npy dark frame), else (None, None)."""
+    if not str(row["dark_file_name"]).endswith(".npy"):
+        return None, None
+    return _optional_float(row.get("exposure_ratio")), (float(row["adc_black"]), float(row["adc_white"]))
 
 
 def _optional_float(value: object) -> float | None:
@@ -153,6 +163,7 @@ def items_sha256(items: Sequence[PairItem]) -> str:
 def decode_item(item: PairItem, input_kind: str) -> Decoded:
     """Read one pair in the model's input representation and check the two images line up."""
     from lowsim.imageio import read_bayer_packed, read_image
+    from lowsim.raw.synthesize import read_packed
 
     bright = read_image(item.bright)
     if input_kind == "srgb":
@@ -164,7 +175,7 @@ def decode_item(item: PairItem, input_kind: str) -> Decoded:
     if item.ratio is None:
         raise TransferError(f"pair {item.name!r} has no exposure ratio; packed raw input needs one "
                             "(SID layout, or a ratio column in a pairs CSV)", item.dark)
-    packed = read_bayer_packed(item.dark)
+    packed = read_bayer_packed(item.dark) if item.levels is None else read_packed(item.dark, *item.levels)
     height, width = packed.shape[0] * 2, packed.shape[1] * 2
     if bright.shape[0] < height or bright.shape[1] < width or \
             bright.shape[0] > height + 1 or bright.shape[1] > width + 1:

@@ -1,12 +1,16 @@
 """The `lowsim` command line. Each command lives in its own module of this package."""
 from __future__ import annotations
 
+import functools
 import sys
+from typing import Any, Callable, TypeVar
 
 import typer
 
-from lowsim.errors import LowsimError
+from lowsim.errors import Interrupted, LowsimError, printable
 from lowsim.project import command_defaults
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
     name="lowsim",
@@ -15,6 +19,19 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+def interruptible(hint: str) -> Callable[[F], F]:
+    """Turn Ctrl-C inside a command into "interrupted: <hint>" and exit code 130 (typer alone exits silently)."""
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return command(*args, **kwargs)
+            except KeyboardInterrupt:
+                raise Interrupted(f"interrupted: {hint}") from None
+        return wrapper  # type: ignore[return-value]
+    return decorate
 
 
 def _register_commands() -> None:
@@ -47,9 +64,12 @@ def main(argv: list[str] | None = None) -> None:
         # lowsim.toml's tables are the commands' defaults (project folder convention, lowsim.project)
         defaults = command_defaults(typer.main.get_command(app), args)
         app(args=args, prog_name="lowsim", default_map=defaults)  # typer reports usage errors itself (exit 2)
-    except LowsimError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+    except Interrupted as err:
+        typer.secho(printable(str(err)), err=True)
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        typer.secho("interrupted: run the same command again to resume", err=True)
+    except LowsimError as err:
+        typer.secho(f"error: {printable(str(err))}", err=True, fg=typer.colors.RED)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:  # outside a command (e.g. while importing)
+        typer.secho("interrupted", err=True)
         sys.exit(130)

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from lowsim.cli import app
+from lowsim.cli import app, interruptible
 from lowsim.errors import LowsimError
 from lowsim.project import default_params_out, describe_default
 
@@ -66,6 +66,7 @@ def _print_summary(result: Any) -> None:
 
 
 @app.command()
+@interruptible("no params file was written; run the same command again")
 def calibrate(
     pairs: Path = typer.Option(..., "--pairs", help="Folder (or CSV) of real dark/bright pairs."),
     layout: str = typer.Option("auto", "--layout", help="auto, sid, lol or csv."),
@@ -84,14 +85,20 @@ def calibrate(
     downscale: Optional[float] = typer.Option(None, "--downscale", help="isp: how much the camera's images were "
                                               "resized (sensor pixels per image pixel along a side, >= 1) "
                                               "[default: chosen from the dark images' noise]."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
+                                             "pixels than this, from their header (decompression bombs) "
+                                             "[default: 100000000]."),
 ) -> None:
     """Calibrate the degradation model on real pairs: params JSON + per-pair Parquet + report PNG."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
     from lowsim.calibrate import METHODS, SPLITS, run_calibration
+    from lowsim.imageio import set_max_pixels
     from lowsim.raw.cli import calibrate_raw_command, resolve_method
+    from lowsim.safe_io import check_write_target
 
+    set_max_pixels(max_pixels)
     method = resolve_method(pairs, layout, method)
     if out is None:
         out = describe_default("--out", default_params_out(pairs), "params/<pairs folder name>.json")
@@ -110,6 +117,8 @@ def calibrate(
         raise LowsimError(f"--downscale must be >= 1 and goes with --method isp; got {downscale} with {method}")
     if report is None:
         report = out.with_suffix(".png")
+    for target in (out, report):  # before minutes of fitting: refuse a target we would not write to
+        check_write_target(target)
     n_workers = workers or os.cpu_count() or 1
     source = _command_line(pairs, layout, method, out, report, split, seed)
     # The bar starts once the pairs are found, so a bad --pairs gives its one-line error alone.

@@ -8,19 +8,23 @@ from typing import Any, Optional
 
 import typer
 
-from lowsim.cli import app
+from lowsim.cli import app, interruptible
 from lowsim.errors import LowsimError
 
 
 def _check_outputs(report: Path | None, json_path: Path | None) -> None:
     """Refuse bad output names before any image is read."""
     from lowsim.compare_report import REPORT_SUFFIXES
+    from lowsim.safe_io import check_write_target
 
     if report is not None and report.suffix.lower() not in REPORT_SUFFIXES:
         raise LowsimError(f"unsupported report type {report.suffix or '(no suffix)'!r}, expected .png or .html",
                           report)
     if json_path is not None and json_path.suffix.lower() != ".json":
         raise LowsimError("--json must name a .json file", json_path)
+    for target in (report, json_path):  # before any image is read: refuse targets we would not write to
+        if target is not None:
+            check_write_target(target)
 
 
 def _number(value: float, digits: str = ".4g") -> str:
@@ -48,6 +52,7 @@ def _print_table(result: Any) -> None:
 
 
 @app.command()
+@interruptible("nothing was written; run the same command again")
 def compare(
     real: Path = typer.Option(..., "--real", help="Folder (or CSV) of real dark/bright pairs."),
     synthetic: Path = typer.Option(..., "--synthetic", help="Manifest Parquet of a generated dataset."),

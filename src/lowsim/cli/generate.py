@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from lowsim.cli import app
+from lowsim.cli import app, interruptible
 
 PARAMS_HELP = ("Params JSON, or a shipped one by name (lol, lol-v1) [the newest params/*.json here, else lol].")
 
@@ -30,6 +30,7 @@ def _dataset_paths(src: Optional[Path], out: Optional[Path], manifest: Optional[
 
 
 @app.command()
+@interruptible("run the same command again to resume")
 def generate(
     src: Optional[Path] = typer.Option(None, "--src", help="Folder of clean photos (recursive; "
                                        "default: scikit-image's sample photos)."),
@@ -63,20 +64,23 @@ def generate(
     output: Optional[str] = typer.Option(None, "--output", help="srgb (dark PNGs) or raw (packed 16-bit Bayer "
                                          ".npy dark frames; needs a raw params file such as the shipped sony_a7s2) "
                                          "[default: what the params file is for]."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
+                                             "pixels than this, from their header (decompression bombs) "
+                                             "[default: 100000000]."),
 ) -> None:
     """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest).
 
     The output does not depend on --workers, --backend or --shard-size. Run the same command to resume.
     """
+    import sys
     import warnings
 
     from lowsim.generate import generate as run, ignore_file_size_signal
     from lowsim.generate.publish import EmptySplitWarning
-
-    import sys
-
+    from lowsim.imageio import set_max_pixels
     from lowsim.raw.synthesize import check_output_kind
 
+    set_max_pixels(max_pixels)
     ignore_file_size_signal()
     params = _params_or_default(params)
     check_output_kind(params, output)
@@ -88,7 +92,7 @@ def generate(
         result = run(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
                      seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
                      progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
-                     sampler=sampler)
+                     sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True))
     for warning in caught:
         typer.secho(f"warning: {warning.message}", err=True, fg=typer.colors.YELLOW)
     errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
@@ -97,19 +101,28 @@ def generate(
 
 
 @app.command()
+@interruptible("nothing was written; run the same command again")
 def regenerate(
     manifest: Path = typer.Argument(..., help="Manifest Parquet written by `lowsim generate`."),
     key: str = typer.Option(..., "--key", help="Key of the sample to rebuild."),
     out: Path = typer.Option(..., "--out", help="PNG to write the rebuilt dark image to (.npy for a raw dataset)."),
     clean_out: Optional[Path] = typer.Option(None, "--clean-out", help="Also write the clean target here."),
     src: Optional[Path] = typer.Option(None, "--src", help="Source folder, if it moved since generation."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
+                                             "pixels than this, from their header (decompression bombs) "
+                                             "[default: 100000000]."),
 ) -> None:
     """Rebuild one sample bit-exactly from its manifest row."""
     from lowsim.generate import regenerate as rebuild
-    from lowsim.imageio import write_png
+    from lowsim.imageio import set_max_pixels, write_png
+    from lowsim.safe_io import check_write_target
 
     from lowsim.raw.synthesize import write_packed
 
+    set_max_pixels(max_pixels)
+    for target in (out, clean_out):  # before the work: refuse a target we would not write to
+        if target is not None:
+            check_write_target(target)
     clean, dark, _ = rebuild(manifest, key, src)
     if dark.ndim == 3 and dark.shape[2] == 4:  # a packed raw dark frame (model lowsim.raw/v1)
         write_packed(out.with_suffix(".npy"), dark)
@@ -122,13 +135,19 @@ def regenerate(
 
 
 @app.command()
+@interruptible("nothing was written; run the same command again")
 def preview(
     src: Path = typer.Option(..., "--src", help="One photo."),
     params: Optional[Path] = typer.Option(None, "--params", help=PARAMS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the parameter draw and the noise."),
     out: Path = typer.Option(..., "--out", help="PNG to write."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
+                                             "pixels than this, from their header (decompression bombs) "
+                                             "[default: 100000000]."),
 ) -> None:
     """Show the degradation step by step (the paper's Figure 3), without and with the illumination map."""
+    from lowsim.imageio import set_max_pixels
     from lowsim.preview import preview as render
 
+    set_max_pixels(max_pixels)
     typer.echo(f"wrote {render(src, _params_or_default(params), out, seed)}")

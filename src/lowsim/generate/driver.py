@@ -3,11 +3,13 @@ a backend until there are n ok ones, and write the manifests. See the package do
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Mapping
 
-from lowsim.errors import LowsimError
+from lowsim.errors import LowsimError, is_printable, printable
 from lowsim.generate.journal import Journal, image_folders, row_is_intact
 from lowsim.generate.local import local_executor
 from lowsim.generate.plan import KEY_FILE, RunSpec, find_sources, parse_fractions
@@ -15,8 +17,11 @@ from lowsim.generate.publish import publish
 from lowsim.generate.workers import RunMissing, ignore_file_size_signal
 from lowsim.params import SAMPLERS, ParamDistribution, file_sha256
 from lowsim.project import default_manifest
+from lowsim.safe_io import resolve_inside
 
 BACKENDS = ("local", "ray")
+# Missing indices are planned this many at a time, so the driver's memory does not grow with --n.
+PLAN_BATCH = 4096
 
 
 @dataclass
@@ -37,14 +42,16 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
              split_fractions: str | Mapping[str, float] | None = None,
              progress: bool = True, backend: str = "local", address: str | None = None,
              shard_size: int | None = None, max_retries: int = 3, model: str | None = None,
-             sampler: str | None = None) -> GenerateResult:
+             sampler: str | None = None, on_note: Callable[[str], None] | None = None) -> GenerateResult:
     """Generate (or resume) a dataset of exactly n ok samples; see the `lowsim.generate` package docstring.
 
     backend "local" runs `workers` processes on this machine; "ray" runs shards of samples as Ray tasks
     (lowsim.generate.ray_executor) on the cluster at `address`, or on a new local instance of `workers` CPUs.
     The dataset does not depend on the backend, the worker count or the shard size. `model` (v1 | v2),
     when given, must be the params file's; `sampler` (normal | empirical) overrides the file's sampler.
+    `on_note` receives one-line notes (workers capped, run record rebuilt).
     """
+    note = on_note or (lambda message: None)
     if n <= 0:
         raise LowsimError(f"--n must be a positive number of samples, got {n}")
     if size is not None and size <= 0:
@@ -60,6 +67,11 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
     dist = load_distribution(params, model, sampler)
     root, sources = find_sources(src)
     out = Path(out)
+    for option, value in (("--out", out), ("--manifest", manifest)):
+        if value is not None and not is_printable(str(Path(value).resolve())):
+            raise LowsimError(f"{option} path is not valid UTF-8 (the manifest stores paths as text); "
+                              "choose another folder", printable(str(value)))
+    workers = _cap_workers(workers, n, backend, address, note)
     manifest = Path(manifest) if manifest is not None else default_manifest(out)
     spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
                    params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
@@ -72,7 +84,10 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
     except OSError as err:
         raise LowsimError(f"cannot use the output folder ({err.strerror or err})", out) from None
     try:
+        for message in journal.notes:
+            note(message)
         done = {i: r for i, r in journal.load().items() if row_is_intact(r, out)}
+        check_sources_unchanged(spec, done)
         if backend == "ray":
             from lowsim.generate.ray_executor import ray_executor
 
@@ -127,27 +142,62 @@ def _ok_count(done: Mapping[int, Mapping[str, Any]], end: int) -> int:
     return sum(1 for i, r in done.items() if i < end and r["status"] == "ok")
 
 
+def _missing_batches(done: Mapping[int, Any], end: int) -> Iterator[list[int]]:
+    """The indices below `end` not yet done, lazily, in lists of at most PLAN_BATCH."""
+    pending = (i for i in range(end) if i not in done)
+    while batch := list(itertools.islice(pending, PLAN_BATCH)):
+        yield batch
+
+
 def _run(spec: RunSpec, n: int, done: dict[int, dict[str, Any]], executor: ContextManager[RunMissing],
          show_progress: bool) -> int:
     """Make missing samples until indices [0, end) hold n ok rows (the executor journals). Returns #made."""
     end = n
     made = 0
+    all_sources = {printable(s) for s in spec.sources}  # error rows carry printable names
     with _progress(show_progress, n) as advance, executor as run_missing:
         advance(_ok_count(done, end))
         while True:
-            missing = [i for i in range(end) if i not in done]
-            if missing:
-                made += len(missing)
-                run_missing(missing, advance)
+            for batch in _missing_batches(done, end):
+                made += len(batch)
+                run_missing(batch, advance)
             ok = _ok_count(done, end)
             if ok >= n:
                 return made
             bad = {r["source_path"] for r in done.values() if r["status"] == "error"}
-            if bad >= set(spec.sources):
+            if bad >= all_sources:
                 first = min((r for r in done.values() if r["status"] == "error"), key=lambda r: r["index"])
                 raise LowsimError(f"no readable source image among {len(spec.sources)} in "
                                   f"{spec.src_root} (e.g. {first['error_message']})")
             end += n - ok  # replacement samples for the ones whose source was unreadable
+
+
+def _cap_workers(workers: int, n: int, backend: str, address: str | None, note: Callable[[str], None]) -> int:
+    """At most one worker per sample and per core of this machine (not for a Ray cluster), with a note."""
+    if backend == "ray" and address is not None:
+        return workers
+    cores = os.cpu_count() or 1
+    capped = max(1, min(workers, n, cores))
+    if capped < workers:
+        note(f"--workers {workers} capped at {capped} ({n} samples, {cores} cores on this machine)")
+    return capped
+
+
+def check_sources_unchanged(spec: RunSpec, done: Mapping[int, Mapping[str, Any]]) -> None:
+    """Refuse a resume when a source photo differs from the one journaled samples were made from."""
+    seen: dict[str, tuple[str, str]] = {}
+    for row in done.values():
+        if row.get("status") == "ok" and row.get("source_path") not in seen:
+            seen[row["source_path"]] = (str(row.get("source_sha256")), str(row.get("key")))
+    for source, (recorded, key) in sorted(seen.items()):
+        path = resolve_inside(spec.src_root, source, "source_path")
+        try:
+            current = file_sha256(path)
+        except OSError as err:
+            raise LowsimError(f"cannot read a source of this run ({err.strerror or err})", path) from None
+        if current != recorded:
+            raise LowsimError(f"source photo changed since sample {key} was made from it (sha256 differs); "
+                              "restore it, or generate into a new --out", path)
 
 
 @contextlib.contextmanager

@@ -8,13 +8,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from lowsim.errors import LowsimError
-from lowsim.generate.plan import CLEAN_DIR, DARK_DIR, JOURNAL_DIR, KEY_DIGITS
+from lowsim.errors import LowsimError, UnsafePathError, WriteError
+from lowsim.generate.plan import CLEAN_DIR, DARK_DIR, JOURNAL_DIR, KEY_DIGITS, METADATA_FILE
+from lowsim.manifest import RUN_KEY
 from lowsim.params import file_sha256
-from lowsim.safe_io import atomic_write_bytes, atomic_write_text
+from lowsim.safe_io import atomic_write_bytes, atomic_write_text, resolve_inside
 
 RUN_FILE = "run.json"
 LOCK_FILE = "lock"
@@ -28,50 +30,91 @@ class Journal:
         self.out = Path(out)
         self.dir = self.out / JOURNAL_DIR
         self._lock_fh: Any = None
+        self.notes: list[str] = []  # one-line notes for the user (e.g. a run record rebuilt)
 
     def open(self, signature: Mapping[str, Any]) -> None:
-        """Create or check the signature, take the lock, and remove orphan temp files."""
+        """Take the lock, then create or check the run signature, and remove orphan temp files."""
+        self._check_folder()
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WriteError(f"cannot create the output folder ({err.strerror or err})", self.out) from None
+        self._lock()  # before reading the signature: two fresh runs must not both write one
         run_file = self.dir / RUN_FILE
         if run_file.is_file():
-            try:
-                stored = json.loads(run_file.read_text())
-            except (OSError, json.JSONDecodeError) as err:
-                raise LowsimError(f"damaged run signature ({err}); delete the folder to start over",
-                                  run_file) from None
+            stored = self._stored_signature(run_file, signature)
             differ = [k for k in signature if stored.get(k) != json.loads(json.dumps(signature[k]))]
             if differ:
                 detail = "; ".join(f"{k}: was {stored.get(k)!r}, now {signature[k]!r}" for k in differ)
                 raise LowsimError(f"holds a run with different settings ({detail}); resume with the same "
                                   "settings or choose another --out", self.out)
+        elif self._has_parts():
+            self._adopt_signature(signature, "was missing")
         else:
-            if self.out.exists() and not self.out.is_dir():
-                raise LowsimError("--out must be a folder, found a file", self.out)
-            if self.out.exists() and any(p.name != JOURNAL_DIR for p in self.out.iterdir()):
-                raise LowsimError("output folder is not empty and holds no lowsim run; choose an empty or "
-                                  "new folder", self.out)
-            try:
-                self.dir.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise LowsimError(f"cannot create the output folder ({err.strerror or err})", self.out) from None
             atomic_write_text(run_file, json.dumps(signature, indent=2) + "\n")
-        self._lock()
         for folder in (*image_folders(self.out), self.dir, self.out):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     with contextlib.suppress(OSError):
                         tmp.unlink()
 
+    def _check_folder(self) -> None:
+        """--out is a folder (or absent), and either empty, or holding a lowsim run."""
+        if self.out.exists() and not self.out.is_dir():
+            raise LowsimError("--out must be a folder, found a file", self.out)
+        if self.dir.is_dir() or not self.out.exists():
+            return
+        if any(p.name != JOURNAL_DIR for p in self.out.iterdir()):
+            raise LowsimError("output folder is not empty and holds no lowsim run; choose an empty or "
+                              "new folder", self.out)
+
+    def _has_parts(self) -> bool:
+        return any(self.dir.glob("part-*.parquet"))
+
+    def _stored_signature(self, run_file: Path, signature: Mapping[str, Any]) -> dict[str, Any]:
+        """The recorded signature; a damaged run.json is rebuilt from the run's other records."""
+        try:
+            stored = json.loads(run_file.read_text())
+        except (OSError, ValueError) as err:
+            return self._adopt_signature(signature, f"was damaged ({type(err).__name__})")
+        if not isinstance(stored, dict):
+            return self._adopt_signature(signature, "was damaged (not a JSON object)")
+        return stored
+
+    def _adopt_signature(self, signature: Mapping[str, Any], why: str) -> dict[str, Any]:
+        """Rewrite run.json as this command's signature, if metadata.parquet and the journal agree with it."""
+        evidence = recorded_signature(self.out)
+        conflicts = _signature_conflicts(signature, evidence) if evidence is not None \
+            else _row_conflicts(signature, self.load().values())
+        if conflicts:
+            raise LowsimError(f"the run record {RUN_FILE} {why}, and this folder's samples were made with other "
+                              f"settings ({conflicts}); resume with those settings or choose another --out",
+                              self.out)
+        atomic_write_text(self.dir / RUN_FILE, json.dumps(signature, indent=2) + "\n")
+        self.notes.append(f"{self.dir / RUN_FILE} {why}: rebuilt from the dataset's manifest and journal")
+        return json.loads(json.dumps(signature))
+
     def _lock(self) -> None:
         """An exclusive lock on the folder for this process (released by the OS even on kill -9)."""
         import fcntl
 
         try:
-            self._lock_fh = open(self.dir / LOCK_FILE, "a")  # noqa: SIM115 - held for the run
+            # Not written through safe_io: the lock must stay the same file while it is held. It holds
+            # the pid of the holder, for the message of the one that waits.
+            self._lock_fh = open(self.dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the run
             fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise LowsimError("another lowsim generate is writing to this folder", self.out) from None
+            holder = _lock_holder(self.dir / LOCK_FILE)
+            self._lock_fh.close()
+            self._lock_fh = None
+            raise LowsimError(f"another generate is writing here ({holder}); wait for it to finish or "
+                              "choose another --out", self.out) from None
         except OSError as err:
-            raise LowsimError(f"cannot lock the output folder ({err.strerror or err})", self.out) from None
+            raise WriteError(f"cannot lock the output folder ({err.strerror or err})", self.out) from None
+        with contextlib.suppress(OSError):
+            self._lock_fh.truncate(0)
+            self._lock_fh.write(f"{os.getpid()}\n")
+            self._lock_fh.flush()
 
     def close(self) -> None:
         if self._lock_fh is not None:
@@ -116,6 +159,47 @@ def image_folders(out: Path) -> list[Path]:
             if folder.is_dir()]
 
 
+def _lock_holder(lock_file: Path) -> str:
+    """'pid N' from a held lock file, or 'pid unknown'."""
+    try:
+        pid = lock_file.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"pid {pid}" if pid.isdigit() else "pid unknown"
+
+
+def recorded_signature(out: Path) -> dict[str, Any] | None:
+    """The run signature stored in OUT/metadata.parquet by the last finished run, or None."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(out / METADATA_FILE).metadata or {}
+        stored = json.loads(meta[RUN_KEY.encode()])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return stored if isinstance(stored, dict) else None
+
+
+def _signature_conflicts(signature: Mapping[str, Any], stored: Mapping[str, Any]) -> str:
+    """'key: was X, now Y; ...' for the signature entries that differ (empty when none)."""
+    now = json.loads(json.dumps(signature))
+    return "; ".join(f"{k}: was {stored.get(k)!r}, now {now[k]!r}" for k in now if stored.get(k) != now[k])
+
+
+def _row_conflicts(signature: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> str:
+    """The signature entries that journaled rows record (seed, params, bit depth, model, size) and contradict."""
+    checks = {"seed": "seed", "params_sha256": "params_sha256", "bit_depth": "bit_depth", "model": "model"}
+    found: dict[str, Any] = {}
+    for row in rows:
+        for key, column in checks.items():
+            if column in row and row[column] != signature.get(key):
+                found.setdefault(key, row[column])
+        size = signature.get("size")
+        if size is not None and row.get("status") == "ok" and row.get("height") != size:
+            found.setdefault("size", row.get("height"))
+    return "; ".join(f"{k}: was {v!r}, now {signature.get(k)!r}" for k, v in found.items())
+
+
 def _digest(indices: Sequence[int]) -> str:
     """Short hash of a chunk's indices, so differently chunked runs never overwrite each other's parts."""
     return hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:10]
@@ -126,11 +210,11 @@ def row_is_intact(row: Mapping[str, Any], out: Path) -> bool:
     if row.get("status") != "ok":
         return True
     for kind in (CLEAN_DIR, DARK_DIR):
-        path = out / str(row.get(f"{kind}_file_name"))
         try:
+            path = resolve_inside(out, str(row.get(f"{kind}_file_name")), f"{kind}_file_name")
             if path.stat().st_size != row.get(f"{kind}_bytes") or file_sha256(path) != row.get(f"{kind}_sha256"):
                 return False
-        except OSError:
+        except (OSError, UnsafePathError):  # a journal row pointing outside OUT is not ours to trust
             return False
     return True
 

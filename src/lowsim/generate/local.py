@@ -117,8 +117,11 @@ def _die_with_parent() -> None:
 
 
 def _init_worker(spec: RunSpec, dist: ParamDistribution) -> None:
-    """Worker start: one thread, die with the parent, keep the run's spec and distribution."""
+    """Worker start: one thread, die with the parent, ignore Ctrl-C, keep the run's spec and distribution."""
     _die_with_parent()
+    # Ctrl-C reaches the whole process group; the driver alone stops the run, so a worker never dies
+    # halfway through writing a file (its chunk finishes while the pool shuts down).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ignore_file_size_signal()
     limit_worker_threads()
     _WORKER["spec"], _WORKER["dist"] = spec, dist

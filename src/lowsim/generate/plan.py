@@ -34,6 +34,9 @@ STREAMS = ("geometry", "params", "noise")
 # scikit-image's bundled colour photographs (the default --src), used when present on disk.
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
                   "motorcycle_right.png", "hubble_deep_field.jpg", "retina.jpg", "ihc.png")
+# Sources smaller than this on either side are refused (error rows): a 1x1, 3x3 or 2x500 photo would only
+# be upscaled into flat crops. 32 px is the smallest side at which a crop still has texture to degrade.
+MIN_SOURCE_SIDE = 32
 KEY_FILE = re.compile(r"^(\d{%d,})\.(?:png|npy)$" % KEY_DIGITS)  # .npy: packed raw dark frames
 
 
@@ -212,7 +215,8 @@ class RunSpec:
 
     def signature(self) -> dict[str, Any]:
         """What must match for a resume (not n, workers, or the paths of params and manifest)."""
-        listing = hashlib.sha256("\n".join(self.sources).encode()).hexdigest()
+        # surrogateescape: names that are not UTF-8 hash as their bytes (UTF-8 names as before)
+        listing = hashlib.sha256("\n".join(self.sources).encode("utf-8", "surrogateescape")).hexdigest()
         out = {"src_root": self.src_root, "n_sources": len(self.sources), "sources_sha256": listing,
                "params_sha256": self.params_sha256, "seed": self.seed, "size": self.size,
                "bit_depth": self.bit_depth, "split_fractions": dict(self.fractions),

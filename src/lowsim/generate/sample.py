@@ -8,11 +8,12 @@ import numpy as np
 
 from lowsim import __version__
 from lowsim.degradation.registry import get_model
-from lowsim.errors import LowsimError
-from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, Geometry, RunSpec, apply_geometry, draw_geometry,
+from lowsim.errors import LowsimError, is_printable, printable
+from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, MIN_SOURCE_SIDE, Geometry, RunSpec, apply_geometry, draw_geometry,
                                   sample_key, sample_streams, source_index, to_bit_depth)
 from lowsim.imageio import read_image, write_png
-from lowsim.manifest import SRC_ROOT_KEY, read_manifest
+from lowsim.manifest import SRC_ROOT_KEY, dataset_dir, read_manifest
+from lowsim.safe_io import resolve_inside
 from lowsim.params import DegradationParams, IspParams, ParamDistribution, file_sha256, params_from_mapping
 from lowsim.raw.synthesize import write_packed
 from lowsim.splits import assign_split
@@ -49,12 +50,12 @@ def _source_sha256(path: Path) -> str:
     return _SHA_CACHE[key]
 
 
-def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str, Any]:
-    """Make sample `index`: read its source, draw, degrade, write both PNGs; return its manifest row.
-
-    An unreadable source gives an error row; a failure to write raises (the run cannot go on).
-    """
-    source = spec.sources[source_index(spec.seed, index, len(spec.sources))]
+def _read_source(spec: RunSpec, index: int, source: str) -> tuple[np.ndarray, str] | dict[str, Any]:
+    """(pixels, sha256) of a sample's source, or the error row saying why it cannot be used."""
+    if not is_printable(source):  # the manifest stores names as UTF-8 text
+        return _source_error_row(spec, index, printable(source),
+                                 f"{printable(Path(spec.src_root) / source)}: file name is not valid UTF-8; "
+                                 "rename the file")
     path = Path(spec.src_root) / source
     try:
         image = read_image(path)
@@ -63,6 +64,24 @@ def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str,
         return _source_error_row(spec, index, source, str(err))
     except OSError as err:  # vanished or unreadable between listing and reading
         return _source_error_row(spec, index, source, f"{path}: cannot read ({err.strerror or err})")
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SOURCE_SIDE:
+        return _source_error_row(spec, index, source, f"{path}: image is {width}x{height} px, smaller than "
+                                 f"the minimum of {MIN_SOURCE_SIDE} px a side (it would only give flat crops)")
+    return image, source_sha
+
+
+def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str, Any]:
+    """Make sample `index`: read its source, draw, degrade, write both PNGs; return its manifest row.
+
+    An unusable source (unreadable, too small, a non-UTF-8 name) gives an error row; a failure to write
+    raises (the run cannot go on).
+    """
+    source = spec.sources[source_index(spec.seed, index, len(spec.sources))]
+    read = _read_source(spec, index, source)
+    if isinstance(read, dict):
+        return read
+    image, source_sha = read
     streams = sample_streams(spec.seed, index)
     source_height, source_width = image.shape[:2]
     geometry = draw_geometry(streams["geometry"], source_height, source_width, spec.size)
@@ -89,21 +108,32 @@ def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str,
     return row
 
 
+def _manifest_row(manifest: Path, key: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(the ok row of sample `key` with nulls as None, the manifest's metadata), or LowsimError."""
+    frame, meta = read_manifest(manifest)
+    match = frame[frame["key"] == key]
+    if match.empty:
+        example = f" (keys look like {frame['key'].iloc[0]!r})" if len(frame) else " (it has no rows)"
+        raise LowsimError(f"no sample with key {key!r}{example}", manifest)
+    row = {k: (None if _is_missing(v) else v) for k, v in match.iloc[0].to_dict().items()}
+    if row["status"] != "ok":
+        raise LowsimError(f"sample {key} was not generated: {row['error_message']}", manifest)
+    folder = dataset_dir(manifest, meta)
+    for kind in (CLEAN_DIR, DARK_DIR):  # a row naming files outside its dataset is not one we made
+        resolve_inside(folder, str(row.get(f"{kind}_file_name")), f"{kind}_file_name of sample {key}")
+    return row, meta
+
+
 def regenerate(manifest: Path, key: str, src: Path | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Rebuild one sample bit-exactly from its manifest row: (clean, dark, row).
 
     The source is read from the recorded --src folder (or `src`), checked against its sha256; geometry and
-    parameters come from the row, the noise from the sample's own stream.
+    parameters come from the row, the noise from the sample's own stream. Paths in the row must stay inside
+    their folders (lowsim.safe_io.resolve_inside).
     """
-    frame, meta = read_manifest(manifest)
-    match = frame[frame["key"] == key]
-    if match.empty:
-        raise LowsimError(f"no sample with key {key!r} (keys look like {frame['key'].iloc[0]!r})", manifest)
-    row = {k: (None if _is_missing(v) else v) for k, v in match.iloc[0].to_dict().items()}
-    if row["status"] != "ok":
-        raise LowsimError(f"sample {key} was not generated: {row['error_message']}", manifest)
-    root = Path(src) if src is not None else Path(meta[SRC_ROOT_KEY])
-    path = root / row["source_path"]
+    row, meta = _manifest_row(Path(manifest), key)
+    root = Path(src) if src is not None else Path(meta.get(SRC_ROOT_KEY, "."))
+    path = resolve_inside(root, str(row["source_path"]), "source_path")
     image = read_image(path)
     if file_sha256(path) != row["source_sha256"]:
         raise LowsimError("source file differs from the one sample "
@@ -111,10 +141,13 @@ def regenerate(manifest: Path, key: str, src: Path | None = None) -> tuple[np.nd
     model = get_model(row.get("model") or "v1")
     if row["sampler"] not in model.samplers:
         raise LowsimError(f"sample {key} used sampler {row['sampler']!r}, unknown to lowsim {__version__}")
-    params = params_from_mapping(model.name, row)
-    noise = sample_streams(int(row["seed"]), int(row["index"]))["noise"]
-    clean, dark, _ = render_sample(image, Geometry.from_row(row), params, noise, int(row["bit_depth"]),
-                                   sampler=row["sampler"])
+    try:
+        params = params_from_mapping(model.name, row)
+        noise = sample_streams(int(row["seed"]), int(row["index"]))["noise"]
+        geometry, bit_depth = Geometry.from_row(row), int(row["bit_depth"])
+    except (TypeError, ValueError, KeyError) as err:
+        raise LowsimError(f"row of sample {key} is damaged ({type(err).__name__}: {err})", manifest) from None
+    clean, dark, _ = render_sample(image, geometry, params, noise, bit_depth, sampler=row["sampler"])
     return clean, dark, row
 
 

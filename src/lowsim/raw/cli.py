@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from lowsim.raw.calibrate import RawCalibrationResult, is_raw_file, run_raw_calibration
 

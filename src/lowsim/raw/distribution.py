@@ -64,7 +64,8 @@ def per_pair_values(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return values
 
 
-def fit_raw_distribution(rows: Sequence[Mapping[str, Any]], camera: Mapping[str, float], **meta: Any) -> ParamDistribution:
+def fit_raw_distribution(rows: Sequence[Mapping[str, Any]], camera: Mapping[str, float],
+                         **meta: Any) -> ParamDistribution:
     """The raw distribution of the usable pairs' results; `camera` holds adc_black and adc_white."""
     if len(rows) < 2:
         raise LowsimError(f"need at least 2 usable raw pairs to fit a distribution, got {len(rows)}")

@@ -25,7 +25,8 @@ def _cfa_code(pattern: str) -> list[int]:
 
 
 def dng_bytes(bayer: np.ndarray, black: int = 512, white: int = 16383, pattern: str = "RGGB",
-              exposure: float | None = None, camera: str = "lowsim test") -> bytes:
+              exposure: float | None = None, camera: str = "test",
+              as_shot_neutral: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> bytes:
     """Encode an (H, W) uint16 Bayer mosaic as DNG bytes, with its levels, pattern, exposure time and camera."""
     try:
         from pidng.core import RAW2DNG
@@ -43,8 +44,9 @@ def dng_bytes(bayer: np.ndarray, black: int = 512, white: int = 16383, pattern: 
                        (Tag.CFAPattern, _cfa_code(pattern)), (Tag.BlackLevel, int(black)),
                        (Tag.WhiteLevel, int(white)), (Tag.ColorMatrix1, _COLOR_MATRIX),
                        (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
-                       (Tag.AsShotNeutral, [[1000, 1000]] * 3), (Tag.BaselineExposure, [[0, 100]]),
-                       (Tag.Make, "lowsim"), (Tag.Model, camera), (Tag.UniqueCameraModel, camera),
+                       (Tag.AsShotNeutral, [[int(round(v * 1000)), 1000] for v in as_shot_neutral]),
+                       (Tag.BaselineExposure, [[0, 100]]), (Tag.Make, "lowsim"), (Tag.Model, camera),
+                       (Tag.UniqueCameraModel, f"lowsim {camera}"),
                        (Tag.DNGVersion, DNGVersion.V1_4), (Tag.DNGBackwardVersion, DNGVersion.V1_2)):
         tags.set(tag, value)
     if exposure is not None:

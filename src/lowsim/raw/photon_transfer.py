@@ -80,7 +80,7 @@ def bin_means(values: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def weighted_line(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """(slope, intercept, 2x2 covariance of (slope, intercept)) of y ≈ slope·x + intercept by weighted least squares."""
+    """(slope, intercept, 2x2 covariance of the two) of y ≈ slope·x + intercept by weighted least squares."""
     design = np.column_stack([x, np.ones_like(x)])
     normal = design.T @ (design * weight[:, None])
     cov = np.linalg.inv(normal)
@@ -130,7 +130,7 @@ def variance_per_bin(mu: np.ndarray, residual: np.ndarray) -> tuple[np.ndarray, 
 
 
 def fit_variance_line(mu: np.ndarray, variance: np.ndarray, count: np.ndarray) -> tuple[float, float, float]:
-    """(slope, intercept, reduced χ²) of variance ≈ slope·μ + intercept, weighted by each bin variance's precision."""
+    """(slope, intercept, reduced χ²) of variance ≈ slope·μ + intercept, weighted by each bin's precision."""
     fitted = np.maximum(variance, 1e-6)
     for _ in range(3):  # weights from the fitted line: a bin variance's own noise must not set its weight
         weight = (count - 1) / (2.0 * fitted ** 2)

@@ -175,7 +175,9 @@ def exposure_ratio(dark: RawFrame, bright: RawFrame, given: float | None = None)
             raise LowsimError("no exposure time in the metadata or the file name, and no ratio given "
                               "(add a ratio column to the pairs CSV)", missing[0].path)
         given = bright.exposure / dark.exposure  # type: ignore[operator]
-    if not np.isfinite(given) or given <= 1.0:
+    if not np.isfinite(given):
+        raise LowsimError("the stated exposure times or ratio are not positive numbers", dark.path)
+    if given <= 1.0:
         raise LowsimError(f"exposure ratio {given:g} is not above 1: the dark frame must be the shorter exposure "
                           f"(bright frame {bright.path.name})", dark.path)
     return float(given)

@@ -96,3 +96,18 @@ def check_output_kind(params: Path, output: str | None) -> None:
         wanted = "a raw-model params file (lowsim.raw/v1, e.g. --params sony_a7s2)" if output == "raw" else \
             "an sRGB-model params file (v1 or v2, e.g. --params lol)"
         raise LowsimError(f"--output {output} needs {wanted}; this file is for {model}", params)
+
+
+def read_packed(path: str | Path, black: float, white: float) -> np.ndarray:
+    """A packed raw .npy as float32 (H/2, W/2, 4), (codes − black) / (white − black) clipped to [0, 1] (as
+    `lowsim.imageio.read_bayer_packed` gives a raw file); LowsimError naming the file if it is not one."""
+    from lowsim.errors import LowsimError
+
+    try:
+        codes = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise LowsimError(f"not a readable packed raw frame ({err})", path) from None
+    if codes.ndim != 3 or codes.shape[2] != 4 or codes.dtype != np.uint16:
+        raise LowsimError(f"expected a packed raw frame (H/2, W/2, 4) uint16, got {codes.shape} {codes.dtype}", path)
+    scaled = (codes.astype(np.float32) - np.float32(black)) / np.float32(white - black)
+    return np.clip(scaled, 0.0, 1.0)

@@ -94,8 +94,6 @@ def check_config(config: TrainConfig) -> None:
         raise TransferError(f"unknown --schedule {config.schedule!r}, expected one of {', '.join(SCHEDULES)}")
     if config.input_kind is not None and config.input_kind not in INPUT_KINDS:
         raise TransferError(f"unknown --input {config.input_kind!r}, expected one of {', '.join(INPUT_KINDS)}")
-    if config.mode == "pretrain" and config.input_kind == "raw":
-        raise TransferError("a synthetic manifest holds sRGB images; pretraining takes --input srgb")
     if config.workers is not None and config.workers < 0:
         raise TransferError(f"--workers must be >= 0, got {config.workers}")
     if config.device not in DEVICES:

@@ -34,12 +34,21 @@ def resolve_data(config: TrainConfig) -> RunData:
         train, val = load_manifest(manifest, "train"), load_manifest(manifest, "val")
         if not train:
             raise TransferError("manifest has no ok rows in split 'train'", manifest)
+        _check_manifest_input(train[0], config.input_kind or "srgb", manifest)
         desc = {"kind": "manifest", "path": str(manifest), "sha256": file_sha256(manifest)}
     else:
         train, val, desc = _real_pairs(config)
     val = sorted(val, key=lambda item: item.name)[: config.val_limit]
     desc.update(train_count=len(train), val_count=len(val), val_sha256=items_sha256(val))
     return RunData(train, val, desc)
+
+
+def _check_manifest_input(item: PairItem, input_kind: str, manifest: Path) -> None:
+    """Packed raw rows (lowsim generate --output raw) train --input raw models, sRGB rows the others."""
+    if (item.levels is not None) != (input_kind == "raw"):
+        holds = "packed raw dark frames" if item.levels is not None else "sRGB images"
+        wanted = "raw" if item.levels is not None else "srgb"
+        raise TransferError(f"the manifest holds {holds}; pretrain it with --input {wanted}", manifest)
 
 
 def _real_pairs(config: TrainConfig) -> tuple[list[PairItem], list[PairItem], dict[str, Any]]:
