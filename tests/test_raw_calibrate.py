@@ -19,8 +19,9 @@ from lowsim.raw.simulate import simulate_camera
 
 
 def _cli(args: list[str]) -> int:
+    """`lowsim <args>` in this process, one worker (spawning a pool costs more than these small pairs)."""
     try:
-        main(args)
+        main([*args, "--workers", "1"])
     except SystemExit as exit_:
         return int(exit_.code or 0)
     return 0
@@ -118,3 +119,11 @@ def test_csv_exposure_columns_give_the_ratio_when_files_lack_it(tmp_path: Path):
     assert table.loc["p0", "exposure_ratio"] == 200.0
     assert table.loc["p1", "system_gain"] == pytest.approx(2.0, rel=0.1)
     assert table.loc["p2", "excluded"] and "not positive numbers" in table.loc["p2", "reason"]
+
+
+def test_results_do_not_depend_on_the_worker_count(sony_tree: Path, tmp_path: Path):
+    from lowsim.raw.calibrate import run_raw_calibration
+
+    one = run_raw_calibration(sony_tree, tmp_path / "one.json", workers=1)
+    two = run_raw_calibration(sony_tree, tmp_path / "two.json", workers=2)
+    assert pd.DataFrame(one.rows).equals(pd.DataFrame(two.rows))

@@ -138,7 +138,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path, lol_t
 
 def test_early_stopping_after_patience_validations(tmp_path: Path, lol_tiny: Path, monkeypatch) -> None:
     scores = iter([20.0, 19.0, 18.0, 17.0, 16.0])
-    monkeypatch.setattr(trainer_module, "validate", lambda model, store, tile: [next(scores)])
+    monkeypatch.setattr(trainer_module, "validate", lambda model, store, tile, stop: [next(scores)])
     result = run_training(tiny_config(tmp_path / "r", pairs=lol_tiny, iters=10, val_every=1, patience=2))
     assert result["stop_reason"] == "early_stopping" and result["steps"] == 3 and result["best_step"] == 1
     assert json.loads((tmp_path / "r" / "best" / "checkpoint.json").read_text())["step"] == 1

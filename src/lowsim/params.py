@@ -479,8 +479,23 @@ class ParamDistribution:
         """Read and validate a params file; every problem is a LowsimError naming the file."""
         path = Path(path)
         data = _read_json_object(path)
+        try:
+            dist = cls._from_json(data, path)
+            check_plausible_file(dist)
+        # a field of the wrong type or shape fails somewhere in numpy or the constructor: one message for all
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as err:
+            raise LowsimError(f"a field has the wrong type or shape ({type(err).__name__}: {err})", path) from None
+        except LowsimError as err:
+            if err.path is not None:
+                raise
+            raise LowsimError(str(err), path) from None
+        return dist
+
+    @classmethod
+    def _from_json(cls, data: dict[str, Any], path: Path) -> "ParamDistribution":
+        """The distribution a params file's JSON object describes (validated by the constructor)."""
         version = data.get("schema_version")
-        if version not in MODEL_OF_VERSION:
+        if isinstance(version, bool) or not isinstance(version, int) or version not in MODEL_OF_VERSION:
             raise LowsimError(f"params schema version {version!r} is not supported; expected one of "
                               f"{sorted(MODEL_OF_VERSION)} ({', '.join(SCHEMA_VERSIONS)})", path)
         model = MODEL_OF_VERSION[version]
@@ -488,24 +503,16 @@ class ParamDistribution:
             if key not in data:
                 raise LowsimError(f"params file lacks the key {key!r}", path)
         _check_transforms(data, specs_of(model), path)
-        try:
-            mean = np.asarray(data["mean"], dtype=np.float64)
-            cov = np.asarray(data["cov"], dtype=np.float64)
-            points = None if data.get("points") is None else np.asarray(data["points"], dtype=np.float64)
-            dist = cls(names=list(data["names"]), mean=mean, cov=cov, fixed=dict(data.get("fixed", {})),
-                       n_pairs=int(data.get("n_pairs", 0)), excluded=list(data.get("excluded", [])),
-                       method=str(data.get("method", "")), source=str(data.get("source", "")),
-                       shrinkage=float(data.get("shrinkage", 0.0)),
-                       info=dict(data.get("info", {})) if isinstance(data.get("info", {}), dict) else {},
-                       lowsim_version=str(data.get("lowsim_version", "")), schema_version=version,
-                       model=model, sampler=str(data.get("sampler", "normal")), points=points,
-                       jitter=float(data.get("jitter", 0.25)))
-            check_plausible_file(dist)
-        except (TypeError, ValueError) as err:
-            raise LowsimError(f"a field has the wrong type ({err})", path) from None
-        except LowsimError as err:
-            raise LowsimError(str(err), path) from None
-        return dist
+        points = None if data.get("points") is None else np.asarray(data["points"], dtype=np.float64)
+        info = data.get("info", {})
+        return cls(names=list(data["names"]), mean=np.asarray(data["mean"], dtype=np.float64),
+                   cov=np.asarray(data["cov"], dtype=np.float64), fixed=dict(data.get("fixed", {})),
+                   n_pairs=int(data.get("n_pairs", 0)), excluded=list(data.get("excluded", [])),
+                   method=str(data.get("method", "")), source=str(data.get("source", "")),
+                   shrinkage=float(data.get("shrinkage", 0.0)), info=dict(info) if isinstance(info, dict) else {},
+                   lowsim_version=str(data.get("lowsim_version", "")), schema_version=version,
+                   model=model, sampler=str(data.get("sampler", "normal")), points=points,
+                   jitter=float(data.get("jitter", 0.25)))
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

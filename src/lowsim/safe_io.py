@@ -2,7 +2,8 @@
 
 Writes are atomic: the bytes go to a uniquely named temp file in the target's folder (`.NAME.XXXX.tmp`,
 created with O_EXCL so nothing else can be there), are fsynced, and the temp file is renamed over the target.
-A reader never sees a partial file; on any failure, KeyboardInterrupt included, the temp file is removed.
+A reader never sees a partial file; on any failure, KeyboardInterrupt included, the temp file is removed
+(and `remove_live_temps` removes those an interrupt caught between creating and guarding them).
 
 What is never written over: a target that exists and is not a regular file (a directory, device node, FIFO,
 socket) and a target that is a symbolic link. Symlinks are refused rather than followed: a rename would
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
-import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Iterator
 
@@ -80,6 +81,35 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+# Temp files this process has created and not yet renamed or removed. A name is recorded before its file
+# exists, so Ctrl-C at any moment leaves nothing that remove_live_temps() cannot find.
+_LIVE_TEMPS: set[Path] = set()
+
+
+def _new_temp(path: Path, what: str) -> Path:
+    """Create an empty, uniquely named temp file beside `path` (O_EXCL; mode 0666 less the umask)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        _LIVE_TEMPS.add(tmp)
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            _LIVE_TEMPS.discard(tmp)
+        except OSError as err:
+            _LIVE_TEMPS.discard(tmp)
+            raise WriteError(f"cannot write{what} ({err.strerror or err})", path) from None
+    raise WriteError(f"cannot write{what} (no free temp file name)", path)
+
+
+def remove_live_temps() -> None:
+    """Remove the temp files of writes this process left unfinished (called when Ctrl-C stops a command)."""
+    for tmp in list(_LIVE_TEMPS):
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _LIVE_TEMPS.discard(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, fsync: bool = True, what: str = "") -> Iterator[Path]:
     """Yield a temp path beside `path` to write to; on success fsync it and rename it over `path`.
@@ -89,12 +119,7 @@ def atomic_path(path: str | Path, *, fsync: bool = True, what: str = "") -> Iter
     """
     path = check_write_target(path, what)
     _make_parent(path, what)
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    except OSError as err:
-        raise WriteError(f"cannot write{what} ({err.strerror or err})", path) from None
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _new_temp(path, what)
     try:
         yield tmp
         if fsync:
@@ -110,6 +135,8 @@ def atomic_path(path: str | Path, *, fsync: bool = True, what: str = "") -> Iter
         if isinstance(err, OSError):
             raise WriteError(f"cannot write{what} ({err.strerror or err})", path) from None
         raise
+    finally:
+        _LIVE_TEMPS.discard(tmp)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, *, fsync: bool = True, what: str = "") -> Path:

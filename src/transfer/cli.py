@@ -1,18 +1,35 @@
 """The `transfer` command line: pretrain, finetune, train (scratch baseline), evaluate, enhance, models.
 
-User mistakes (TransferError / LowsimError) print one line "error: ..." and exit 2 (3 for a diverged run),
-never a traceback; an interrupted training run saves `last` and says how to resume.
+User mistakes (TransferError / LowsimError, bad option values) print one line "error: ..." and exit 2, refused
+reads and writes exit 1, a diverged run 3; never a traceback. Ctrl-C stops a training run after the step in flight,
+saves `last`, says how to resume and exits 130.
 """
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from lowsim.errors import LowsimError
+from lowsim.errors import LowsimError, printable
+
+INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
+_OWNS_PROCESS = False  # main() was called as the program (argv from sys.argv), so it may end the process at once
+
+
+def _click_exceptions():  # noqa: ANN202 - a module
+    """The exceptions of the click that typer runs on: its own copy (typer >= 0.26) or the click package."""
+    try:
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    return exceptions
+
+
+_CLICK = _click_exceptions()
 
 app = typer.Typer(
     name="transfer",
@@ -97,7 +114,11 @@ def _train(model_options: dict[str, Any] | None = None, **options: Any) -> None:
     options["progress"] = not options.pop("quiet")
     if options.get("run_dir") is None:
         options["run_dir"] = default_run_dir(str(options["mode"]))
-    result = run_training(TrainConfig(**options))
+    try:
+        result = run_training(TrainConfig(**options))
+    except KeyboardInterrupt as err:  # TrainingInterrupted says what was saved; a bare one came before step 1
+        _interrupted(str(err) or f"run the same command with --resume to continue {options['run_dir']} from "
+                                 "its last saved step (it starts afresh when none was saved)")
     if result["stop_reason"] == "stopped_after":
         typer.echo(f"stopped at step {result['steps']}/{result['total_steps']}; continue with --resume")
 
@@ -200,20 +221,26 @@ def evaluate(
 ) -> None:
     """PSNR and SSIM of every pair (real pairs or a synthetic manifest) at full resolution; prints the means."""
     from transfer.evaluate import evaluate_checkpoint
+    from transfer.paths import check_output_file
+
+    if out is not None:
+        check_output_file(out, "--out")
 
     def show(index: int, count: int, row: dict) -> None:
         if not quiet:
-            typer.echo(f"[{index + 1}/{count}] {row['name']}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}")
+            typer.echo(f"[{index + 1}/{count}] {printable(row['name'])}: PSNR {row['psnr']:.2f} dB, "
+                       f"SSIM {row['ssim']:.4f}")
 
     result = evaluate_checkpoint(checkpoint, pairs, layout=layout, split=split, identity=identity, out_csv=out,
                                  tile=tile, device=device, on_image=show, manifest=manifest, alpha=alpha,
                                  report=report)
-    what = "identity (dark input)" if identity else result["checkpoint"]
+    what = "identity (dark input)" if identity else printable(result["checkpoint"])
     if result["alpha"] is not None:
         what += f" (alpha {result['alpha']:g})"
     typer.echo(f"{what}: mean PSNR {result['psnr']:.3f} dB (GT-mean {result['psnr_gt_mean']:.3f} dB, a diagnostic), "
-               f"mean SSIM {result['ssim']:.4f} over {result['count']} image(s)" + (f"; rows in {out}" if out else "")
-               + (f"; gallery {result['report']}" if report else ""))
+               f"mean SSIM {result['ssim']:.4f} over {result['count']} image(s)"
+               + (f"; rows in {printable(out)}" if out else "")
+               + (f"; gallery {printable(result['report'])}" if report else ""))
 
 
 @app.command()
@@ -231,7 +258,7 @@ def enhance(
     from transfer.enhance import enhance_files
 
     for path in enhance_files(checkpoint, images, out, ratio=ratio, tile=tile, device=device, alpha=alpha):
-        typer.echo(str(path))
+        typer.echo(printable(path))
 
 
 @app.command()
@@ -291,6 +318,11 @@ def experiment(
 
     from transfer.experiment import Budget, Experiment, run_experiment, run_zoo_only
 
+    params = _check_experiment_options(counts={"--n": n, "--pretrain-iters": pretrain_iters,
+                                               "--finetune-iters": finetune_iters,
+                                               "--zoo-pretrain-iters": zoo_pretrain_iters,
+                                               "--zoo-finetune-iters": zoo_finetune_iters},
+                                       calibration=calibration, sampler=sampler, params=params, out=out, docs=docs)
     budget = Budget.quick() if quick else Budget()
     if n is not None:
         budget.n_synthetic = n
@@ -308,14 +340,6 @@ def experiment(
         budget.zoo_pretrain_iters = zoo_pretrain_iters
     if zoo_finetune_iters is not None:
         budget.zoo_finetune_iters = zoo_finetune_iters
-    if calibration not in ("isp", "joint"):
-        raise LowsimError(f"--calibration must be isp or joint; got {calibration!r}")
-    if params is not None:
-        from lowsim.project import resolve_params
-
-        params = resolve_params(params)  # a file, or a shipped one by name (lol, lol-v1)
-        if not params.is_file():
-            raise LowsimError("params file not found", params)
     exp = Experiment(pairs=pairs, clean=list(clean or [_DATA / "clean"]), out=out, docs=docs, val_pairs=val_pairs,
                      layout=layout, seed=seed, budget=budget, method=calibration, params=params, sampler=sampler,
                      command="transfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -323,6 +347,30 @@ def experiment(
         run_zoo_only(exp, budget.zoo_models)
     else:
         run_experiment(exp, paper_ablation=paper_ablation, zoo=zoo)
+
+
+def _check_experiment_options(counts: dict[str, int | None], calibration: str, sampler: str | None,
+                              params: Path | None, out: Path, docs: Path) -> Path | None:
+    """Refuse the experiment's impossible options before an hour of work starts; returns the params file (a
+    path, or a shipped one by name: lol, lol-v1)."""
+    from transfer.paths import check_output_dir
+
+    for flag, value in counts.items():
+        if value is not None and value <= 0:
+            raise LowsimError(f"{flag} must be positive, got {value}")
+    if calibration not in ("isp", "joint"):
+        raise LowsimError(f"--calibration must be isp or joint; got {calibration!r}")
+    if sampler is not None and sampler not in ("normal", "empirical"):
+        raise LowsimError(f"--sampler must be normal or empirical, got {sampler!r}")
+    if params is not None:
+        from lowsim.project import resolve_params
+
+        params = resolve_params(params)
+        if not params.is_file():
+            raise LowsimError("params file not found", params)
+    check_output_dir(out, "--out")
+    check_output_dir(docs, "--docs")
+    return params
 
 
 def _print_version(value: bool) -> None:
@@ -340,18 +388,64 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; a user mistake is one line "error: ..." and exit code 2, never a traceback."""
+    """Entry point: a bad option, a user mistake or a refused write is one line "error: ..." and a non-zero exit
+    (2 usage, 1 runtime, 3 a diverged run, 130 Ctrl-C), never a traceback."""
     from lowsim.project import command_defaults
 
+    global _OWNS_PROCESS
+    _OWNS_PROCESS = argv is None  # the command line itself, not a caller's main([...]) (tests, the experiment)
     args = sys.argv[1:] if argv is None else list(argv)
     try:
         # lowsim.toml's tables are the commands' defaults (project folder convention, lowsim.project)
         defaults = command_defaults(typer.main.get_command(app), args)
-        app(args=args, prog_name="transfer", default_map=defaults)  # typer reports usage errors itself (exit 2)
-    except LowsimError as err:
-        typer.secho(f"error: {err}", err=True, fg=typer.colors.RED)
+        # not standalone: typer would print usage errors as a multi-line panel; they are one line here
+        code = app(args=args, prog_name="transfer", default_map=defaults, standalone_mode=False)
+    except _CLICK.NoArgsIsHelpError as err:
+        err.show()
         sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        typer.secho("interrupted: `last` holds the latest step; run the same command with --resume to continue",
-                    err=True)
-        sys.exit(130)
+    except _CLICK.ClickException as err:
+        _fail(_usage_message(err), err.exit_code)
+    except typer.Abort:
+        _fail("aborted", 1)
+    except LowsimError as err:
+        _fail(str(err), err.exit_code)
+    except OSError as err:  # a read or write the system refused outside the paths checked up front
+        _fail(_os_message(err), 1)
+    if code == INTERRUPTED:  # typer turns Ctrl-C in a command into Exit(130); training commands say more
+        _interrupted("interrupted; files already written are complete (every write is atomic)")
+    sys.exit(code or 0)
+
+
+def _usage_message(err: Exception) -> str:
+    """'transfer pretrain: Invalid value for '--iters': ...' (click's message, with the command)."""
+    context = getattr(err, "ctx", None)
+    message = err.format_message()  # type: ignore[attr-defined]
+    return f"{context.command_path}: {message}" if context is not None else message
+
+
+def _os_message(err: OSError) -> str:
+    """'<file>: <reason>' for an OSError."""
+    reason = err.strerror or str(err)
+    return f"{err.filename}: {reason}" if err.filename else reason
+
+
+def _fail(message: str, code: int) -> None:
+    """Print one line "error: ..." to stderr and exit with `code`."""
+    typer.secho(f"error: {_one_line(message)}", err=True, fg=typer.colors.RED)
+    sys.exit(code)
+
+
+def _interrupted(message: str) -> None:
+    """Print what Ctrl-C left behind (one line) and exit 130: at once when this process is the command (what it
+    wrote is closed and complete; the interpreter's teardown with torch loaded takes 1-3 s on a busy machine)."""
+    typer.secho(f"interrupted: {_one_line(message)}", err=True)
+    if _OWNS_PROCESS:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
+    sys.exit(INTERRUPTED)
+
+
+def _one_line(message: str) -> str:
+    """A message as one printable line (file names that are not UTF-8 shown with \\x escapes)."""
+    return " ".join(printable(message).split("\n"))

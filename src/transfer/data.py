@@ -94,9 +94,17 @@ def load_manifest(path: str | Path, split: str | None) -> list[PairItem]:
     names = rows["key"].astype(str) if "key" in rows.columns else rows["dark_file_name"].astype(str)
     alphas = rows[ALPHA_COLUMN] if ALPHA_COLUMN in rows.columns else [None] * len(rows)
     raw = [_raw_fields(row) for row in rows.to_dict("records")]  # packed raw rows: their ratio and levels
-    return [PairItem(name, base / str(dark), base / str(clean), ratio, _optional_float(alpha), levels)
+    return [PairItem(name, _inside(base, dark, "dark", name), _inside(base, clean, "clean", name), ratio,
+                     _optional_float(alpha), levels)
             for name, dark, clean, alpha, (ratio, levels)
             in zip(names, rows["dark_file_name"], rows["clean_file_name"], alphas, raw)]
+
+
+def _inside(base: Path, relative: object, kind: str, name: str) -> Path:
+    """A row's file below the dataset folder; a path that leads out of it (absolute, '..', a symlink) is refused."""
+    from lowsim.safe_io import resolve_inside
+
+    return resolve_inside(base, str(relative), f"{kind}_file_name of row {name}")
 
 
 def _raw_fields(row: dict) -> tuple[float | None, tuple[float, float] | None]:
@@ -154,7 +162,8 @@ def items_sha256(items: Sequence[PairItem]) -> str:
     """A fingerprint of a pair list: names, file names and ratios (for run configs of real-pair runs)."""
     digest = hashlib.sha256()
     for item in items:
-        digest.update(f"{item.name}\t{item.dark.name}\t{item.bright.name}\t{item.ratio}\n".encode())
+        line = f"{item.name}\t{item.dark.name}\t{item.bright.name}\t{item.ratio}\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))  # a non-UTF-8 name hashes as its bytes
     return digest.hexdigest()
 
 
@@ -382,7 +391,10 @@ def default_workers(fully_cached: bool, cores: int | None = None, local_world: i
 
 def make_loader(dataset: PatchDataset, sampler: StepBatchSampler, workers: int) -> torch.utils.data.DataLoader:
     """A DataLoader over the step sampler; workers prefetch a couple of batches each."""
-    extra = {"prefetch_factor": 4, "persistent_workers": False} if workers > 0 else {}
+    from transfer.interrupt import ignore_sigint
+
+    extra = {"prefetch_factor": 4, "persistent_workers": False, "worker_init_fn": ignore_sigint} if workers > 0 \
+        else {}
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                                        collate_fn=collate_nhwc, **extra)
 

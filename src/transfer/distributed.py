@@ -66,6 +66,15 @@ def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(tensor.item() > 0.5)
 
 
+def any_across(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every process when the flag is true on any of them."""
+    if not info.enabled:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item() > 0.5)
+
+
 def gather_strings(text: str, info: DistInfo) -> list[str]:
     """Every process's string, in rank order (a list of one when alone)."""
     if not info.enabled:

@@ -10,6 +10,7 @@ from lowsim.imageio import is_raw, list_images, read_bayer_packed, read_image, w
 from transfer.enhancer import load_enhancer
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE
+from transfer.paths import check_output_dir
 
 
 def output_paths(images: Sequence[Path], out_dir: Path) -> list[Path]:
@@ -56,6 +57,7 @@ def enhance_files(checkpoint: str | Path, images: Sequence[str | Path], out_dir:
         raise TransferError("no images given")
     if ratio is not None and not (np.isfinite(ratio) and ratio > 0):
         raise TransferError(f"--ratio must be a positive number, got {ratio}")
+    check_output_dir(Path(out_dir), "--out")
     images = expand_inputs(images)
     outputs = output_paths(images, Path(out_dir))
     enhancer = load_enhancer(checkpoint, device=device, tile=tile, alpha=alpha)

@@ -1,4 +1,4 @@
-"""transfer's user-facing error: a LowsimError, so both CLIs print it the same way (one line, exit 2)."""
+"""transfer's user-facing errors: LowsimErrors, so both CLIs print them the same way (one line, non-zero exit)."""
 from __future__ import annotations
 
 from lowsim.errors import LowsimError
@@ -12,3 +12,15 @@ class TrainingDiverged(TransferError):
     """The loss became NaN or infinite; training stopped without overwriting the last good checkpoint."""
 
     exit_code = 3
+
+
+class TransferRuntimeError(TransferError):
+    """Not a bad option but the machine in the way: a refused write (disk full, permission denied) or another
+    run holding the run directory."""
+
+    exit_code = 1
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a training run; the message says what was saved and how to continue."""
+

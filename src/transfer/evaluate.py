@@ -10,7 +10,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lowsim.params import atomic_write_text
+from lowsim.errors import printable
+from lowsim.safe_io import atomic_write_text
 from transfer.checkpoint import load_checkpoint, resolve_checkpoint
 from transfer.data import (PairItem, bright_to_float, dark_to_float, decode_item, load_manifest, load_pairs,
                            split_real_pairs)
@@ -110,12 +111,12 @@ def _mean(values: list[float]) -> float:
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    """name,psnr,ssim[,psnr_gt_mean] per image, written atomically."""
+    """name,psnr,ssim[,psnr_gt_mean] per image, written atomically (names as printable UTF-8)."""
     buffer = io.StringIO()
     gt_mean = all("psnr_gt_mean" in row for row in rows) and bool(rows)
     fields = ["name", "psnr", "ssim", *(["psnr_gt_mean"] if gt_mean else [])]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row[k] if k == "name" else f"{row[k]:.6f}" for k in fields})
+        writer.writerow({k: printable(row[k]) if k == "name" else f"{row[k]:.6f}" for k in fields})
     atomic_write_text(path, buffer.getvalue())

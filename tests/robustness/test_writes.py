@@ -9,6 +9,8 @@ import pytest
 
 from lowsim.errors import LowsimError, UnsafePathError, WriteError
 from lowsim.safe_io import atomic_path, atomic_write_bytes, atomic_write_text, resolve_inside
+from tests.robustness.conftest import (assert_one_line_error, invoke, run_lowsim, snapshot, temp_files,
+                                       write_sources)
 
 
 def _entries(folder: Path) -> list[str]:
@@ -34,6 +36,15 @@ def test_failed_write_removes_its_temp_and_keeps_the_old_file(tmp_path: Path, fa
             raise failure(28, "No space left on device") if failure is OSError else failure()
     assert target.read_bytes() == b"good"
     assert _entries(tmp_path) == ["a.txt"]
+
+
+def test_written_files_get_the_usual_mode_not_a_private_temp_mode(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
 
 
 def test_write_into_a_file_instead_of_a_folder_is_a_write_error(tmp_path: Path) -> None:
@@ -92,3 +103,114 @@ def test_resolve_inside_refuses_a_symlink_out_and_accepts_one_in(tmp_path: Path)
 
 def test_project_errors_share_one_base() -> None:
     assert issubclass(UnsafePathError, LowsimError) and issubclass(WriteError, LowsimError)
+
+
+# ================================================================ the commands: never over what is not ours
+
+
+def _regenerate(good_run: dict[str, Path], out: Path, *extra: str):
+    return invoke("regenerate", good_run["manifest"], "--key", "00000000", "--out", out, *extra)
+
+
+def test_regenerate_refuses_a_device_node_as_out(good_run: dict[str, Path]) -> None:
+    result = _regenerate(good_run, Path("/dev/null"))
+    assert_one_line_error(result, 2, "/dev/null", "character device")
+    assert Path("/dev/null").is_char_device()
+
+
+def test_regenerate_refuses_a_symlink_as_out(good_run: dict[str, Path], tmp_path: Path) -> None:
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"precious")
+    (tmp_path / "link.png").symlink_to(victim)
+    assert_one_line_error(_regenerate(good_run, tmp_path / "link.png"), 2, "link.png", "symbolic link")
+    assert victim.read_bytes() == b"precious" and (tmp_path / "link.png").is_symlink()
+
+
+def test_regenerate_refuses_a_fifo_and_a_folder_as_out(good_run: dict[str, Path], tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.png")
+    (tmp_path / "dir.png").mkdir()
+    assert_one_line_error(_regenerate(good_run, tmp_path / "pipe.png"), 2, "pipe.png", "FIFO")
+    assert_one_line_error(_regenerate(good_run, tmp_path / "dir.png"), 2, "dir.png", "directory")
+    assert _entries(tmp_path) == ["dir.png", "pipe.png"]
+
+
+def test_regenerate_clean_out_under_a_file_is_a_runtime_error(good_run: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    result = _regenerate(good_run, tmp_path / "ok.png", "--clean-out", str(tmp_path / "file" / "c.png"))
+    assert_one_line_error(result, 1, "c.png", "is a file")
+    assert _entries(tmp_path) == ["file"]
+
+
+def test_preview_refuses_a_symlink_out(good_run: dict[str, Path], tmp_path: Path) -> None:
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"precious")
+    (tmp_path / "fig.png").symlink_to(victim)
+    result = invoke("preview", "--src", good_run["src"] / "a.png", "--params", good_run["params"], "--out",
+                    tmp_path / "fig.png")
+    assert_one_line_error(result, 2, "fig.png", "symbolic link")
+    assert victim.read_bytes() == b"precious"
+
+
+def test_calibrate_refuses_a_fifo_out_before_fitting(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "p.json")
+    result = invoke("calibrate", "--pairs", tmp_path / "nowhere", "--out", tmp_path / "p.json")
+    assert result.code == 2 and "Traceback" not in result.stderr
+    assert (tmp_path / "p.json").is_fifo()
+
+
+def test_compare_refuses_a_symlink_json_before_reading(good_run: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "r.json").symlink_to(tmp_path / "elsewhere.json")
+    result = invoke("compare", "--real", tmp_path / "pairs", "--synthetic", good_run["manifest"],
+                    "--json", tmp_path / "r.json")
+    assert_one_line_error(result, 2, "r.json", "symbolic link")
+    assert not (tmp_path / "elsewhere.json").exists()
+
+
+def test_generate_refuses_a_symlink_manifest_before_any_work(good_run: dict[str, Path], tmp_path: Path) -> None:
+    victim = tmp_path / "victim.parquet"
+    victim.write_bytes(b"precious")
+    (tmp_path / "m.parquet").symlink_to(victim)
+    result = invoke("generate", "--src", good_run["src"], "--n", "2", "--params", good_run["params"],
+                    "--out", tmp_path / "out", "--manifest", tmp_path / "m.parquet", "--no-progress")
+    assert_one_line_error(result, 2, "m.parquet", "symbolic link")
+    assert victim.read_bytes() == b"precious" and not (tmp_path / "out").exists()
+
+
+def test_generate_out_that_is_a_file_is_refused(good_run: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "out").write_bytes(b"mine")
+    result = invoke("generate", "--src", good_run["src"], "--n", "2", "--params", good_run["params"],
+                    "--out", tmp_path / "out", "--manifest", tmp_path / "m.parquet", "--no-progress")
+    assert_one_line_error(result, 2, "out", "must be a folder")
+    assert (tmp_path / "out").read_bytes() == b"mine"
+
+
+def test_generate_on_a_full_disk_stops_with_one_line_and_no_temp_files(good_run: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    import resource
+
+    def small_files() -> None:  # every write past 1 KB fails with EFBIG, as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    out = tmp_path / "out"
+    result = run_lowsim("generate", "--src", good_run["src"], "--n", "3", "--size", "48", "--params",
+                        good_run["params"], "--out", out, "--manifest", tmp_path / "m.parquet", "--no-progress",
+                        preexec=small_files)
+    assert_one_line_error(result, 1, "cannot write", "File too large")
+    assert temp_files(tmp_path) == [] and not (tmp_path / "m.parquet").exists()
+
+
+def test_a_failed_write_keeps_earlier_good_output(good_run: dict[str, Path], tmp_path: Path) -> None:
+    before = snapshot(good_run["out"], good_run["manifest"])
+    os.mkfifo(tmp_path / "x.png")
+    _regenerate(good_run, tmp_path / "x.png")
+    assert snapshot(good_run["out"], good_run["manifest"]) == before
+    assert temp_files(good_run["base"]) == []
+
+
+def test_sources_are_never_written(tmp_path: Path, params_file: Path) -> None:
+    src = write_sources(tmp_path / "src")
+    before = snapshot(src)
+    result = invoke("generate", "--src", src, "--n", "3", "--size", "48", "--params", params_file,
+                    "--out", tmp_path / "out", "--manifest", tmp_path / "m.parquet", "--no-progress")
+    assert result.code == 0, result.stderr
+    assert snapshot(src) == before

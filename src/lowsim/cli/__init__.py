@@ -29,6 +29,9 @@ def interruptible(hint: str) -> Callable[[F], F]:
             try:
                 return command(*args, **kwargs)
             except KeyboardInterrupt:
+                from lowsim.safe_io import remove_live_temps
+
+                remove_live_temps()
                 raise Interrupted(f"interrupted: {hint}") from None
         return wrapper  # type: ignore[return-value]
     return decorate

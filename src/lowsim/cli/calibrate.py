@@ -99,20 +99,21 @@ def calibrate(
     from lowsim.safe_io import check_write_target
 
     set_max_pixels(max_pixels)
+    if workers < 0:
+        raise LowsimError(f"--workers must be >= 0, got {workers}")
     method = resolve_method(pairs, layout, method)
     if out is None:
         out = describe_default("--out", default_params_out(pairs), "params/<pairs folder name>.json")
     if out.suffix.lower() != ".json":
         raise LowsimError("--out must name a .json file", out)
     if method == "raw":
-        calibrate_raw_command(pairs, layout, out, _command_line(pairs, layout, method, out, None, split, seed))
+        calibrate_raw_command(pairs, layout, out, _command_line(pairs, layout, method, out, None, split, seed),
+                              workers or os.cpu_count() or 1)
         return
     if method not in METHODS:
         raise LowsimError(f"unknown --method {method!r}, expected one of {', '.join(METHODS)}")
     if split not in SPLITS:
         raise LowsimError(f"unknown --split {split!r}, expected one of {', '.join(SPLITS)}")
-    if workers < 0:
-        raise LowsimError(f"--workers must be >= 0, got {workers}")
     if downscale is not None and (not downscale >= 1.0 or method != "isp"):
         raise LowsimError(f"--downscale must be >= 1 and goes with --method isp; got {downscale} with {method}")
     if report is None:

@@ -17,7 +17,7 @@ from lowsim.generate.publish import publish
 from lowsim.generate.workers import RunMissing, ignore_file_size_signal
 from lowsim.params import SAMPLERS, ParamDistribution, file_sha256
 from lowsim.project import default_manifest
-from lowsim.safe_io import resolve_inside
+from lowsim.safe_io import check_write_target, resolve_inside
 
 BACKENDS = ("local", "ray")
 # Missing indices are planned this many at a time, so the driver's memory does not grow with --n.
@@ -73,6 +73,7 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
                               "choose another folder", printable(str(value)))
     workers = _cap_workers(workers, n, backend, address, note)
     manifest = Path(manifest) if manifest is not None else default_manifest(out)
+    check_write_target(manifest)  # before any work: refuse a target we would not write to
     spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
                    params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
                    fractions=tuple(fractions.items()), out=str(out.resolve()), model=dist.model,

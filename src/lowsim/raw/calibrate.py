@@ -95,6 +95,28 @@ def csv_ratios(pairs: list, csv_path: str | Path) -> dict[str, float | None]:
     return out
 
 
+def calibrate_all(jobs: list[tuple], workers: int,
+                  on_done: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+    """calibrate_raw_pair over every job in `workers` processes; rows in job order, so workers change nothing."""
+    if workers <= 1 or len(jobs) <= 1:
+        rows = []
+        for job in jobs:
+            rows.append(calibrate_raw_pair(*job))
+            if on_done:
+                on_done(rows[-1])
+        return rows
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        rows = []
+        for row in pool.map(calibrate_raw_pair, *zip(*jobs)):
+            rows.append(row)
+            if on_done:
+                on_done(row)
+    return rows
+
+
 def camera_constants(rows: list[dict[str, Any]]) -> dict[str, float]:
     """adc_black and adc_white shared by the usable pairs; one camera per distribution."""
     levels = {(r["adc_black"], r["adc_white"], r["pattern"]) for r in rows}
@@ -124,7 +146,7 @@ def no_usable_pair(rows: list[dict[str, Any]], root: Path) -> LowsimError:
 
 
 def run_raw_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "auto", source: str = "",
-                        on_start: Callable[[int], None] | None = None,
+                        workers: int = 1, on_start: Callable[[int], None] | None = None,
                         on_done: Callable[[dict[str, Any]], None] | None = None) -> RawCalibrationResult:
     """Find raw pairs, calibrate each, fit the raw distribution; write the params JSON and NAME.pairs.parquet."""
     from lowsim.pairs import detect_layout, find_pairs
@@ -136,11 +158,9 @@ def run_raw_calibration(pairs_root: str | Path, out: str | Path, *, layout: str 
     if on_start:
         on_start(len(pairs))
     stated = csv_ratios(pairs, pairs_root) if chosen == "csv" else {}
-    rows = []
-    for pair in pairs:  # a CSV's ratio or exposure columns are the user's word; SID names only round the times
-        rows.append(calibrate_raw_pair(pair.name, pair.dark, pair.bright, stated.get(pair.name)))
-        if on_done:
-            on_done(rows[-1])
+    # a CSV's ratio or exposure columns are the user's word; SID names only round the exposure times
+    jobs = [(pair.name, pair.dark, pair.bright, stated.get(pair.name)) for pair in pairs]
+    rows = calibrate_all(jobs, workers, on_done)
     usable = [r for r in rows if not r["excluded"]]
     if len(usable) < 2:
         raise no_usable_pair([r for r in rows if r["excluded"]], Path(pairs_root)) if not usable else \

@@ -43,6 +43,6 @@ def print_raw_summary(result: RawCalibrationResult) -> None:
                   f"in {result.seconds:.1f} s")
 
 
-def calibrate_raw_command(pairs: Path, layout: str, out: Path, source: str) -> None:
+def calibrate_raw_command(pairs: Path, layout: str, out: Path, source: str, workers: int = 1) -> None:
     """Run the raw calibration and print its summary (LowsimError for a run with no usable pair)."""
-    print_raw_summary(run_raw_calibration(pairs, out, layout=layout, source=source))
+    print_raw_summary(run_raw_calibration(pairs, out, layout=layout, source=source, workers=workers))

@@ -4,6 +4,7 @@ docs/results.json, and docs/results/zoo.csv."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
+from lowsim.safe_io import atomic_write_text
 from transfer.experiment.runner import Experiment, Row, slug
 
 # The founding paper's own numbers (Table 1, on SID, their pipeline): for reference only.
@@ -120,12 +122,10 @@ def write_results(exp: Experiment, n_pool: int, n_val: int, total_seconds: float
               "![](fig7_comparison.png)", ""]
     path = exp.docs / "results.md"
     lines += kept_sections(path)
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
-    (exp.docs / "results.json").write_text(json.dumps({"rows": [asdict(r) for r in exp.rows],
-                                                       "stages": exp.stage_seconds,
-                                                       "budget": asdict(exp.budget)}, indent=2))
+    atomic_write_text(path, "\n".join(lines))
+    atomic_write_text(exp.docs / "results.json", json.dumps({"rows": [asdict(r) for r in exp.rows],
+                                                            "stages": exp.stage_seconds,
+                                                            "budget": asdict(exp.budget)}, indent=2))
     print(path.read_text())
     return path
 
@@ -133,12 +133,11 @@ def write_results(exp: Experiment, n_pool: int, n_val: int, total_seconds: float
 def write_zoo_csv(path: Path, rows: Sequence[ZooRow]) -> None:
     """docs/results/zoo.csv, one line per model (written atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[f.name for f in fields(ZooRow)])
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
-    os.replace(tmp, path)
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(ZooRow)])
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def read_zoo_csv(path: Path) -> list[ZooRow]:
@@ -214,7 +213,5 @@ def update_results_page(exp: Experiment, rows: Sequence[ZooRow], n_finetune_pair
     write_zoo_csv(exp.docs / "results" / ZOO_CSV, rows)
     page = exp.docs / "results.md"
     old = page.read_text() if page.is_file() else "# Table 1 on real pairs\n"
-    tmp = page.with_suffix(".md.tmp")
-    tmp.write_text(replace_section(old, zoo_section(rows, exp, n_finetune_pairs)))
-    os.replace(tmp, page)
+    atomic_write_text(page, replace_section(old, zoo_section(rows, exp, n_finetune_pairs)))
     return page

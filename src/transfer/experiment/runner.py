@@ -9,6 +9,7 @@ picks fine-tuning subsets (with transfer.data's one subset selector, so a seed p
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lowsim.errors import LowsimError
+from lowsim.safe_io import atomic_write_text
 from lowsim.pairs import Pair, find_pairs
 from lowsim.splits import REAL_PAIR_FRACTIONS, assign_split
 from transfer.data import split_fraction
@@ -112,9 +114,9 @@ class Experiment:
         seconds = time.perf_counter() - start
         self.stage_seconds[stage] = seconds
         if proc.returncode != 0:
-            tail = log.read_text().strip().splitlines()[-5:]
-            raise LowsimError(f"stage {stage} failed (exit {proc.returncode}); last lines of {log}:\n  "
-                              + "\n  ".join(tail))
+            last = next((line.strip() for line in reversed(log.read_text(errors="replace").splitlines())
+                         if line.strip()), "no output")
+            raise LowsimError(f"stage {stage} failed (exit {proc.returncode}): {last} (whole output in {log})")
         print(f"[{stage}] done in {seconds:.1f} s", flush=True)
         return seconds
 
@@ -155,14 +157,12 @@ class Experiment:
 
 def write_pairs_csv(path: Path, pairs: Sequence[Pair]) -> None:
     """A CSV-layout pairs file (dark, bright, name) with paths relative to the CSV itself."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["name", "dark", "bright"])
-        for p in pairs:
-            writer.writerow([p.name, os.path.relpath(p.dark, path.parent), os.path.relpath(p.bright, path.parent)])
-    os.replace(tmp, path)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["name", "dark", "bright"])
+    for p in pairs:
+        writer.writerow([p.name, os.path.relpath(p.dark, path.parent), os.path.relpath(p.bright, path.parent)])
+    atomic_write_text(path, buffer.getvalue())
 
 
 def read_means(results_csv: Path) -> tuple[float, float]:

@@ -126,6 +126,12 @@ def _check_numbers(config: TrainConfig) -> None:
             raise TransferError(f"{name} must be positive, got {value}")
     if not (math.isfinite(config.lr) and config.lr > 0):
         raise TransferError(f"--lr must be a positive number, got {config.lr}")
+    if config.epochs is not None and not math.isfinite(config.epochs):
+        raise TransferError(f"--epochs must be a finite number, got {config.epochs}")
+    if not (math.isfinite(config.cache_mb) and config.cache_mb >= 0):
+        raise TransferError(f"--cache-mb must be a number >= 0, got {config.cache_mb}")
+    if not 0 <= config.seed < 2**63:  # numpy's SeedSequence and torch.manual_seed take no negative seed
+        raise TransferError(f"--seed must be an integer from 0 to 2**63 - 1, got {config.seed}")
 
 
 def check_model_options(name: str, options: dict[str, Any]) -> None:

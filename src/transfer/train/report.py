@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from lowsim.params import atomic_write_bytes
+from lowsim.errors import printable
+from lowsim.safe_io import atomic_write_bytes
 
 
 class Reporter:
@@ -36,7 +37,7 @@ class Reporter:
     def print(self, message: str) -> None:
         """A line of information."""
         if self.enabled:
-            self.console.print(message, highlight=False, markup=False)
+            self.console.print(printable(message), highlight=False, markup=False)
 
     def step(self, step: int, total: int, info: str) -> None:
         """Advance to `step`."""

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lowsim.params import atomic_write_text
+from lowsim.safe_io import atomic_write_text
 from transfer import checkpoint as ckpt
 from transfer.errors import TransferError
 from transfer.models import BlockModel
@@ -88,26 +88,55 @@ class RunState:
         up to its step. The run must be the same one (equal fingerprints)."""
         found = ckpt.existing_checkpoint_dir(run_dir / LAST)
         state = ckpt.load_train_state(found)
-        saved = json.loads(state["fingerprint"])
+        self._check_same_run(state, found / ckpt.STATE_FILE, run_dir)
+        self._restore(state, found)
+        self.train_rows = _read_csv_rows(run_dir / TRAIN_CSV, self.step)
+        self.val_rows = _read_csv_rows(run_dir / VAL_CSV, self.step)
+
+    def _check_same_run(self, state: dict[str, Any], path: Path, run_dir: Path) -> None:
+        """Refuse to resume a run whose options or data differ from the saved one's (its fingerprint)."""
+        try:
+            saved = json.loads(state["fingerprint"])
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict):
+            raise TransferError("the training state's fingerprint is not a JSON object; the file is damaged", path)
         changed = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
         if changed:
             details = "; ".join(f"{k}: {saved.get(k)!r} -> {self.fingerprint.get(k)!r}" for k in changed)
             raise TransferError(f"cannot resume: the options differ from the interrupted run ({details})", run_dir)
+
+    def _restore(self, state: dict[str, Any], found: Path) -> None:
+        """Weights, optimizer, scheduler, RNG and progress from a `last` folder; a part that does not fit this run
+        (damaged, or another model's) is refused naming the file."""
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        self.model.load_state_dict(load_file(str(found / ckpt.WEIGHTS_FILE)))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        restore_rng(state["rng"])
-        self.step, self.best_psnr = int(state["step"]), float(state["best_psnr"])
-        self.best_step, self.bad_validations = state["best_step"], int(state["bad_validations"])
-        self.train_rows = _read_csv_rows(run_dir / TRAIN_CSV, self.step)
-        self.val_rows = _read_csv_rows(run_dir / VAL_CSV, self.step)
+        weights = found / ckpt.WEIGHTS_FILE
+        try:
+            self.model.load_state_dict(load_file(str(weights)))
+        except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+            raise TransferError(f"cannot resume: the saved weights do not load into this run's model "
+                                f"({_first_line(err)})", weights) from None
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            restore_rng(state["rng"])
+            self.step, self.best_psnr = int(state["step"]), float(state["best_psnr"])
+            self.best_step, self.bad_validations = state.get("best_step"), int(state["bad_validations"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            raise TransferError(f"cannot resume: the training state does not fit this run ({type(err).__name__}: "
+                                f"{_first_line(err)})", found / ckpt.STATE_FILE) from None
 
 
 def has_saved_state(run_dir: Path) -> bool:
-    """True when the run directory holds a `last` checkpoint (also one a crash left as `last.previous`)."""
-    return ckpt.existing_checkpoint_dir(run_dir / LAST) is not None
+    """True when the run directory holds a `last` checkpoint (also one a crash left as `last.previous`); a `last`
+    without weights is refused rather than silently replaced by a new run."""
+    found = ckpt.existing_checkpoint_dir(run_dir / LAST)
+    if found is None and (run_dir / LAST).exists():
+        raise TransferError(f"holds no {ckpt.WEIGHTS_FILE}: the checkpoint is incomplete or damaged; restore it or "
+                            "delete the run directory to start over", run_dir / LAST)
+    return found is not None
 
 
 def capture_rng() -> dict[str, Any]:
@@ -131,8 +160,21 @@ def _read_csv_rows(path: Path, up_to_step: int) -> list[dict[str, str]]:
     """Rows of an earlier metrics CSV up to a step (a resumed run rewrites everything after it)."""
     if not path.is_file():
         return []
-    with open(path, newline="") as handle:
-        return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+    try:
+        with open(path, newline="") as handle:
+            return [row for row in csv.DictReader(handle) if int(row["step"]) <= up_to_step]
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError) as err:
+        raise TransferError(f"cannot resume: the metric rows are damaged ({type(err).__name__}); restore the file "
+                            "or delete the run directory to start over", path) from None
+
+
+def _first_line(err: BaseException) -> str:
+    """The first informative line of an exception's message (torch's load_state_dict heads its list of
+    mismatches with a line ending in ':')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return lines[1]
+    return lines[0] if lines else type(err).__name__
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:

@@ -8,52 +8,87 @@ targets near 0, highlights near 1) would stop learning; SID trains unclipped too
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lowsim import __version__ as lowsim_version
-from lowsim.params import atomic_write_text
+from lowsim.errors import printable
+from lowsim.safe_io import atomic_write_text
 from transfer import checkpoint as ckpt
 from transfer.data import (PairStore, PatchDataset, StepBatchSampler, bright_to_float, dark_to_float,
                            default_workers, make_loader)
 from transfer.device import pick_device
-from transfer.distributed import (DistInfo, barrier, broadcast_buffers, broadcast_flag, gather_strings,
+from transfer.distributed import (DistInfo, any_across, barrier, broadcast_buffers, broadcast_flag, gather_strings,
                                   init_distributed, mean_across, shutdown)
-from transfer.errors import TrainingDiverged, TransferError
+from transfer.errors import TrainingDiverged, TrainingInterrupted, TransferError
 from transfer.infer import predict
+from transfer.interrupt import StopRequest
 from transfer.metrics import psnr
 from transfer.models import BlockModel, count_parameters, registered_name, trainable_blocks
+from transfer.paths import (LOCK_FILE, check_output_dir, prepare_output_dir, refuse_symlinks, remove_leftovers,
+                            run_dir_lock)
 from transfer.train.config import TrainConfig, check_config, check_patch, lr_factor, total_steps
 from transfer.train.prepare import backbone_description, build_model, fingerprint, resolve_data
 from transfer.train.report import Reporter, plot_curves
-from transfer.train.state import BEST, LAST, RunState, has_saved_state
+from transfer.train.state import BEST, LAST, TRAIN_CSV, VAL_CSV, RunState, has_saved_state
 
 CONFIG_JSON, CURVES_PNG = "config.json", "curves.png"
+# what a run writes in its directory (transfer.train.state writes last/ and the metric CSVs)
+RUN_OUTPUTS = (LAST, BEST, f"{LAST}.previous", f"{BEST}.previous", CONFIG_JSON, CURVES_PNG, TRAIN_CSV, VAL_CSV,
+               "train_pairs.txt", "val_pairs.txt")
 
 
 def run_training(config: TrainConfig) -> dict[str, Any]:
     """Train as configured and return a summary (steps, best/final metrics, checkpoint paths)."""
     check_config(config)
+    check_output_dir(Path(config.run_dir), "--run-dir")
     device = pick_device(config.device)
     info = init_distributed(device.type == "cuda")
     try:
-        return Trainer(config, info, device).run()
+        with _run_dir_guard(Path(config.run_dir), info.is_main):
+            return Trainer(config, info, device).run()
     finally:
         shutdown(info)
 
 
+@contextlib.contextmanager
+def _run_dir_guard(run_dir: Path, is_main: bool) -> Iterator[None]:
+    """The main process creates the run directory, locks it, clears what a killed run left, and removes it again
+    when it created it and the run failed before writing anything."""
+    if not is_main:
+        yield
+        return
+    created = not run_dir.exists()
+    prepare_output_dir(run_dir, "--run-dir")
+    try:
+        with run_dir_lock(run_dir):
+            refuse_symlinks(run_dir, RUN_OUTPUTS)
+            remove_leftovers(run_dir)
+            yield
+    except BaseException:
+        if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
 @torch.no_grad()
-def validate(model: BlockModel, store: PairStore, tile: int) -> list[float]:
-    """PSNR of every validation pair at full resolution (tiled when large), output clipped to [0, 1]."""
+def validate(model: BlockModel, store: PairStore, tile: int,
+             stop: Callable[[], bool] = lambda: False) -> list[float] | None:
+    """PSNR of every validation pair at full resolution (tiled when large), output clipped to [0, 1]; None when
+    `stop()` turned true between two images (Ctrl-C)."""
     scores = []
     for index in range(len(store)):
+        if stop():
+            return None
         pair = store.get(index)
         prediction = predict(model, dark_to_float(pair.dark, pair.ratio), tile=tile)
         scores.append(psnr(prediction, bright_to_float(pair.bright)))
@@ -104,6 +139,8 @@ class Trainer:
                                   StepBatchSampler(self.state.step, self.end, config.batch, info.rank, info.world),
                                   self.workers)
         self.images, self.compute_s, self.data_s, self.last_loss = 0, 0.0, 0.0, math.nan
+        self.stop_request = StopRequest()
+        self.unvalidated_step: int | None = None
 
     # -- setup --------------------------------------------------------------------------------------------------
     def _load_pairs(self) -> tuple[PairStore, PairStore | None]:
@@ -153,8 +190,9 @@ class Trainer:
                       "options": self.config.to_json()}
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / "train_pairs.txt", "".join(f"{i.name}\n" for i in data.train))
-            atomic_write_text(self.run_dir / "val_pairs.txt", "".join(f"{i.name}\n" for i in data.val))
+            # names as printable UTF-8 (bytes of a non-UTF-8 file name as \\xNN), one per line
+            atomic_write_text(self.run_dir / "train_pairs.txt", "".join(f"{printable(i.name)}\n" for i in data.train))
+            atomic_write_text(self.run_dir / "val_pairs.txt", "".join(f"{printable(i.name)}\n" for i in data.val))
             atomic_write_text(self.run_dir / CONFIG_JSON, json.dumps(run_config, indent=2) + "\n")
         barrier(self.info)
         return run_config
@@ -190,12 +228,13 @@ class Trainer:
         # a third tensor holds the model's per-sample input (estimate_enhance's alpha on manifest rows); DDP passes
         # keyword arguments through to the model
         extra = {self.inputs.keyword: batch[2].to(device, non_blocking=True)} if len(batch) > 2 else {}
-        loss = F.l1_loss(self.net(inputs, **extra), targets)
-        loss_value = float(mean_across(loss.detach(), self.info))
-        if not math.isfinite(loss_value):
-            raise _diverged(state.step + 1, loss_value, self.config.lr, self.saved_step, self.run_dir / LAST)
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        with self.stop_request.abortable(not self.info.enabled):  # Ctrl-C may abandon this part of the step
+            loss = F.l1_loss(self.net(inputs, **extra), targets)
+            loss_value = float(mean_across(loss.detach(), self.info))
+            if not math.isfinite(loss_value):
+                raise _diverged(state.step + 1, loss_value, self.config.lr, self.saved_step, self.run_dir / LAST)
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         state.optimizer.step()
         state.scheduler.step()
         state.step += 1
@@ -207,7 +246,14 @@ class Trainer:
         stop = False
         if self.val_store is not None:
             state = self.state
-            scores = validate(self.model, self.val_store, self.config.tile)
+            # until scored, this step is not saved as `last`: a resumed run must redo its validation (and `best`)
+            self.unvalidated_step = state.step
+            with self.stop_request.abortable(not self.info.enabled):
+                scores = validate(self.model, self.val_store, self.config.tile, lambda: self.stop_request.requested)
+            if scores is None:  # Ctrl-C between two images (several processes): the loop stops next
+                self.net.train()
+                return broadcast_flag(False, self.info, self.device)
+            self.unvalidated_step = None
             score = float(np.mean(scores))
             if state.track(score, self.epoch()):
                 ckpt.save_checkpoint(self.run_dir / BEST, self.model, self.meta({"val_psnr": score}))
@@ -218,7 +264,9 @@ class Trainer:
         return broadcast_flag(stop, self.info, self.device)
 
     def save(self) -> None:
-        """Save `last` and the metric CSVs (the main process writes)."""
+        """Save `last` and the metric CSVs (the main process writes); not a step whose validation Ctrl-C cut."""
+        if self.unvalidated_step == self.state.step:
+            return
         if self.info.is_main:
             self.state.save(self.run_dir, self.meta())
         self.saved_step = self.state.step
@@ -226,27 +274,50 @@ class Trainer:
     # -- the run ------------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Train to the end of the budget (or --stop-after, or early stopping); returns the run's summary. Ctrl-C
-        saves `last` first."""
+        stops after the step in flight and saves `last` (TrainingInterrupted says so)."""
         self.reporter.start(self.total, self.state.step, self.config.log_every)
         self.net.train()
-        try:
-            stop_reason = self._loop()
-        except KeyboardInterrupt:
-            self.reporter.close()
-            if self.state.step > (self.saved_step or 0):
-                self.save()
-            raise
-        finally:
-            self.reporter.close()
-            if self.info.is_main and self.state.train_rows:
-                self.state.write_rows(self.run_dir)
-                plot_curves(self.run_dir / CURVES_PNG, self.state.train_rows, self.state.val_rows)
+        stop_reason = "failed"
+        with self.stop_request:
+            try:
+                stop_reason = self._loop()
+            except KeyboardInterrupt:  # a second Ctrl-C, or one raised inside a step
+                stop_reason = "interrupted"
+            finally:
+                self.reporter.close()
+                if stop_reason != "interrupted":  # interrupted: `last` has the rows; a plot would delay the exit
+                    self._write_curves()
+            if stop_reason == "interrupted":
+                raise self._interrupted()
         return self._finish(stop_reason)
+
+    def _write_curves(self) -> None:
+        """metrics.csv, val.csv and curves.png as the run stands (the main process writes)."""
+        if self.info.is_main and self.state.train_rows:
+            self.state.write_rows(self.run_dir)
+            plot_curves(self.run_dir / CURVES_PNG, self.state.train_rows, self.state.val_rows)
+
+    def _interrupted(self) -> TrainingInterrupted:
+        """Save `last` when steps were made since it was saved; the message says where the run stands."""
+        if self.state.step > (self.saved_step or 0):
+            self.save()
+        if self.saved_step is None:
+            return TrainingInterrupted(f"nothing was saved yet in {printable(self.run_dir)}; run the same command to "
+                                       "start again")
+        return TrainingInterrupted(f"stopped at step {self.saved_step}/{self.total}; {printable(self.run_dir / LAST)} "
+                                   "holds it; run the same command with --resume to continue")
 
     def _loop(self) -> str:
         """Step through this invocation's batches; returns why it ended."""
         state, t_prev = self.state, time.perf_counter()
-        for batch in self.loader:
+        batches = iter(self.loader)
+        while True:
+            with self.stop_request.abortable(not self.info.enabled):  # fetching a batch changes no saved state
+                batch = next(batches, None)
+            if batch is None:
+                break
+            if self._stop_requested():
+                return "interrupted"
             t_batch = time.perf_counter()
             loss = self.step(batch)
             self._account(loss, data_s=t_batch - t_prev, step_s=time.perf_counter() - t_prev)
@@ -259,11 +330,17 @@ class Trainer:
                                                        f"{state.optimizer.param_groups[0]['lr']:.2e} "
                                                        f"{self.images / max(self.compute_s, 1e-9):.1f} img/s")
             t_prev = time.perf_counter()  # validation and saving are not step time
+            if self._stop_requested():
+                return "interrupted"
             if stop:
                 self.reporter.print(f"early stopping at step {state.step}: no better validation PSNR in "
                                     f"{state.bad_validations} validations")
                 return "early_stopping"
         return "completed" if state.step >= self.total else "stopped_after"
+
+    def _stop_requested(self) -> bool:
+        """Ctrl-C seen by any process (all of them stop at the same step)."""
+        return any_across(self.stop_request.requested, self.info, self.device)
 
     def _account(self, loss: float, data_s: float, step_s: float) -> None:
         """Count a finished step: its metrics row, throughput and waiting for data."""
