@@ -74,4 +74,4 @@ def _warn_empty(spec: RunSpec, counts: dict[str, int], n_ok: int) -> None:
             warnings.warn(EmptySplitWarning(
                 f"split {split!r} is empty: its share is {fraction:g} of {len(spec.sources)} source photo(s) "
                 f"({n_ok} samples; splits go by source photo); add source photos or change --split-fractions"),
-                stacklevel=3)
+                stacklevel=4)  # the caller of generate()
