@@ -26,6 +26,7 @@ class LowsimError(Exception):
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         self.path = None if path is None else Path(path)
+        message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())  # one line
         super().__init__(printable(f"{printable(self.path)}: {message}" if self.path is not None else message))
 
 

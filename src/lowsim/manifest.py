@@ -24,6 +24,8 @@ DATASET_DIR_KEY = "lowsim.dataset_dir"
 SRC_ROOT_KEY = "lowsim.src_root"
 PARAMS_PATH_KEY = "lowsim.params_path"
 RUN_KEY = "lowsim.run"
+PARAMS_KEY = "lowsim.params"  # the params file's JSON: schema version, mean, covariance, per-pair fits
+COMMAND_KEY = "lowsim.command"  # the `lowsim generate` command that makes the dataset
 REQUIRED_COLUMNS = ("key", "index", "status", "source_path", "dark_file_name", "clean_file_name")
 
 
@@ -76,19 +78,24 @@ def read_manifest(path: str | Path) -> tuple["pd.DataFrame", dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise LowsimError("manifest not found", path)
-    try:
+    try:  # a damaged file fails in pyarrow's reader, its metadata's decoding or the conversion
         table = pq.read_table(path)
+        meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+        frame = table.to_pandas()
     except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
         raise LowsimError(f"not a readable Parquet file ({type(err).__name__}: {err})", path) from None
-    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing or DATASET_DIR_KEY not in meta:
         what = f"columns {missing}" if missing else f"the {DATASET_DIR_KEY} metadata"
         raise LowsimError(f"not a lowsim manifest (no {what})", path)
-    return table.to_pandas(), meta
+    return frame, meta
 
 
 def dataset_dir(path: str | Path, meta: Mapping[str, str] | None = None) -> Path:
     """The folder a manifest's image file names are relative to."""
     meta = meta if meta is not None else read_manifest(path)[1]
-    return (Path(path).resolve().parent / meta[DATASET_DIR_KEY]).resolve()
+    try:
+        return (Path(path).resolve().parent / meta[DATASET_DIR_KEY]).resolve()
+    except (ValueError, OSError, RuntimeError) as err:  # a NUL byte, a symlink loop
+        raise LowsimError(f"its {DATASET_DIR_KEY} metadata {meta[DATASET_DIR_KEY]!r} is not a usable folder "
+                          f"({err})", path) from None

@@ -261,6 +261,9 @@ def find_csv_pairs(csv_path: Path) -> list[Pair]:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise LowsimError(f"cannot parse pairs CSV ({type(err).__name__}: {err})", csv_path) from None
     table.columns = [str(c).strip().lower() for c in table.columns]
+    twice = sorted({c for c in table.columns if list(table.columns).count(c) > 1})
+    if twice:
+        raise LowsimError(f"pairs CSV has the column {twice[0]!r} twice", csv_path)
     missing_columns = [c for c in ("dark", "bright") if c not in table.columns]
     if missing_columns:
         raise LowsimError(f"pairs CSV lacks column(s) {', '.join(missing_columns)}; expected columns "

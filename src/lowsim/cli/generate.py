@@ -73,22 +73,28 @@ def generate(
     The output does not depend on --workers, --backend or --shard-size. Run the same command to resume.
     """
     import sys
+    import warnings
 
     from lowsim.generate import generate as run, ignore_file_size_signal
+    from lowsim.generate.publish import EmptySplitWarning
     from lowsim.imageio import set_max_pixels
     from lowsim.raw.synthesize import check_output_kind
 
     set_max_pixels(max_pixels)
     ignore_file_size_signal()
-    check_output_kind(_params_or_default(params), output)
+    params = _params_or_default(params)
+    check_output_kind(params, output)
     if progress is None:
         progress = sys.stderr.isatty()
-    params = _params_or_default(params)
     out, manifest = _dataset_paths(src, out, manifest)
-    result = run(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
-                 seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
-                 progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
-                 sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptySplitWarning)
+        result = run(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
+                     seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
+                     progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
+                     sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True))
+    for warning in caught:
+        typer.secho(f"warning: {warning.message}", err=True, fg=typer.colors.YELLOW)
     errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
     typer.echo(f"{result.n_ok} samples in {result.out} ({result.n_made} made now{errors}); "
                f"manifest {result.manifest}")
