@@ -221,10 +221,12 @@ def evaluate(
 ) -> None:
     """PSNR and SSIM of every pair (real pairs or a synthetic manifest) at full resolution; prints the means."""
     from transfer.evaluate import evaluate_checkpoint
-    from transfer.paths import check_output_file
+    from transfer.paths import check_output_dir, check_output_file
 
     if out is not None:
         check_output_file(out, "--out")
+    if report is not None:
+        check_output_dir(report, "--report")
 
     def show(index: int, count: int, row: dict) -> None:
         if not quiet:

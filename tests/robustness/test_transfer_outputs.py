@@ -52,6 +52,16 @@ def test_evaluate_out_that_is_a_folder(tmp_path: Path, good: dict, capsys) -> No
     assert snapshot(good["root"]) == before and list(folder.iterdir()) == []
 
 
+def test_evaluate_report_that_is_a_file(tmp_path: Path, good: dict, capsys) -> None:
+    blocker = tmp_path / "gallery"
+    blocker.write_bytes(b"keep me")
+    before = snapshot(tmp_path, good["root"])
+    code, _, err = run_cli(["evaluate", "--checkpoint", good["pre"], "--pairs", good["lol"], "--out", good["csv"],
+                            "--report", blocker, "--quiet"], capsys)
+    assert_one_line_error(code, err, str(blocker), "--report is a file, expected a folder")
+    assert snapshot(tmp_path, good["root"]) == before
+
+
 def test_evaluate_out_that_is_a_symlink(tmp_path: Path, good: dict, capsys) -> None:
     target = tmp_path / "elsewhere.csv"
     target.write_text("not ours\n")
