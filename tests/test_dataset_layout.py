@@ -103,3 +103,30 @@ def test_an_empty_split_is_warned_about(tmp_path: Path, clean_dir: Path) -> None
                            "--size", "32", "--out", str(tmp_path / "cli")], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and "warning: split 'val' is empty" in proc.stderr, proc.stderr
+
+
+def test_webdataset_shards_hold_every_sample_and_are_deterministic(dataset, tmp_path: Path) -> None:
+    import tarfile
+
+    from lowsim.webdataset import write_shards
+
+    shards = write_shards(dataset.manifest, shard_size=5)
+    frame, _ = read_manifest(dataset.manifest)
+    assert {p.name for p in shards} == {f"{split}-{i:06d}.tar" for split, rows in frame.groupby("split")
+                                        for i in range((len(rows) + 4) // 5)}
+    members = {}
+    for shard in shards:
+        with tarfile.open(shard) as tar:
+            members.update({m.name: tar.extractfile(m).read() for m in tar.getmembers()})
+    assert len(members) == 3 * len(frame)
+    row = frame.iloc[3]
+    assert members[f"{row.key}.dark.png"] == (dataset.out / row.dark_file_name).read_bytes()
+    assert json.loads(members[f"{row.key}.json"])["exposure"] == pytest.approx(row.exposure)
+    before = {p: p.read_bytes() for p in shards}
+    again = write_shards(dataset.manifest, shard_size=5)
+    assert {p: p.read_bytes() for p in again} == before  # byte-identical
+    loaded = datasets.load_dataset("imagefolder", data_dir=str(dataset.out), cache_dir=str(tmp_path / "hf"))
+    assert set(loaded) == {"train", "validation", "test"}  # the shards do not disturb the image folders
+    write_shards(dataset.manifest, shard_size=100)
+    assert sorted(p.name for p in (dataset.out / "webdataset").iterdir()) == ["test-000000.tar", "train-000000.tar",
+                                                                             "val-000000.tar"]  # stale ones gone

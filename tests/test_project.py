@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -146,3 +147,11 @@ def test_versions_and_exit_codes(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.strip() == (
         "error: `transfer` needs torch; install it with: pip install 'lowsim[train]'")
+
+
+def test_docs_record_no_machine_paths() -> None:
+    """What the project writes into the repository (docs/results.md and the rest) names data relatively."""
+    repo = Path(__file__).resolve().parents[1]
+    machine = re.compile(r"(?<![\w.])/(?:work|home|root|tmp|Users|mnt)/\S+")
+    found = {path.name: machine.findall(path.read_text(encoding="utf-8")) for path in (repo / "docs").glob("*.md")}
+    assert not {name: hits for name, hits in found.items() if hits}

@@ -7,7 +7,9 @@ from typing import Optional
 import typer
 
 from lowsim.cli import app, interruptible
+from lowsim.errors import LowsimError
 
+FORMATS = ("imagefolder", "webdataset")
 PARAMS_HELP = ("Params JSON, or a shipped one by name (lol, lol-v1) [the newest params/*.json here, else lol].")
 
 
@@ -67,6 +69,9 @@ def generate(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
                                              "pixels than this, from their header (decompression bombs) "
                                              "[default: 100000000]."),
+    data_format: str = typer.Option("imagefolder", "--format", help="imagefolder (per-split folders of PNGs with "
+                                    "metadata.parquet), or webdataset: the same plus tar shards of 1000 samples "
+                                    "in OUT/webdataset/ for streaming."),
 ) -> None:
     """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest).
 
@@ -82,6 +87,8 @@ def generate(
 
     set_max_pixels(max_pixels)
     ignore_file_size_signal()
+    if data_format not in FORMATS:
+        raise LowsimError(f"--format must be one of {', '.join(FORMATS)}; got {data_format!r}")
     params = _params_or_default(params)
     check_output_kind(params, output)
     if progress is None:
@@ -95,6 +102,11 @@ def generate(
                      sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True))
     for warning in caught:
         typer.secho(f"warning: {warning.message}", err=True, fg=typer.colors.YELLOW)
+    if data_format == "webdataset":
+        from lowsim.webdataset import write_shards
+
+        shards = write_shards(result.manifest)
+        typer.echo(f"{len(shards)} WebDataset shard(s) in {result.out / 'webdataset'}")
     errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
     typer.echo(f"{result.n_ok} samples in {result.out} ({result.n_made} made now{errors}); "
                f"manifest {result.manifest}")
