@@ -23,7 +23,7 @@ from tests.robustness.conftest import run_lowsim, snapshot, subprocess_env, temp
 
 ITERATIONS = int(os.environ.get("LOWSIM_FAULT_ITERATIONS", "2"))
 SEED = int(os.environ.get("LOWSIM_FAULT_SEED", "0"))
-N = 24
+N = 12
 
 
 def _args(src: Path, params: Path, out: Path) -> list[str]:
