@@ -137,9 +137,10 @@ def write_bomb(path: Path, side: int = 11000) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every case runs in its own empty folder (no lowsim.toml defaults, nothing written to the checkout)."""
+@pytest.fixture()
+def in_tmp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The case runs in its own empty folder (no lowsim.toml defaults, nothing written to the checkout) with the
+    default pixel cap (the lowsim files use it for every case: pytestmark)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LOWSIM_MAX_PIXELS", "")  # the default; restored after the case
 

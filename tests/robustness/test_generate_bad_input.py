@@ -17,6 +17,8 @@ import pytest
 from lowsim.generate.driver import PLAN_BATCH, _missing_batches
 from tests.robustness.conftest import assert_one_line_error, invoke, photo, snapshot, temp_files, write_sources
 
+pytestmark = pytest.mark.usefixtures("in_tmp_folder")
+
 
 def _generate(src: Path, out: Path, params: Path, n: int = 3, *extra: str):
     return invoke("generate", "--src", src, "--n", str(n), "--size", "48", "--params", params, "--out", out,

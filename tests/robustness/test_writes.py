@@ -12,6 +12,8 @@ from lowsim.safe_io import atomic_path, atomic_write_bytes, atomic_write_text, r
 from tests.robustness.conftest import (assert_one_line_error, invoke, run_lowsim, snapshot, temp_files,
                                        write_sources)
 
+pytestmark = pytest.mark.usefixtures("in_tmp_folder")
+
 
 def _entries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
