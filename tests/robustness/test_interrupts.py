@@ -24,6 +24,8 @@ from lowsim.generate.plan import JOURNAL_DIR
 from tests.robustness.conftest import (REPO, assert_one_line_error, default_sigint, invoke, snapshot,
                                        subprocess_env, temp_files)
 
+pytestmark = pytest.mark.usefixtures("in_tmp_folder")
+
 
 def _generate_args(run: dict[str, Path], out: Path, n: int = 6, *extra: str) -> list[str]:
     return ["generate", "--src", str(run["src"]), "--n", str(n), "--size", "48", "--params", str(run["params"]),

@@ -73,7 +73,6 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
                               "choose another folder", printable(str(value)))
     workers = _cap_workers(workers, n, backend, address, note)
     manifest = Path(manifest) if manifest is not None else default_manifest(out)
-    check_write_target(manifest)  # before any work: refuse a target we would not write to
     spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
                    params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
                    fractions=tuple(fractions.items()), out=str(out.resolve()), model=dist.model,
@@ -85,6 +84,7 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
     except OSError as err:
         raise LowsimError(f"cannot use the output folder ({err.strerror or err})", out) from None
     try:
+        check_write_target(manifest)  # before any sample is made: refuse a target we would not write to
         for message in journal.notes:
             note(message)
         done = {i: r for i, r in journal.load().items() if row_is_intact(r, out)}
