@@ -45,17 +45,26 @@ def calibrate(pairs: str | Path, out: str | Path | None = None, *, layout: str =
 
 
 def generate(src: str | Path | None, n: int, *, params: str | Path | None = None, out: str | Path | None = None,
-             manifest: str | Path | None = None, progress: bool = False, **options: Any) -> Any:
+             manifest: str | Path | None = None, progress: bool = False, data_format: str = "imagefolder",
+             **options: Any) -> Any:
     """Degrade clean photos into a dataset, as `lowsim generate`; returns lowsim.generate.GenerateResult
     (`.out`, `.manifest`, `.rows`, ...). src None: scikit-image's sample photos; params: a file or a shipped name
     (`lol`), default the project's newest params/*.json, else `lol`; out: data/<src folder name>. Other options
-    are the command's (size, seed, workers, bit_depth, split_fractions, backend, model, sampler, ...)."""
+    are the command's (size, seed, workers, bit_depth, split_fractions, backend, model, sampler, ...);
+    data_format "webdataset" also writes tar shards (lowsim.webdataset)."""
     from lowsim.generate.driver import generate as run
 
+    if data_format not in ("imagefolder", "webdataset"):
+        raise LowsimError(f"data_format must be imagefolder or webdataset, got {data_format!r}")
     params_path = _params_path(params)
     out = default_dataset_dir(None if src is None else Path(src)) if out is None else Path(out)
-    return run(src=None if src is None else Path(src), n=n, params=params_path, out=out,
-               manifest=None if manifest is None else Path(manifest), progress=progress, **options)
+    result = run(src=None if src is None else Path(src), n=n, params=params_path, out=out,
+                 manifest=None if manifest is None else Path(manifest), progress=progress, **options)
+    if data_format == "webdataset":
+        from lowsim.webdataset import write_shards
+
+        write_shards(result.manifest)
+    return result
 
 
 def _params_path(params: str | Path | None) -> Path:

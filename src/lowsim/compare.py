@@ -386,6 +386,7 @@ def capped(items: Sequence[Any], max_images: int, rng: np.random.Generator) -> l
 def synthetic_files(manifest: str | Path, split: str | None) -> list[tuple[Path, Path]]:
     """(dark, clean) paths of a manifest's ok rows, optionally of one split."""
     from lowsim.manifest import dataset_dir, read_manifest
+    from lowsim.safe_io import resolve_inside
 
     rows, meta = read_manifest(manifest)
     root = dataset_dir(manifest, meta)
@@ -397,7 +398,9 @@ def synthetic_files(manifest: str | Path, split: str | None) -> list[tuple[Path,
     if rows.empty:
         which = f" in split {split!r}" if split is not None else ""
         raise LowsimError(f"no ok samples{which} in the manifest", manifest)
-    return [(root / d, root / c) for d, c in zip(rows["dark_file_name"], rows["clean_file_name"])]
+    # names that leave the dataset folder (absolute, '..', a symlink out) are refused, not read
+    return [(resolve_inside(root, str(d), "dark_file_name"), resolve_inside(root, str(c), "clean_file_name"))
+            for d, c in zip(rows["dark_file_name"], rows["clean_file_name"])]
 
 
 def _measure_all(items: Sequence[Any], read: Callable[[Any], tuple[np.ndarray, np.ndarray]], seed: int,

@@ -24,6 +24,8 @@ DATASET_DIR_KEY = "lowsim.dataset_dir"
 SRC_ROOT_KEY = "lowsim.src_root"
 PARAMS_PATH_KEY = "lowsim.params_path"
 RUN_KEY = "lowsim.run"
+PARAMS_KEY = "lowsim.params"  # the params file's JSON: schema version, mean, covariance, per-pair fits
+COMMAND_KEY = "lowsim.command"  # the `lowsim generate` command that makes the dataset
 REQUIRED_COLUMNS = ("key", "index", "status", "source_path", "dark_file_name", "clean_file_name")
 
 

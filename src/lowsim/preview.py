@@ -1,12 +1,14 @@
-"""`lowsim preview`: the founding paper's Figure 3 strip for one photo and one parameter draw.
+"""`lowsim preview`: the founding paper's Figure 3 strip, step by step, for one photo and several draws.
 
-Row 1 is the paper's pipeline step by step (original, + black level, + colour, + noise, + gamma); row 2 is
-the same draw with seed 002's illumination map applied first (original, + illumination, ... , + gamma), the
-pipeline `lowsim generate` actually runs. Parameters are one seeded draw from the params file.
+Of 41 seeded parameter draws, the ones at the 10th, 50th and 90th percentile of darkness (mean brightness of
+the dark image) are shown, one row each: v1's chain with seed 002's illumination map (original,
++ illumination, + black level, + colour, + noise, + gamma: the pipeline `lowsim generate` runs), or v2's
+stages and its dark image brightened. `preview_rows` also gives v1's paper-only row (seed 001).
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -59,8 +61,9 @@ def draw_params(dist: ParamDistribution, seed: int) -> DegradationParams:
 
 
 def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParams, title: str,
-                   out: Path) -> Path:
-    """Lay the panels out with matplotlib (labels, parameter caption) and save a PNG atomically."""
+                   out: Path, row_names: Sequence[str] | None = None) -> Path:
+    """Lay the panels out with matplotlib (labels, parameter caption) and save a PNG atomically. `row_names`
+    (one per row) label rows of different draws; `p` is then not captioned."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,8 +74,10 @@ def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParam
     panel = 2.6
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(panel * n_cols, panel * height / width * len(rows) + 1.0),
                              squeeze=False)
-    row_names = (("paper's pipeline (seed 001)", "with illumination map (seed 002)") if p.model == V1_MODEL
-                 else ("ISP-structured model v2",))
+    several_draws = row_names is not None
+    if row_names is None:
+        row_names = (("paper's pipeline (seed 001)", "with illumination map (seed 002)") if p.model == V1_MODEL
+                     else ("ISP-structured model v2",))
     for r, row in enumerate(rows):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -82,7 +87,7 @@ def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParam
                 ax.imshow(img, vmin=0.0, vmax=1.0, interpolation="nearest")
                 ax.set_title(label, fontsize=9)
     values = ", ".join(f"{k}={v:.3g}" for k, v in p.to_dict().items())
-    fig.suptitle(f"{title}\n{values}", fontsize=8)
+    fig.suptitle(title if several_draws else f"{title}\n{values}", fontsize=8)  # rows of several draws: no one p
     fig.tight_layout(rect=(0.025, 0.0, 1.0, 1.0))
     for r, name in enumerate(row_names[:len(rows)]):  # row labels in the left margin
         box = axes[r][0].get_position()
@@ -96,14 +101,40 @@ def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParam
     return out
 
 
+DRAWS = 41  # parameter draws ranked by darkness; the 10th, 50th and 90th percentile ones are shown
+PERCENTILES = (10, 50, 90)
+
+
+def darkness_draws(dist: ParamDistribution, clean: np.ndarray, seed: int,
+                   n: int = DRAWS) -> list[tuple[int, float, DegradationParams | IspParams]]:
+    """(percentile, mean brightness of the dark image, params) of the draws at PERCENTILES of brightness among n
+    seeded draws, each measured on a small copy of the photo (its noise from the draw's own stream)."""
+    model = get_model(dist.model)
+    small = shrink(clean, 96)
+    draws, levels = [], []
+    for i, stream in enumerate(np.random.SeedSequence(seed).spawn(n)):
+        params_rng, noise_rng = (np.random.default_rng(s) for s in stream.spawn(2))
+        p = dist.sample(params_rng)
+        draws.append(p)
+        levels.append(float(to_float(model.degrade_to_codes(small, p, noise_rng, 8)).mean()))
+    order = np.argsort(levels, kind="stable")
+    picks = [(q, int(order[round(q / 100 * (n - 1))])) for q in PERCENTILES]
+    return [(q, levels[i], draws[i]) for q, i in picks]
+
+
 def preview(src: Path, params: Path, out: Path, seed: int = 0) -> Path:
-    """Read the photo, draw parameters, render both rows, write the PNG; return its path."""
+    """Read the photo, pick the draws at the 10th/50th/90th percentile of darkness, render each draw's stages
+    (v1: the chain `generate` runs, with the illumination map) as one row, write the PNG; return its path."""
     if Path(out).suffix.lower() != ".png":
         raise LowsimError("--out must be a .png file", out)
     dist = ParamDistribution.load(params)
     if Path(src).is_dir():
         raise LowsimError("--src must be one image file, got a folder", src)
     clean = shrink(read_image(src))
-    p = draw_params(dist, seed)
-    rows = preview_rows(clean, p, seed)
-    return render_preview(rows, p, f"{Path(src).name} — lowsim preview (seed {seed})", out)
+    rows, names = [], []
+    for q, level, p in darkness_draws(dist, clean, seed):
+        rows.append(preview_rows(clean, p, seed)[-1])
+        names.append(f"p{q} darkness (mean {level:.3f})")
+    title = (f"{Path(src).name} — lowsim preview (seed {seed}): the draws at the {', '.join(map(str, PERCENTILES))}"
+             f"th percentile of darkness among {DRAWS}")
+    return render_preview(rows, p, title, out, row_names=names)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Enhancer", "create_model", "load_enhancer"]
+from lowsim import __version__  # one distribution, one version (cheap: lowsim imports nothing heavy)
+
+__all__ = ["Enhancer", "__version__", "create_model", "load_enhancer"]
 _LAZY = {"Enhancer": "transfer.enhancer", "load_enhancer": "transfer.enhancer", "create_model": "transfer.models"}
 
 

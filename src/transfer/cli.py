@@ -35,7 +35,7 @@ app = typer.Typer(
     name="transfer",
     help="Train the SID U-Net on lowsim's synthetic pairs, fine-tune it on a few real pairs, evaluate, enhance.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -225,16 +225,21 @@ def evaluate(
                                                        "a manifest its split column (train, val, test).")] = "all",
     out: Annotated[Optional[Path], typer.Option("--out", help="Per-image CSV (name,psnr,ssim,psnr_gt_mean).")]
     = None,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Folder for an HTML gallery: dark input, "
+                                                   "output, target, PSNR and SSIM per image, sortable "
+                                                   "(DIR/index.html).")] = None,
     alpha: InferAlpha = None, tile: Tile = 512, device: Device = "auto", quiet: Quiet = False,
     tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation: average the outputs of the image and "
                                                     "its three flips (4x the time).")] = False,
 ) -> None:
     """PSNR and SSIM of every pair (real pairs or a synthetic manifest) at full resolution; prints the means."""
     from transfer.evaluate import evaluate_checkpoint
-    from transfer.paths import check_output_file
+    from transfer.paths import check_output_dir, check_output_file
 
     if out is not None:
         check_output_file(out, "--out")
+    if report is not None:
+        check_output_dir(report, "--report")
 
     def show(index: int, count: int, row: dict) -> None:
         if not quiet:
@@ -242,13 +247,15 @@ def evaluate(
                        f"SSIM {row['ssim']:.4f}")
 
     result = evaluate_checkpoint(checkpoint, pairs, layout=layout, split=split, identity=identity, out_csv=out,
-                                 tile=tile, device=device, on_image=show, manifest=manifest, alpha=alpha, tta=tta)
+                                 tile=tile, device=device, on_image=show, manifest=manifest, alpha=alpha,
+                                 report=report, tta=tta)
     what = "identity (dark input)" if identity else printable(result["checkpoint"])
     if result["alpha"] is not None:
         what += f" (alpha {result['alpha']:g})"
     typer.echo(f"{what}: mean PSNR {result['psnr']:.3f} dB (GT-mean {result['psnr_gt_mean']:.3f} dB, a diagnostic), "
                f"mean SSIM {result['ssim']:.4f} over {result['count']} image(s)"
-               + (f"; rows in {printable(out)}" if out else ""))
+               + (f"; rows in {printable(out)}" if out else "")
+               + (f"; gallery {printable(result['report'])}" if report else ""))
 
 
 @app.command()
@@ -402,6 +409,20 @@ def _check_experiment_options(counts: dict[str, int | None], calibration: str, s
     check_output_dir(out, "--out")
     check_output_dir(docs, "--docs")
     return params
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from lowsim import __version__
+
+        typer.echo(f"transfer (lowsim) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """Options before the command."""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,6 +19,7 @@ from transfer.device import pick_device
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE, alpha_kwargs, predict, predict_flips
 from transfer.metrics import psnr, psnr_gt_mean, ssim
+from transfer.report_html import Gallery
 from transfer.models import takes_alpha
 
 SPLITS = ("all", "pool", "val")
@@ -49,7 +50,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
                         tile: int = DEFAULT_TILE, device: str = "auto",
                         on_image: Callable[[int, int, dict[str, Any]], None] | None = None,
                         manifest: str | Path | None = None, alpha: float | None = None,
-                        tta: bool = False) -> dict[str, Any]:
+                        report: str | Path | None = None, tta: bool = False) -> dict[str, Any]:
     """PSNR/SSIM of every pair (the checkpoint's output, or with identity=True the dark input itself).
 
     Pairs come from a real pairs folder, or from a lowsim manifest (`manifest=`, e.g. split "test" for the
@@ -57,7 +58,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
     (None: the checkpoint's configured one, also for manifest rows); `tta` averages the outputs of the image and
     its flips (transfer.infer.predict_flips). Returns {"rows": [{name, psnr, ssim}],
     "psnr": mean, "ssim": mean, "count", "checkpoint", "split", "alpha"}; with out_csv, also writes the rows
-    (name,psnr,ssim) atomically.
+    (name,psnr,ssim) atomically; with report, an HTML gallery in that folder (transfer.report_html).
     """
     if identity == (checkpoint is not None):
         raise TransferError("give either --checkpoint or --identity (score the dark input itself)")
@@ -73,6 +74,7 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
         model.eval()
         kind, weights = meta["input_kind"], str(resolve_checkpoint(checkpoint))
     rows: list[dict[str, Any]] = []
+    gallery = None if report is None else Gallery(report, f"transfer evaluate: {checkpoint or 'identity'}")
     for index, item in enumerate(items):
         pair = decode_item(item, kind)
         target = bright_to_float(pair.bright)
@@ -84,6 +86,8 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
         row = {"name": item.name, "psnr": psnr(output, target), "ssim": ssim(output, target),
                "psnr_gt_mean": psnr_gt_mean(output, target)}
         rows.append(row)
+        if gallery is not None:
+            gallery.add(item.name, dark_to_float(pair.dark, 1.0), output, target, row)
         if on_image is not None:
             on_image(index, len(items), row)
     result = {"rows": rows, "psnr": _mean([r["psnr"] for r in rows]), "ssim": _mean([r["ssim"] for r in rows]),
@@ -92,6 +96,9 @@ def evaluate_checkpoint(checkpoint: str | Path | None, pairs: str | Path | None,
               "input_kind": kind, "alpha": _effective_alpha(model, alpha), "tta": tta}
     if out_csv is not None:
         write_rows(Path(out_csv), rows)
+    if gallery is not None:
+        result["report"] = gallery.write(f"mean PSNR {result['psnr']:.2f} dB, mean SSIM {result['ssim']:.4f} "
+                                         f"over {len(rows)} image(s), split {split}")
     return result
 
 

@@ -32,8 +32,12 @@ def check_output_dir(path: Path, option: str) -> None:
 
 
 def check_output_file(path: Path, option: str) -> None:
-    """Refuse, before any work, an output file path that is a folder or lies below a file (exit 2)."""
+    """Refuse, before any work, an output file path that is a folder, a symbolic link or lies below a file (exit
+    2); lowsim.safe_io refuses the same when writing, this saves the work before it."""
     path = Path(path)
+    if path.is_symlink():
+        raise TransferError(f"{option} is a symbolic link; give the real path (links are never written through)",
+                            path)
     if path.is_dir():
         raise TransferError(f"{option} is a folder, expected a file name", path)
     check_output_dir(path.parent, f"the folder of {option}")

@@ -121,7 +121,7 @@ def write_sources(root: Path, count: int = 3) -> Path:
     return root
 
 
-def write_bomb(path: Path, side: int = 20000) -> Path:
+def write_bomb(path: Path, side: int = 11000) -> Path:
     """A grayscale PNG that claims side x side pixels in a few hundred KB (a decompression bomb)."""
     import struct
     import zlib
@@ -137,9 +137,10 @@ def write_bomb(path: Path, side: int = 20000) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _in_tmp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every case runs in its own empty folder (no lowsim.toml defaults, nothing written to the checkout)."""
+@pytest.fixture()
+def in_tmp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The case runs in its own empty folder (no lowsim.toml defaults, nothing written to the checkout) with the
+    default pixel cap (the lowsim files use it for every case: pytestmark)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LOWSIM_MAX_PIXELS", "")  # the default; restored after the case
 
@@ -163,5 +164,5 @@ def good_run(tmp_path_factory: pytest.TempPathFactory, params_file: Path) -> dic
 
 @pytest.fixture(scope="session")
 def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 20000 x 20000 PNG bomb, made once (compressing its 400 MB of zeros takes seconds)."""
+    """An 11000 x 11000 PNG bomb (121 MP, over the 100 MP default), made once: compressing it takes a second."""
     return write_bomb(tmp_path_factory.mktemp("bomb") / "bomb.png")

@@ -16,6 +16,8 @@ from lowsim.pair_checks import exclusion_reason, pair_checks
 from lowsim.pairs import Pair, find_pairs
 from tests.robustness.conftest import assert_one_line_error, invoke
 
+pytestmark = pytest.mark.usefixtures("in_tmp_folder")
+
 
 @pytest.fixture(scope="module")
 def lol_crop(lol_dev: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -21,9 +21,11 @@ from lowsim.generate.plan import JOURNAL_DIR
 from lowsim.params import file_sha256
 from tests.robustness.conftest import run_lowsim, snapshot, subprocess_env, temp_files, write_sources
 
+pytestmark = pytest.mark.usefixtures("in_tmp_folder")
+
 ITERATIONS = int(os.environ.get("LOWSIM_FAULT_ITERATIONS", "2"))
 SEED = int(os.environ.get("LOWSIM_FAULT_SEED", "0"))
-N = 24
+N = 12
 
 
 def _args(src: Path, params: Path, out: Path) -> list[str]:

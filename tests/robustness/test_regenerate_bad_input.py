@@ -11,7 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lowsim.compare import synthetic_files
+from lowsim.errors import UnsafePathError
 from tests.robustness.conftest import assert_one_line_error, invoke, snapshot
+
+pytestmark = pytest.mark.usefixtures("in_tmp_folder")
 
 
 def _tampered_copy(good_run: dict[str, Path], tmp_path: Path, change: Callable[[pd.DataFrame], None]) -> Path:
@@ -88,3 +92,10 @@ def test_an_edited_source_is_detected_by_its_sha256(good_run: dict[str, Path], t
     result = invoke("regenerate", good_run["manifest"], "--key", "00000000", "--out", tmp_path / "x.png",
                     "--src", src)
     assert_one_line_error(result, 2, source, "sha256 mismatch")
+
+
+def test_compare_refuses_a_manifest_row_leading_out_of_its_dataset(good_run: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+    manifest = _tampered_copy(good_run, tmp_path, _set("dark_file_name", "../../../etc/passwd"))
+    with pytest.raises(UnsafePathError, match="dark_file_name '../../../etc/passwd' contains '..'"):
+        synthetic_files(manifest, None)

@@ -139,3 +139,14 @@ def test_checkpoint_option_with_a_damaged_description(tmp_path: Path, good: dict
                             *TINY], capsys)
     assert_one_line_error(code, err, str(other), "unknown model 'unet99'; known models: ")
     assert snapshot(good["root"]) == before and not (tmp_path / "ft").exists()
+
+
+def test_checkpoint_option_whose_weights_are_another_architectures(tmp_path: Path, good: dict, capsys) -> None:
+    other = create_model("plain_cnn", width=4)
+    described = json.loads((good["pre"] / "best" / "checkpoint.json").read_text())
+    save_checkpoint(tmp_path / "mixed", other, {k: v for k, v in described.items() if k != "format"})
+    before = snapshot(good["root"])
+    code, _, err = run_cli(["evaluate", "--checkpoint", tmp_path / "mixed", "--pairs", good["lol"], "--out",
+                            good["csv"]], capsys)
+    assert_one_line_error(code, err, str(tmp_path / "mixed" / "model.safetensors"), "weights do not fit sid_unet")
+    assert snapshot(good["root"]) == before

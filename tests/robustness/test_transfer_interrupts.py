@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from transfer.train import TrainConfig, run_training
-from transfer_robustness import good, leftovers  # noqa: F401
+from transfer_robustness import good, leftovers, run_cli, snapshot  # noqa: F401
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 STOP_WITHIN_S = 3.0  # measured ~0.3-0.6 s on an idle 2-core machine; the margin absorbs other work on it
@@ -69,3 +69,58 @@ def test_ctrl_c_stops_quickly_saves_and_resumes_exactly(tmp_path: Path, good: di
     assert resumed["steps"] == straight["steps"] == step + 2
     a, b = (load_file(str(d / "last" / "model.safetensors")) for d in (run_dir, tmp_path / "straight"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def interrupt_at_call(monkeypatch, module: object, name: str, call: int) -> None:
+    """Make module.name raise KeyboardInterrupt (as Ctrl-C would) at its `call`-th call."""
+    real, calls = getattr(module, name), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, interrupted)
+
+
+def assert_interrupted(code: int, err: str) -> None:
+    """Exit 130 and one line saying what Ctrl-C left behind."""
+    lines = err.strip().splitlines()
+    assert code == 130 and len(lines) == 1 and lines[0].startswith("interrupted: "), err
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_in_evaluate_keeps_the_earlier_csv(tmp_path: Path, good: dict, capsys, monkeypatch) -> None:
+    import transfer.evaluate as evaluate_module
+
+    before = snapshot(good["root"])
+    interrupt_at_call(monkeypatch, evaluate_module, "predict", 3)
+    code, _, err = run_cli(["evaluate", "--checkpoint", good["pre"], "--pairs", good["lol"], "--out", good["csv"],
+                            "--quiet"], capsys)
+    assert_interrupted(code, err)
+    assert snapshot(good["root"]) == before and leftovers(good["root"]) == []
+
+
+def test_ctrl_c_in_enhance_leaves_only_complete_images(tmp_path: Path, good: dict, capsys, monkeypatch) -> None:
+    import lowsim.imageio as imageio_module
+
+    interrupt_at_call(monkeypatch, imageio_module.cv2, "imencode", 2)  # while encoding the second image
+    code, _, err = run_cli(["enhance", good["lol"] / "low", "--checkpoint", good["pre"], "--out",
+                            tmp_path / "enhanced"], capsys)
+    assert_interrupted(code, err)
+    assert [p.name for p in (tmp_path / "enhanced").iterdir()] == ["p00.png"]
+
+
+def test_ctrl_c_in_experiment_keeps_the_results_page(tmp_path: Path, good: dict, capsys, monkeypatch) -> None:
+    from transfer.experiment import Experiment
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "results.md").write_text("# Table 1 on real pairs\nearlier results\n")
+    before = snapshot(docs)
+    monkeypatch.setattr(Experiment, "run", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, _, err = run_cli(["experiment", "--pairs", good["lol"], "--clean", good["lol"] / "high", "--quick",
+                            "--out", tmp_path / "work", "--docs", docs, "--no-zoo"], capsys)
+    assert_interrupted(code, err)
+    assert snapshot(docs) == before

@@ -52,6 +52,28 @@ def test_evaluate_out_that_is_a_folder(tmp_path: Path, good: dict, capsys) -> No
     assert snapshot(good["root"]) == before and list(folder.iterdir()) == []
 
 
+def test_evaluate_report_that_is_a_file(tmp_path: Path, good: dict, capsys) -> None:
+    blocker = tmp_path / "gallery"
+    blocker.write_bytes(b"keep me")
+    before = snapshot(tmp_path, good["root"])
+    code, _, err = run_cli(["evaluate", "--checkpoint", good["pre"], "--pairs", good["lol"], "--out", good["csv"],
+                            "--report", blocker, "--quiet"], capsys)
+    assert_one_line_error(code, err, str(blocker), "--report is a file, expected a folder")
+    assert snapshot(tmp_path, good["root"]) == before
+
+
+def test_evaluate_out_that_is_a_symlink(tmp_path: Path, good: dict, capsys) -> None:
+    target = tmp_path / "elsewhere.csv"
+    target.write_text("not ours\n")
+    link = tmp_path / "results.csv"
+    link.symlink_to(target)
+    before = snapshot(tmp_path, good["root"])
+    code, _, err = run_cli(["evaluate", "--checkpoint", good["pre"], "--pairs", good["lol"], "--out", link,
+                            "--quiet"], capsys)
+    assert_one_line_error(code, err, str(link), "--out is a symbolic link")
+    assert snapshot(tmp_path, good["root"]) == before and link.is_symlink()
+
+
 def test_enhance_out_that_is_a_file(tmp_path: Path, good: dict, capsys) -> None:
     blocker = tmp_path / "enhanced"
     blocker.write_bytes(b"keep me")
@@ -158,3 +180,22 @@ def test_symlinked_last_checkpoint_is_refused(tmp_path: Path, good: dict, capsys
                             "--resume", *TINY], capsys)
     assert_one_line_error(code, err, str(run_dir / "last"), "symbolic link", expected_code=2)
     assert snapshot(elsewhere, run_dir) == before and (run_dir / "last").is_symlink()
+
+
+# ---- nothing written outside the named outputs ----
+
+def test_commands_write_only_their_named_outputs(tmp_path: Path, good: dict, capsys, monkeypatch) -> None:
+    work = tmp_path / "work"  # the working directory: a stray relative write would land here
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = snapshot(good["root"])
+    for args in (pretrain_args(good, tmp_path / "run"),
+                 ["evaluate", "--checkpoint", tmp_path / "run", "--pairs", good["lol"], "--out",
+                  tmp_path / "res.csv", "--quiet"],
+                 ["enhance", good["lol"] / "low" / "p00.png", "--checkpoint", tmp_path / "run", "--out",
+                  tmp_path / "enhanced"]):
+        code, _, err = run_cli(args, capsys)
+        assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["enhanced", "res.csv", "run", "work"]
+    assert list(work.iterdir()) == [] and snapshot(good["root"]) == before
+    assert [p.name for p in (tmp_path / "enhanced").iterdir()] == ["p00.png"] and leftovers(tmp_path) == []

@@ -16,7 +16,7 @@ app = typer.Typer(
     name="lowsim",
     help="Calibrate a low-light degradation model on real dark/bright pairs and generate synthetic pairs.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -43,6 +43,20 @@ def _register_commands() -> None:
 
     for name in ("calibrate", "generate", "compare"):
         importlib.import_module(f"lowsim.cli.{name}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from lowsim import __version__
+
+        typer.echo(f"lowsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """Options before the command."""
 
 
 def main(argv: list[str] | None = None) -> None:

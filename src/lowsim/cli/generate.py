@@ -7,7 +7,9 @@ from typing import Optional
 import typer
 
 from lowsim.cli import app, interruptible
+from lowsim.errors import LowsimError
 
+FORMATS = ("imagefolder", "webdataset")
 PARAMS_HELP = ("Params JSON, or a shipped one by name (lol, lol-v1) [the newest params/*.json here, else lol].")
 
 
@@ -67,28 +69,44 @@ def generate(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
                                              "pixels than this, from their header (decompression bombs) "
                                              "[default: 100000000]."),
+    data_format: str = typer.Option("imagefolder", "--format", help="imagefolder (per-split folders of PNGs with "
+                                    "metadata.parquet), or webdataset: the same plus tar shards of 1000 samples "
+                                    "in OUT/webdataset/ for streaming."),
 ) -> None:
     """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest).
 
     The output does not depend on --workers, --backend or --shard-size. Run the same command to resume.
     """
     import sys
+    import warnings
 
     from lowsim.generate import generate as run, ignore_file_size_signal
+    from lowsim.generate.publish import EmptySplitWarning
     from lowsim.imageio import set_max_pixels
     from lowsim.raw.synthesize import check_output_kind
 
     set_max_pixels(max_pixels)
     ignore_file_size_signal()
-    check_output_kind(_params_or_default(params), output)
+    if data_format not in FORMATS:
+        raise LowsimError(f"--format must be one of {', '.join(FORMATS)}; got {data_format!r}")
+    params = _params_or_default(params)
+    check_output_kind(params, output)
     if progress is None:
         progress = sys.stderr.isatty()
-    params = _params_or_default(params)
     out, manifest = _dataset_paths(src, out, manifest)
-    result = run(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
-                 seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
-                 progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
-                 sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptySplitWarning)
+        result = run(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
+                     seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
+                     progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
+                     sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True))
+    for warning in caught:
+        typer.secho(f"warning: {warning.message}", err=True, fg=typer.colors.YELLOW)
+    if data_format == "webdataset":
+        from lowsim.webdataset import write_shards
+
+        shards = write_shards(result.manifest)
+        typer.echo(f"{len(shards)} WebDataset shard(s) in {result.out / 'webdataset'}")
     errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
     typer.echo(f"{result.n_ok} samples in {result.out} ({result.n_made} made now{errors}); "
                f"manifest {result.manifest}")

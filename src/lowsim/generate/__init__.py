@@ -2,18 +2,23 @@
 
 Layout of an output folder OUT (the dataset):
 
-    OUT/clean/<key>.png        clean target, the same crop/flip as the dark image
-    OUT/dark/<key>.png         the degraded image
-    OUT/metadata.parquet       the manifest's ok rows: the Hugging Face `imagefolder` metadata file
-    OUT/.lowsim-journal/       run signature, a Parquet part of finished rows per chunk (local) or shard
-                               (Ray), lock: the resume state; the parts are merged into the manifest
+    OUT/<split>/clean/<key>.png   clean target, the same crop/flip as the dark image (<split>: train, val, test)
+    OUT/<split>/dark/<key>.png    the degraded image
+    OUT/<split>/metadata.parquet  that split's ok rows, file names relative to OUT/<split>
+    OUT/metadata.parquet          all ok rows, file names relative to OUT
+    OUT/README.md                 the dataset card (Hugging Face YAML header; publish.py, lowsim.dataset_card)
+    OUT/.lowsim-journal/          run signature, a Parquet part of finished rows per chunk (local) or shard
+                                  (Ray), lock: the resume state; the parts are merged into the manifest
 
-and the manifest (default OUT/manifest.parquet) holds every row, ok and error. File names in both
-are relative to OUT (the `imagefolder` convention: columns named `*_file_name` are image paths relative to
-the metadata file, so `datasets.load_dataset("imagefolder", data_dir=OUT)` yields `clean` and `dark` image
-columns). For that reason the source photo's path is in `source_path` (relative to the --src folder), not in
-a `*_file_name` column, which the loader would try to open. The manifest's Parquet key-value metadata holds
-`lowsim.dataset_dir` (OUT relative to the manifest's folder) and `lowsim.src_root` (the --src folder).
+and the manifest (default OUT/manifest.parquet) holds every row, ok and error. File names are relative to
+the folder of the file that holds them (the `imagefolder` convention: columns named `*_file_name` are image
+paths relative to the metadata file; one folder per split, so `datasets.load_dataset("imagefolder",
+data_dir=OUT)` yields the splits, each with `clean` and `dark` image columns). For that reason the source
+photo's path is in `source_path` (relative to the --src folder), not in a `*_file_name` column, which the
+loader would try to open. Runs made before the per-split layout (OUT/clean, OUT/dark) still resume and read.
+The manifest's Parquet key-value metadata holds
+`lowsim.dataset_dir` (OUT relative to the manifest's folder), `lowsim.src_root` (the --src folder),
+`lowsim.params` (the params file's JSON) and `lowsim.command` (the command that makes the dataset).
 
 Samples. Sample i has key `f"{i:08d}"`. Its source is the (i mod S)-th entry of cycle i // S, each cycle a
 seeded shuffle of the S sources. All its random draws come from three independent child streams of

@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Mapping
 
 from lowsim.errors import LowsimError, is_printable, printable
-from lowsim.generate.journal import Journal, row_is_intact
+from lowsim.generate.journal import Journal, image_folders, row_is_intact
 from lowsim.generate.local import local_executor
-from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, KEY_FILE, METADATA_FILE, RunSpec,
-                                  find_sources, parse_fractions)
+from lowsim.generate.plan import KEY_FILE, RunSpec, find_sources, parse_fractions
+from lowsim.generate.publish import publish
 from lowsim.generate.workers import RunMissing, ignore_file_size_signal
-from lowsim.project import default_manifest
-from lowsim.manifest import PARAMS_PATH_KEY, RUN_KEY, SRC_ROOT_KEY, write_manifest
 from lowsim.params import SAMPLERS, ParamDistribution, file_sha256
+from lowsim.project import default_manifest
 from lowsim.safe_io import check_write_target, resolve_inside
 
 BACKENDS = ("local", "ray")
@@ -74,7 +73,6 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
                               "choose another folder", printable(str(value)))
     workers = _cap_workers(workers, n, backend, address, note)
     manifest = Path(manifest) if manifest is not None else default_manifest(out)
-    check_write_target(manifest)  # before any work: refuse a target we would not write to
     spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
                    params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
                    fractions=tuple(fractions.items()), out=str(out.resolve()), model=dist.model,
@@ -86,6 +84,7 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
     except OSError as err:
         raise LowsimError(f"cannot use the output folder ({err.strerror or err})", out) from None
     try:
+        check_write_target(manifest)  # before any sample is made: refuse a target we would not write to
         for message in journal.notes:
             note(message)
         done = {i: r for i, r in journal.load().items() if row_is_intact(r, out)}
@@ -101,9 +100,7 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
         rows = _final_rows(done, n)
         _remove_surplus(out, {r["key"] for r in rows if r["status"] == "ok"})
         ok_rows = [r for r in rows if r["status"] == "ok"]
-        extra = {SRC_ROOT_KEY: spec.src_root, PARAMS_PATH_KEY: spec.params_path, RUN_KEY: spec.signature()}
-        metadata = write_manifest(ok_rows, out / METADATA_FILE, out, extra)
-        write_manifest(rows, manifest, out, extra)
+        metadata = publish(spec, dist, rows, n, out, manifest)
     finally:
         journal.close()
     return GenerateResult(out=out, manifest=manifest, metadata=metadata, n_ok=len(ok_rows),
@@ -239,10 +236,7 @@ def _final_rows(done: Mapping[int, dict[str, Any]], n: int) -> list[dict[str, An
 
 def _remove_surplus(out: Path, keep: set[str]) -> None:
     """Delete image files of samples not in the final manifest (left by a run with a larger --n)."""
-    for kind in (CLEAN_DIR, DARK_DIR):
-        folder = out / kind
-        if not folder.is_dir():
-            continue
+    for folder in image_folders(out):
         for path in folder.iterdir():
             match = KEY_FILE.match(path.name)
             if match and match.group(1) not in keep:

@@ -52,7 +52,7 @@ class Journal:
             self._adopt_signature(signature, "was missing")
         else:
             atomic_write_text(run_file, json.dumps(signature, indent=2) + "\n")
-        for folder in (self.out / CLEAN_DIR, self.out / DARK_DIR, self.dir, self.out):
+        for folder in (*image_folders(self.out), self.dir, self.out):
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     with contextlib.suppress(OSError):
@@ -150,6 +150,13 @@ class Journal:
             except (OSError, ValueError, TypeError, KeyError):
                 continue
         return rows
+
+
+def image_folders(out: Path) -> list[Path]:
+    """The folders a run writes images into: OUT/<split>/clean and dark (and OUT/clean, dark of runs made
+    before the per-split layout)."""
+    return [folder for kind in (CLEAN_DIR, DARK_DIR) for folder in (out / kind, *sorted(out.glob(f"*/{kind}")))
+            if folder.is_dir()]
 
 
 def _lock_holder(lock_file: Path) -> str:

@@ -94,12 +94,13 @@ def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str,
                source_width=source_width, sampler=sampler)
     for kind, img in ((CLEAN_DIR, clean), (DARK_DIR, dark)):
         suffix = ".npy" if img.ndim == 3 and img.shape[2] == 4 else ".png"  # packed raw (model lowsim.raw/v1)
-        target = Path(spec.out) / kind / f"{key}{suffix}"
+        name = f"{row['split']}/{kind}/{key}{suffix}"  # one folder per split: each loads as its own split
+        target = Path(spec.out) / name
         if suffix == ".npy":
             write_packed(target, img)
         else:
             write_png(target, img)
-        row[f"{kind}_file_name"] = f"{kind}/{key}{suffix}"
+        row[f"{kind}_file_name"] = name
         row[f"{kind}_bytes"] = target.stat().st_size
         row[f"{kind}_sha256"] = file_sha256(target)
     row.update(geometry.fields())

@@ -313,8 +313,11 @@ class Trainer:
         """Step through this invocation's batches; returns why it ended."""
         state, t_prev = self.state, time.perf_counter()
         batches = iter(self.loader)
+        # fetching a batch changes no saved state, but with loader workers a Ctrl-C in the middle of receiving one
+        # leaves a worker's file-descriptor handshake hanging (a traceback on stderr): there the flag waits
+        fetch_abortable = not self.info.enabled and self.workers == 0
         while True:
-            with self.stop_request.abortable(not self.info.enabled):  # fetching a batch changes no saved state
+            with self.stop_request.abortable(fetch_abortable):
                 batch = next(batches, None)
             if batch is None:
                 break
