@@ -194,6 +194,11 @@ def _copy_curves(exp: Experiment) -> None:
             shutil.copyfile(src, exp.docs / name)
 
 
+def as_unit_float(img: np.ndarray) -> np.ndarray:
+    """An image file's integer codes as floats in [0, 1] (floats unchanged), to score it against a pair's."""
+    return img.astype(np.float32) / np.iinfo(img.dtype).max if np.issubdtype(img.dtype, np.integer) else img
+
+
 def _comparison_grid(exp: Experiment, val_csv: Path, count: int = 3) -> None:
     """Fig. 7: dark / zero-shot / fine-tuned / scratch / truth for a few validation images."""
     import matplotlib
@@ -221,7 +226,7 @@ def _comparison_grid(exp: Experiment, val_csv: Path, count: int = 3) -> None:
     for i, pair in enumerate(pairs):
         dark, bright = read_pair(pair)
         for j, (label, run) in enumerate(columns):
-            img = dark if label == "dark" else bright if label == "truth" else read_image(outputs[label][i])
+            img = dark if label == "dark" else bright if label == "truth" else as_unit_float(read_image(outputs[label][i]))
             axes[i, j].imshow(img)
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
