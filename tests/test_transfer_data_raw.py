@@ -63,3 +63,22 @@ def test_pretrain_raw_then_enhance_a_raw_file_with_a_ratio(raw_manifest: Path, t
     assert _transfer(["enhance", "--checkpoint", str(run), str(tmp_path / "in" / "dark.dng"), "--ratio", "100",
                       "--out", str(tmp_path / "out")]) == 0
     assert cv2.imread(str(tmp_path / "out" / "dark.png")).shape == (48, 64, 3)
+
+
+def test_fine_tune_on_real_raw_pairs_of_the_mcr_stack(raw_manifest: Path, tmp_path: Path, shared_data: Path):
+    """The raw chain's last link on real files: a raw-pretrained model fine-tuned on MCR-stack pairs (real DNGs,
+    ratio from each pair's exposure times) and enhancing one of them (tiny budget: plumbing, not quality)."""
+    stack = sorted((shared_data / "raw-real" / "mcr-exposure-stack").glob("*.dng"))
+    pairs = tmp_path / "mcr.csv"
+    pairs.write_text("name,dark,bright,ratio\n" + "".join(
+        f"p{i},{stack[i]},{stack[i + 2]},4\n" for i in range(2)))
+    pre, tuned = tmp_path / "pre", tmp_path / "tuned"
+    assert _transfer(["pretrain", "--manifest", str(raw_manifest), "--run-dir", str(pre), "--input", "raw",
+                      "--iters", "1", "--patch", "16", "--batch", "2", "--width", "4", "--quiet"]) == 0
+    assert _transfer(["finetune", "--checkpoint", str(pre), "--pairs", str(pairs), "--layout", "csv",
+                      "--frac", "1.0", "--no-val-split", "--run-dir", str(tuned), "--iters", "2", "--patch", "32",
+                      "--batch", "2", "--quiet"]) == 0
+    assert (tuned / "last" / "model.safetensors").is_file()
+    assert _transfer(["enhance", "--checkpoint", str(tuned), str(stack[0]), "--ratio", "4",
+                      "--out", str(tmp_path / "out")]) == 0
+    assert cv2.imread(str(tmp_path / "out" / (stack[0].stem + ".png"))) is not None

@@ -223,15 +223,19 @@ def _comparison_grid(exp: Experiment, val_csv: Path, count: int = 3) -> None:
         if run is not None:
             outputs[label] = list(enhance_files(exp.out / "runs" / run, [p.dark for p in pairs],
                                                 exp.out / "fig7" / run, device="cpu"))
-    fig, axes = plt.subplots(len(pairs), len(columns), figsize=(3 * len(columns), 2.2 * len(pairs)), squeeze=False)
+    fig, axes = plt.subplots(len(pairs), len(columns), figsize=(3 * len(columns), 2.4 * len(pairs)), squeeze=False)
     from lowsim.imageio import read_image
+    from transfer.metrics import psnr
 
     for i, pair in enumerate(pairs):
         dark, bright = read_pair(pair)
         for j, (label, run) in enumerate(columns):
             img = dark if label == "dark" else bright if label == "truth" else read_image(outputs[label][i])
             axes[i, j].imshow(img)
-            axes[i, j].set_axis_off()
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if label != "truth":  # each tile's own score against the truth of its row
+                axes[i, j].set_xlabel(f"{psnr(img, bright):.2f} dB", fontsize=9)
             if i == 0:
                 axes[i, j].set_title(label)
     fig.tight_layout()
