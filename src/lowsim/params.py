@@ -30,8 +30,10 @@ from lowsim.safe_io import atomic_write_bytes, atomic_write_text  # noqa: F401 -
 V1_MODEL = "lowsim.degrade/v1"
 V2_MODEL = "lowsim.degrade/v2"
 RAW_MODEL = "lowsim.raw/v1"
+UNPROCESS_MODEL = "lowsim.unprocess/v1"  # Brooks et al. 2019's unprocessing recipe (lowsim.recipes.unprocessing)
+GENERIC_MODEL = "lowsim.generic/v1"  # albumentations darkening and noise (lowsim.recipes.generic)
 SCHEMA_VERSION = 1  # of v1 params files (kept: v1 files stay readable and regenerate exactly)
-SCHEMA_VERSIONS = {V1_MODEL: 1, V2_MODEL: 2, RAW_MODEL: 3}
+SCHEMA_VERSIONS = {V1_MODEL: 1, V2_MODEL: 2, RAW_MODEL: 3, UNPROCESS_MODEL: 4, GENERIC_MODEL: 5}
 MODEL_OF_VERSION = {v: m for m, v in SCHEMA_VERSIONS.items()}
 SAMPLERS = ("normal", "empirical")
 Transform = Literal["log", "logit"]
@@ -108,16 +110,43 @@ RAW_PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("adc_white", "logit", 1.0, 65536.0, "the camera's white (saturation) level, DN (a camera constant)"),
 )
 RAW_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in RAW_PARAM_SPECS)
+
+# Brooks et al. 2019 (Unprocessing Images for Learned Raw Denoising), with its own names (its shot/read noise
+# are variance coefficients, not v2's sd): sampled from published ranges (lowsim/data/params/unprocessing.json).
+UNPROCESS_PARAM_SPECS: tuple[ParamSpec, ...] = (
+    *(ParamSpec(f"ccm_weight_{k}", "logit", 0.0, 1.0, f"weight of the paper's camera matrix {k} in the random "
+                "convex combination (the four weights sum to 1)") for k in range(1, 5)),
+    ParamSpec("rgb_gain", "log", 0.0, math.inf, "brightness gain the inverse white balance divides by"),
+    ParamSpec("red_gain", "log", 0.0, math.inf, "white-balance gain of the red channel"),
+    ParamSpec("blue_gain", "log", 0.0, math.inf, "white-balance gain of the blue channel"),
+    ParamSpec("darkening", "log", 0.0, math.inf,
+              "linear exposure drop on the raw mosaic (lowsim's addition: unprocessing itself does not darken)"),
+    ParamSpec("shot_variance", "log", 0.0, math.inf,
+              "shot noise: variance = shot_variance * signal (raw, full scale 1)"),
+    ParamSpec("read_variance", "log", 0.0, math.inf, "read noise variance (raw, full scale 1)"),
+)
+UNPROCESS_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in UNPROCESS_PARAM_SPECS)
+# The generic recipe's only drawn parameter is the seed of albumentations' Compose; what albumentations then
+# draws while applying is recorded beside it (GENERIC_APPLIED_NAMES) and checked by regenerate.
+GENERIC_PARAM_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("albumentations_seed", "logit", 0.0, float(2 ** 31), "seed of the albumentations Compose"),
+)
+GENERIC_APPLIED_NAMES: tuple[str, ...] = ("generic_gamma", "generic_contrast", "generic_brightness",
+                                          "iso_color_shift", "iso_intensity", "iso_seed", "gauss_noise_sd")
 MODEL_SPECS: dict[str, tuple[ParamSpec, ...]] = {V1_MODEL: PARAM_SPECS, V2_MODEL: V2_PARAM_SPECS,
-                                                 RAW_MODEL: RAW_PARAM_SPECS}
+                                                 RAW_MODEL: RAW_PARAM_SPECS, UNPROCESS_MODEL: UNPROCESS_PARAM_SPECS,
+                                                 GENERIC_MODEL: GENERIC_PARAM_SPECS}
 SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in PARAM_SPECS}
 V2_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in V2_PARAM_SPECS}
 RAW_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in RAW_PARAM_SPECS}
-# Every parameter column a manifest may carry (v1's, then v2's new ones, then the raw model's), in a stable order.
+RECIPE_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in (*UNPROCESS_PARAM_SPECS, *GENERIC_PARAM_SPECS)}
+# Every parameter column a manifest may carry (v1's, then v2's new ones, the raw model's, the recipes'), in a
+# stable order.
 ALL_PARAM_NAMES: tuple[str, ...] = (*PARAM_NAMES, *[n for n in V2_PARAM_NAMES if n not in PARAM_NAMES],
-                                    *RAW_PARAM_NAMES)
+                                    *RAW_PARAM_NAMES, *UNPROCESS_PARAM_NAMES,
+                                    *(s.name for s in GENERIC_PARAM_SPECS), *GENERIC_APPLIED_NAMES)
 ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr", "sharpen",
-                "read_noise", "row_noise", "adc_black"}  # may be exactly 0 (off)
+                "read_noise", "row_noise", "adc_black", "albumentations_seed"}  # may be exactly 0 (off)
 
 
 def specs_of(model: str) -> dict[str, ParamSpec]:
@@ -272,9 +301,46 @@ class RawParams(_SchemaParams):
         return np.array([self.black_offset_r, self.black_offset_g1, self.black_offset_b, self.black_offset_g2])
 
 
-PARAMS_CLASSES: dict[str, type] = {V1_MODEL: DegradationParams, V2_MODEL: IspParams, RAW_MODEL: RawParams}
+@dataclass(frozen=True)
+class UnprocessParams(_SchemaParams):
+    """One draw of Brooks et al.'s unprocessing recipe (`lowsim.recipes.unprocessing`), in natural units."""
+
+    ccm_weight_1: float = 0.25
+    ccm_weight_2: float = 0.25
+    ccm_weight_3: float = 0.25
+    ccm_weight_4: float = 0.25
+    rgb_gain: float = 1.25
+    red_gain: float = 2.15
+    blue_gain: float = 1.7
+    darkening: float = 0.1
+    shot_variance: float = 1e-3
+    read_variance: float = 1e-5
+
+    model = UNPROCESS_MODEL
+    _specs = UNPROCESS_PARAM_SPECS
+    _label = UNPROCESS_MODEL
+
+    @property
+    def ccm_weights(self) -> np.ndarray:
+        """The four camera matrices' weights."""
+        return np.array([self.ccm_weight_1, self.ccm_weight_2, self.ccm_weight_3, self.ccm_weight_4])
+
+
+@dataclass(frozen=True)
+class GenericParams(_SchemaParams):
+    """One draw of the generic albumentations recipe (`lowsim.recipes.generic`): the seed of its Compose."""
+
+    albumentations_seed: float = 0.0
+
+    model = GENERIC_MODEL
+    _specs = GENERIC_PARAM_SPECS
+    _label = GENERIC_MODEL
+
+
+PARAMS_CLASSES: dict[str, type] = {V1_MODEL: DegradationParams, V2_MODEL: IspParams, RAW_MODEL: RawParams,
+                                   UNPROCESS_MODEL: UnprocessParams, GENERIC_MODEL: GenericParams}
 # shared names have equal specs
-ALL_SPECS: dict[str, ParamSpec] = {**SPECS_BY_NAME, **V2_SPECS_BY_NAME, **RAW_SPECS_BY_NAME}
+ALL_SPECS: dict[str, ParamSpec] = {**SPECS_BY_NAME, **V2_SPECS_BY_NAME, **RAW_SPECS_BY_NAME, **RECIPE_SPECS_BY_NAME}
 
 
 def params_from_mapping(model: str, values: Mapping[str, Any]) -> "DegradationParams | IspParams | RawParams":

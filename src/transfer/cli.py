@@ -331,12 +331,19 @@ def experiment(
     subset_seeds: Annotated[Optional[str], typer.Option("--subset-seeds", help="Comma-separated seeds: each "
                                                         "fine-tuned and scratch row is the mean ± s.d. over these "
                                                         "subsets of the pool (default 0,1,2).")] = None,
+    recipes: Annotated[Optional[str], typer.Option("--recipes", help="Comma-separated data recipes to add rows "
+                                                   "for (generic, unprocessing, uncalibrated; docs/recipes.md): "
+                                                   "each generated, pretrained and fine-tuned as the main row "
+                                                   "(default: none).")] = None,
     seed: Seed = 0,
 ) -> None:
     """The founding paper's Table 1 on real pairs: split, calibrate, generate, pretrain, fine-tune, evaluate."""
     import shlex
 
     from transfer.experiment import Budget, Experiment, run_experiment, run_zoo_only
+    from transfer.experiment.recipes import parse_recipes
+
+    recipe_names = parse_recipes(recipes)
 
     params = _check_experiment_options(counts={"--n": n, "--pretrain-iters": pretrain_iters,
                                                "--finetune-iters": finetune_iters,
@@ -373,7 +380,7 @@ def experiment(
     if zoo_only:
         run_zoo_only(exp, budget.zoo_models)
     else:
-        run_experiment(exp, paper_ablation=paper_ablation, zoo=zoo)
+        run_experiment(exp, paper_ablation=paper_ablation, zoo=zoo, recipes=recipe_names)
 
 
 def _seed_list(text: str) -> tuple[int, ...]:

@@ -69,6 +69,10 @@ def generate(
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
                                              "pixels than this, from their header (decompression bombs) "
                                              "[default: 100000000]."),
+    recipe: str = typer.Option("calibrated", "--recipe", help="generic (albumentations darkening + noise; pip "
+                               "install 'lowsim\\[recipes]'), unprocessing (Brooks et al. 2019's ranges), "
+                               "uncalibrated (model v2 from broad default ranges) or calibrated (--params). "
+                               "See docs/recipes.md."),
     data_format: str = typer.Option("imagefolder", "--format", help="imagefolder (per-split folders of PNGs with "
                                     "metadata.parquet), or webdataset: the same plus tar shards of 1000 samples "
                                     "in OUT/webdataset/ for streaming."),
@@ -89,7 +93,10 @@ def generate(
     ignore_file_size_signal()
     if data_format not in FORMATS:
         raise LowsimError(f"--format must be one of {', '.join(FORMATS)}; got {data_format!r}")
-    params = _params_or_default(params)
+    from lowsim.recipes import recipe_params
+
+    params = recipe_params(recipe, params)
+    params = _params_or_default(params) if recipe == "calibrated" else params
     check_output_kind(params, output)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -99,7 +106,8 @@ def generate(
         result = run(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
                      seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
                      progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
-                     sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True))
+                     sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True),
+                     recipe=recipe)
     for warning in caught:
         typer.secho(f"warning: {warning.message}", err=True, fg=typer.colors.YELLOW)
     if data_format == "webdataset":

@@ -14,10 +14,12 @@ import numpy as np
 from lowsim import degrade as v1
 from lowsim.degradation import v2
 from lowsim.errors import LowsimError
-from lowsim.params import RAW_MODEL, SCHEMA_VERSIONS, V1_MODEL, V2_MODEL
+from lowsim.params import GENERIC_MODEL, RAW_MODEL, SCHEMA_VERSIONS, UNPROCESS_MODEL, V1_MODEL, V2_MODEL
 from lowsim.raw import synthesize as raw
+from lowsim.recipes import generic, unprocessing
 
-SHORT_NAMES = {"v1": V1_MODEL, "v2": V2_MODEL, "raw": RAW_MODEL}
+SHORT_NAMES = {"v1": V1_MODEL, "v2": V2_MODEL, "raw": RAW_MODEL, "unprocess": UNPROCESS_MODEL,
+               "generic": GENERIC_MODEL}
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,8 @@ class DegradationModel:
     choose_sampler: Callable[[np.dtype, Any, int], str]
     degrade_to_codes: Callable[..., np.ndarray]  # (clean, params, rng, bit_depth, sampler) -> codes
     stages: Callable[..., Iterator[tuple[str, np.ndarray]]]  # (clean, params, rng) -> (label, image)...
+    # Models that apply a library which draws its own values: (codes, {manifest column: value}) to record
+    degrade_recorded: Callable[..., tuple[np.ndarray, dict[str, Any]]] | None = None
 
     @property
     def schema_version(self) -> int:
@@ -42,6 +46,11 @@ MODELS: dict[str, DegradationModel] = {
                                v2.degrade_to_codes, v2.degrade_stages),
     RAW_MODEL: DegradationModel(RAW_MODEL, (raw.MODEL_SAMPLER,), lambda dtype, p, bit_depth: raw.MODEL_SAMPLER,
                                 raw.degrade_to_codes, raw.degrade_stages),
+    UNPROCESS_MODEL: DegradationModel(UNPROCESS_MODEL, unprocessing.SAMPLERS,
+                                      lambda dtype, p, bit_depth: unprocessing.SAMPLER,
+                                      unprocessing.degrade_to_codes, unprocessing.degrade_stages),
+    GENERIC_MODEL: DegradationModel(GENERIC_MODEL, generic.SAMPLERS, lambda dtype, p, bit_depth: generic.SAMPLER,
+                                    generic.degrade_to_codes, generic.degrade_stages, generic.degrade_recorded),
 }
 
 

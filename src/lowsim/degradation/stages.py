@@ -53,6 +53,27 @@ def apply_gamma(img: np.ndarray, gamma: float) -> np.ndarray:
     return np.power(np.clip(img, 0.0, 1.0), 1.0 / gamma, dtype=img.dtype)
 
 
+def smoothstep(img: np.ndarray) -> np.ndarray:
+    """Unprocessing's global tone curve (Brooks et al. 2019): 3x² − 2x³ on values clipped to [0, 1]."""
+    x = np.clip(img, 0.0, 1.0)
+    return (3.0 * x ** 2 - 2.0 * x ** 3).astype(img.dtype, copy=False)
+
+
+def inverse_smoothstep(img: np.ndarray) -> np.ndarray:
+    """Inverse of `smoothstep`: 0.5 − sin(asin(1 − 2y) / 3)."""
+    y = np.clip(img, 0.0, 1.0)
+    return (0.5 - np.sin(np.arcsin(1.0 - 2.0 * y) / 3.0)).astype(img.dtype, copy=False)
+
+
+def invert_gains_safely(img: np.ndarray, gains: np.ndarray, inflection: float = 0.9) -> np.ndarray:
+    """Divide each channel by its gain, sparing the highlights (Brooks et al.'s safe_invert_gains): near white
+    the inverse gain is blended towards 1, so a clipped highlight is not made coloured."""
+    inverse = (1.0 / np.asarray(gains, dtype=np.float64)).astype(img.dtype)
+    grey = np.mean(img, axis=-1, keepdims=True)
+    mask = (np.maximum(grey - inflection, 0.0) / (1.0 - inflection)) ** 2
+    return img * np.maximum(mask + (1.0 - mask) * inverse, inverse)
+
+
 # ------------------------------------------------------------------------------------- sensor
 
 BAYER_OFFSETS = {"RGGB": ((0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 2))}  # (row, col, channel) per 2x2 site

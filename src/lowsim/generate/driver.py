@@ -42,14 +42,16 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
              split_fractions: str | Mapping[str, float] | None = None,
              progress: bool = True, backend: str = "local", address: str | None = None,
              shard_size: int | None = None, max_retries: int = 3, model: str | None = None,
-             sampler: str | None = None, on_note: Callable[[str], None] | None = None) -> GenerateResult:
+             sampler: str | None = None, on_note: Callable[[str], None] | None = None,
+             recipe: str | None = None) -> GenerateResult:
     """Generate (or resume) a dataset of exactly n ok samples; see the `lowsim.generate` package docstring.
 
     backend "local" runs `workers` processes on this machine; "ray" runs shards of samples as Ray tasks
     (lowsim.generate.ray_executor) on the cluster at `address`, or on a new local instance of `workers` CPUs.
     The dataset does not depend on the backend, the worker count or the shard size. `model` (v1 | v2),
     when given, must be the params file's; `sampler` (normal | empirical) overrides the file's sampler.
-    `on_note` receives one-line notes (workers capped, run record rebuilt).
+    `on_note` receives one-line notes (workers capped, run record rebuilt). `recipe` (lowsim.recipes) is recorded
+    in every row; `params` must then be the recipe's file (lowsim.recipes.recipe_params).
     """
     note = on_note or (lambda message: None)
     if n <= 0:
@@ -76,7 +78,7 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
     spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
                    params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
                    fractions=tuple(fractions.items()), out=str(out.resolve()), model=dist.model,
-                   param_sampler=dist.sampler)
+                   param_sampler=dist.sampler, recipe=recipe)
     ignore_file_size_signal()
     journal = Journal(out)
     try:
@@ -107,10 +109,19 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
                           n_errors=len(rows) - len(ok_rows), n_made=made, rows=rows)
 
 
-def load_distribution(params: Path, model: str | None, sampler: str | None) -> ParamDistribution:
-    """The params file's distribution, checked against a requested model and drawn with `sampler`."""
+def load_distribution(params: Path, model: str | None, sampler: str | None) -> Any:
+    """The params file's distribution (a recipe's ranges file, or a ParamDistribution), checked against a
+    requested model and drawn with `sampler`."""
     from lowsim.degradation.registry import check_params_model
+    from lowsim.recipes.ranges import RangeDistribution, is_ranges_file
 
+    if is_ranges_file(params):
+        dist = RangeDistribution.load(params)
+        check_params_model(dist.model, model, params)
+        try:
+            return dist.with_sampler(sampler)
+        except LowsimError as err:
+            raise LowsimError(str(err), params) from None
     dist = ParamDistribution.load(params)
     check_params_model(dist.model, model, params)
     if sampler is not None and sampler not in SAMPLERS:

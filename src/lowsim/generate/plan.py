@@ -212,6 +212,7 @@ class RunSpec:
     out: str
     model: str = V1_MODEL
     param_sampler: str = "normal"  # how parameters are drawn from the distribution (normal | empirical)
+    recipe: str | None = None  # lowsim generate --recipe (None: the API without one; recorded per row)
 
     def signature(self) -> dict[str, Any]:
         """What must match for a resume (not n, workers, or the paths of params and manifest)."""
@@ -223,4 +224,6 @@ class RunSpec:
                "model": self.model, "samplers": list(get_model(self.model).samplers)}
         if self.model != V1_MODEL or self.param_sampler != "normal":  # v1 run records stay as they were
             out["param_sampler"] = self.param_sampler
+        if self.recipe not in (None, "calibrated"):  # earlier run records stay as they were
+            out["recipe"] = self.recipe
         return out

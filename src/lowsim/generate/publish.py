@@ -28,9 +28,13 @@ def command_line(spec: RunSpec, n: int) -> str:
     """The `lowsim generate` command that makes this dataset (options that cannot change it left out). --out is
     the folder's name: the dataset's bytes must not depend on where it is written (the same run in two places
     is byte-identical)."""
-    args = ["lowsim", "generate", "--src", spec.src_root, "--n", str(n), "--params", spec.params_path,
+    # a recipe other than calibrated uses its own shipped file, and refuses --params and --sampler
+    own = spec.recipe not in (None, "calibrated")
+    source = ["--recipe", str(spec.recipe)] if own else ["--params", spec.params_path]
+    args = ["lowsim", "generate", "--src", spec.src_root, "--n", str(n), *source,
             "--out", Path(spec.out).name, "--seed", str(spec.seed), "--bit-depth", str(spec.bit_depth),
-            "--split-fractions", ",".join(f"{k}={v:g}" for k, v in spec.fractions), "--sampler", spec.param_sampler]
+            "--split-fractions", ",".join(f"{k}={v:g}" for k, v in spec.fractions),
+            *([] if own else ["--sampler", spec.param_sampler])]
     if spec.size is not None:
         args += ["--size", str(spec.size)]
     return shlex.join(args)

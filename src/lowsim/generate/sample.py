@@ -14,7 +14,7 @@ from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, MIN_SOURCE_SIDE, Geometry
 from lowsim.imageio import read_image, write_png
 from lowsim.manifest import SRC_ROOT_KEY, dataset_dir, read_manifest
 from lowsim.safe_io import resolve_inside
-from lowsim.params import DegradationParams, IspParams, ParamDistribution, file_sha256, params_from_mapping
+from lowsim.params import DegradationParams, IspParams, file_sha256, params_from_mapping
 from lowsim.raw.synthesize import write_packed
 from lowsim.splits import assign_split
 
@@ -23,11 +23,31 @@ def render_sample(source: np.ndarray, geometry: Geometry, params: DegradationPar
                   noise_rng: np.random.Generator, bit_depth: int,
                   sampler: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """(clean, dark, sampler used) for one sample: geometry, then the degradation at the output depth."""
+    return render_recorded(source, geometry, params, noise_rng, bit_depth, sampler)[:3]
+
+
+def render_recorded(source: np.ndarray, geometry: Geometry, params: Any, noise_rng: np.random.Generator,
+                    bit_depth: int, sampler: str | None = None) -> tuple[np.ndarray, np.ndarray, str, dict[str, Any]]:
+    """render_sample plus what a library-applying model (the generic recipe) drew and must record."""
     clean = apply_geometry(source, geometry)
     model = get_model(params.model)
     sampler = sampler or model.choose_sampler(clean.dtype, params, bit_depth)
-    dark = model.degrade_to_codes(clean, params, noise_rng, bit_depth, sampler=sampler)
-    return to_bit_depth(clean, bit_depth), dark, sampler
+    if model.degrade_recorded is not None:
+        dark, record = model.degrade_recorded(clean, params, noise_rng, bit_depth, sampler=sampler)
+    else:
+        dark, record = model.degrade_to_codes(clean, params, noise_rng, bit_depth, sampler=sampler), {}
+    return to_bit_depth(clean, bit_depth), dark, sampler, record
+
+
+def check_record(row: dict[str, Any], record: dict[str, Any], key: str) -> None:
+    """LowsimError unless a rebuilt sample drew what its row recorded (same library version, same values)."""
+    version = record.get("recipe_library_version")
+    if version is not None and row.get("recipe_library_version") != version:
+        raise LowsimError(f"sample {key} was made with albumentations {row.get('recipe_library_version')}, this is "
+                          f"{version}; install albumentations=={row.get('recipe_library_version')} to rebuild it")
+    differ = [k for k, v in record.items() if row.get(k) != v]
+    if differ:
+        raise LowsimError(f"sample {key}: the rebuilt draw differs from the recorded one in {', '.join(differ)}")
 
 
 def _source_error_row(spec: RunSpec, index: int, source: str, message: str) -> dict[str, Any]:
@@ -71,7 +91,7 @@ def _read_source(spec: RunSpec, index: int, source: str) -> tuple[np.ndarray, st
     return image, source_sha
 
 
-def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str, Any]:
+def make_sample(spec: RunSpec, dist: Any, index: int) -> dict[str, Any]:
     """Make sample `index`: read its source, draw, degrade, write both PNGs; return its manifest row.
 
     An unusable source (unreadable, too small, a non-UTF-8 name) gives an error row; a failure to write
@@ -86,7 +106,7 @@ def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str,
     source_height, source_width = image.shape[:2]
     geometry = draw_geometry(streams["geometry"], source_height, source_width, spec.size)
     params = dist.sample(streams["params"])
-    clean, dark, sampler = render_sample(image, geometry, params, streams["noise"], spec.bit_depth)
+    clean, dark, sampler, record = render_recorded(image, geometry, params, streams["noise"], spec.bit_depth)
     del image
     key = sample_key(index)
     row = _source_error_row(spec, index, source, "")
@@ -105,6 +125,9 @@ def make_sample(spec: RunSpec, dist: ParamDistribution, index: int) -> dict[str,
         row[f"{kind}_sha256"] = file_sha256(target)
     row.update(geometry.fields())
     row.update(params.to_dict())
+    row.update(record)
+    if spec.recipe is not None:
+        row["recipe"] = spec.recipe
     return row
 
 
@@ -147,7 +170,8 @@ def regenerate(manifest: Path, key: str, src: Path | None = None) -> tuple[np.nd
         geometry, bit_depth = Geometry.from_row(row), int(row["bit_depth"])
     except (TypeError, ValueError, KeyError) as err:
         raise LowsimError(f"row of sample {key} is damaged ({type(err).__name__}: {err})", manifest) from None
-    clean, dark, _ = render_sample(image, geometry, params, noise, bit_depth, sampler=row["sampler"])
+    clean, dark, _, record = render_recorded(image, geometry, params, noise, bit_depth, sampler=row["sampler"])
+    check_record(row, record, key)
     return clean, dark, row
 
 

@@ -187,29 +187,36 @@ def zoo_section(rows: Sequence[ZooRow], exp: Experiment, n_finetune_pairs: str) 
 
 def paired_gap(docs: Path, model: str, best: str) -> tuple[float, float] | None:
     """Mean and standard error of the per-image fine-tuned PSNR difference model − best (None without CSVs)."""
+    paths = [docs / "results" / f"{slug(f'zoo-{m}-finetuned-10')}.csv" for m in (model, best)]
+    return paired_difference([paths[0]], [paths[1]])
+
+
+def paired_difference(a_csvs: Sequence[Path], b_csvs: Sequence[Path]) -> tuple[float, float] | None:
+    """Mean and standard error over images of PSNR(a) − PSNR(b), each image's PSNR first averaged over its row's
+    CSVs (one per seed); None when a CSV is missing or fewer than 2 images are shared."""
     import numpy as np
     import pandas as pd
 
-    paths = [docs / "results" / f"{slug(f'zoo-{m}-finetuned-10')}.csv" for m in (model, best)]
-    if not all(p.is_file() for p in paths):
+    if not a_csvs or not b_csvs or not all(p.is_file() for p in [*a_csvs, *b_csvs]):
         return None
-    a, b = (pd.read_csv(p).set_index("name")["psnr"] for p in paths)
+    a, b = (pd.concat([pd.read_csv(p).set_index("name")["psnr"] for p in csvs], axis=1).mean(axis=1)
+            for csvs in (a_csvs, b_csvs))
     diff = (a - b).dropna()
     if len(diff) < 2:
         return None
     return float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
 
 
-def find_section(page: str) -> str | None:
-    """The zoo section of a results page, markers included (None when it has none)."""
-    if SECTION_START not in page or SECTION_END not in page:
+def find_section(page: str, start: str = SECTION_START, end: str = SECTION_END) -> str | None:
+    """A marked section of a results page (the zoo's by default), markers included (None when it has none)."""
+    if start not in page or end not in page:
         return None
-    return SECTION_START + page.split(SECTION_START, 1)[1].split(SECTION_END, 1)[0] + SECTION_END
+    return start + page.split(start, 1)[1].split(end, 1)[0] + end
 
 
-def replace_section(page: str, section: Sequence[str]) -> str:
-    """`page` with its zoo section replaced by `section` (appended when it has none)."""
-    text, old = "\n".join(section), find_section(page)
+def replace_section(page: str, section: Sequence[str], start: str = SECTION_START, end: str = SECTION_END) -> str:
+    """`page` with its marked section (the zoo's by default) replaced by `section` (appended when it has none)."""
+    text, old = "\n".join(section), find_section(page, start, end)
     if old is not None:
         return page.replace(old, text, 1)
     return page.rstrip("\n") + "\n\n" + text + "\n"
@@ -221,4 +228,37 @@ def update_results_page(exp: Experiment, rows: Sequence[ZooRow], n_finetune_pair
     page = exp.docs / "results.md"
     old = page.read_text() if page.is_file() else "# Table 1 on real pairs\n"
     atomic_write_text(page, replace_section(old, zoo_section(rows, exp, n_finetune_pairs)))
+    return page
+
+
+RECIPES_START = "<!-- recipes:start (written by `transfer experiment --recipes`; edits inside are overwritten) -->"
+RECIPES_END = "<!-- recipes:end -->"
+
+
+def seed_csvs(docs: Path, name: str, seeds: Sequence[int]) -> list[Path]:
+    """The per-image CSVs of a fine-tuned row, one per subset seed (as table1.finetune_row writes them)."""
+    return [docs / "results" / f"{slug(f'{name} seed {seed}')}.csv" for seed in seeds]
+
+
+def recipe_section(exp: Experiment, recipes: Sequence[str], calibrated_row: str) -> list[str]:
+    """The markdown lines of the recipes section: per recipe, calibrated − recipe fine-tuned PSNR per image."""
+    seeds = exp.budget.subset_seeds
+    lines = [RECIPES_START, "", "## Calibrated data against the data a user would make instead", "",
+             f"Per recipe (docs/recipes.md): the per-image PSNR difference of the calibrated row "
+             f"\"{calibrated_row}\" minus the recipe's, each image's PSNR first averaged over subset seeds "
+             f"{', '.join(map(str, seeds))}; mean ± standard error over the validation images.", "",
+             "| recipe | calibrated − recipe, fine-tuned 10% PSNR (dB, ± s.e.) |", "|---|---:|"]
+    ours = seed_csvs(exp.docs, calibrated_row, seeds)
+    for recipe in recipes:
+        gap = paired_difference(ours, seed_csvs(exp.docs, f"recipe {recipe}: {calibrated_row}", seeds))
+        lines.append(f"| {recipe} | {'-' if gap is None else f'{gap[0]:+.2f} ± {gap[1]:.2f}'} |")
+    return lines + ["", RECIPES_END]
+
+
+def update_recipe_section(exp: Experiment, recipes: Sequence[str], calibrated_row: str) -> Path:
+    """Put the recipes section into docs/results.md (atomically)."""
+    page = exp.docs / "results.md"
+    old = page.read_text() if page.is_file() else "# Table 1 on real pairs\n"
+    section = recipe_section(exp, recipes, calibrated_row)
+    atomic_write_text(page, replace_section(old, section, RECIPES_START, RECIPES_END))
     return page

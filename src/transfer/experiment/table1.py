@@ -6,12 +6,13 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 from lowsim.pairs import find_pairs
 from transfer.evaluate import write_rows
-from transfer.experiment.page import update_results_page, write_results
+from transfer.experiment.page import update_recipe_section, update_results_page, write_results
 from transfer.experiment.runner import (Experiment, Row, main_params, make_synthetic, merged_sources, read_scores,
                                         seeded_row, slug, subset_csvs)
 from transfer.experiment.zoo import run_zoo
@@ -26,8 +27,10 @@ FINETUNE_ROWS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
 CURVE_GRID = [(g, k) for g in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0) for k in (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)]
 
 
-def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = True) -> Path:
-    """Split, calibrate, generate, pretrain, fine-tune, evaluate (and the zoo rows); write docs/results.md."""
+def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = True,
+                   recipes: Sequence[str] = ()) -> Path:
+    """Split, calibrate, generate, pretrain, fine-tune, evaluate (and the zoo rows, and the rows of each recipe in
+    transfer.experiment.recipes); write docs/results.md."""
     b, out = exp.budget, exp.out
     out.mkdir(parents=True, exist_ok=True)
     (exp.docs / "results").mkdir(parents=True, exist_ok=True)
@@ -39,6 +42,10 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
     pretrain_all(exp, pool_csv, [exp.method, "paper"] if paper_ablation else [exp.method], train_args + model_args)
     reference_rows(exp, pool_csv, val_csv, curve)
     finetune_rows(exp, pool_csv, val_csv, train_args, paper_ablation, model_args)
+    if recipes:
+        from transfer.experiment.recipes import recipe_rows
+
+        recipe_rows(exp, recipes, pool_csv, val_csv, train_args + model_args, train_args)
     zoo_rows, zoo_pairs = [], 0
     if zoo and b.zoo_models:
         zoo_rows, zoo_pairs = run_zoo(exp, b.zoo_models, out / "manifests" / f"{exp.method}.parquet", pool_csv, val_csv)
@@ -47,6 +54,8 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
     page = write_results(exp, n_pool, n_val, time.perf_counter() - wall)
     if zoo_rows:
         update_results_page(exp, zoo_rows, f"{zoo_pairs} real pairs")
+    if recipes:
+        update_recipe_section(exp, recipes, FINETUNE_ROWS[0][0])
     return page
 
 
