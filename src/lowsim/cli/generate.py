@@ -107,7 +107,7 @@ def generate(
                      seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
                      progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
                      sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True),
-                     recipe=recipe)
+                     recipe=None if recipe == "calibrated" else recipe)  # the default: rows as the API writes them
     for warning in caught:
         typer.secho(f"warning: {warning.message}", err=True, fg=typer.colors.YELLOW)
     if data_format == "webdataset":
