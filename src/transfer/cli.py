@@ -350,30 +350,9 @@ def experiment(
                                                "--zoo-pretrain-iters": zoo_pretrain_iters,
                                                "--zoo-finetune-iters": zoo_finetune_iters},
                                        calibration=calibration, sampler=sampler, params=params, out=out, docs=docs)
-    budget = Budget.quick() if quick else Budget()
-    if n is not None:
-        budget.n_synthetic = n
-    if pretrain_iters is not None:
-        budget.pretrain_iters = budget.paper_pretrain_iters = pretrain_iters
-    if finetune_iters is not None:
-        budget.finetune_iters = budget.scratch_full_iters = finetune_iters
-    if models is not None:
-        from transfer.models import check_model_name
-
-        budget.zoo_models = tuple(m.strip() for m in models.split(",") if m.strip())
-        for name in budget.zoo_models:
-            check_model_name(name)  # an unknown name fails now, listing the known ones, not after an hour
-    if model is not None:
-        from transfer.models import check_model_name
-
-        check_model_name(model)
-        budget.model = model
-    if subset_seeds is not None:
-        budget.subset_seeds = _seed_list(subset_seeds)
-    if zoo_pretrain_iters is not None:
-        budget.zoo_pretrain_iters = zoo_pretrain_iters
-    if zoo_finetune_iters is not None:
-        budget.zoo_finetune_iters = zoo_finetune_iters
+    budget = _experiment_budget(Budget.quick() if quick else Budget(), n=n, pretrain_iters=pretrain_iters,
+                                finetune_iters=finetune_iters, models=models, model=model, subset_seeds=subset_seeds,
+                                zoo_pretrain_iters=zoo_pretrain_iters, zoo_finetune_iters=zoo_finetune_iters)
     exp = Experiment(pairs=pairs, clean=list(clean or [_DATA / "clean"]), out=out, docs=docs, val_pairs=val_pairs,
                      layout=layout, seed=seed, budget=budget, method=calibration, params=params, sampler=sampler,
                      command="transfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -381,6 +360,34 @@ def experiment(
         run_zoo_only(exp, budget.zoo_models)
     else:
         run_experiment(exp, paper_ablation=paper_ablation, zoo=zoo, recipes=recipe_names)
+
+
+def _experiment_budget(budget: Any, *, n: int | None, pretrain_iters: int | None, finetune_iters: int | None,
+                       models: str | None, model: str | None, subset_seeds: str | None,
+                       zoo_pretrain_iters: int | None, zoo_finetune_iters: int | None) -> Any:
+    """The experiment's Budget with the options that were given; model names are checked now, listing the known
+    ones, not after an hour."""
+    from transfer.models import check_model_name
+
+    if n is not None:
+        budget.n_synthetic = n
+    if pretrain_iters is not None:
+        budget.pretrain_iters = budget.paper_pretrain_iters = pretrain_iters
+    if finetune_iters is not None:
+        budget.finetune_iters = budget.scratch_full_iters = finetune_iters
+    if models is not None:
+        budget.zoo_models = tuple(m.strip() for m in models.split(",") if m.strip())
+    if model is not None:
+        budget.model = model
+    for name in (*budget.zoo_models, budget.model):
+        check_model_name(name)
+    if subset_seeds is not None:
+        budget.subset_seeds = _seed_list(subset_seeds)
+    if zoo_pretrain_iters is not None:
+        budget.zoo_pretrain_iters = zoo_pretrain_iters
+    if zoo_finetune_iters is not None:
+        budget.zoo_finetune_iters = zoo_finetune_iters
+    return budget
 
 
 def _seed_list(text: str) -> tuple[int, ...]:

@@ -174,11 +174,10 @@ def fixed_gamma_floor(exp: Experiment, pool_csv: Path, val_csv: Path, curve: tup
 
     start = time.perf_counter()
     g, k = curve
-    curve = apply_fixed_curve
     rows = []
     for pair in find_pairs(val_csv, layout="csv"):
         dark, bright = read_pair(pair)
-        out = curve(dark, g, k)
+        out = apply_fixed_curve(dark, g, k)
         rows.append({"name": pair.name, "psnr": psnr(out, bright), "ssim": ssim(out, bright),
                      "psnr_gt_mean": psnr_gt_mean(out, bright)})
     out_csv = exp.docs / "results" / "fixed-gamma.csv"
