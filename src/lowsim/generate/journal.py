@@ -160,12 +160,20 @@ def image_folders(out: Path) -> list[Path]:
 
 
 def _lock_holder(lock_file: Path) -> str:
-    """'pid N' from a held lock file, or 'pid unknown'."""
-    try:
-        pid = lock_file.read_text().strip()
-    except OSError:
-        pid = ""
-    return f"pid {pid}" if pid.isdigit() else "pid unknown"
+    """'pid N' from a held lock file, or 'pid unknown'. The holder writes its pid just after taking the lock, so
+    an empty file is read again for a moment before giving up."""
+    import time
+
+    pid = ""
+    for _ in range(10):
+        try:
+            pid = lock_file.read_text().strip()
+        except OSError:
+            pid = ""
+        if pid.isdigit():
+            return f"pid {pid}"
+        time.sleep(0.05)
+    return "pid unknown"
 
 
 def recorded_signature(out: Path) -> dict[str, Any] | None:
