@@ -14,7 +14,7 @@ from test_transfer_fixtures import lol_tiny, make_lol, make_manifest, manifest_t
 from lowsim.params import PARAM_NAMES
 from transfer.data import (ALPHA_COLUMN, Decoded, PairItem, PairStore, PatchDataset, StepBatchSampler, collate_nhwc,
                            cut_patch, dark_to_float, decode_item, default_workers, load_manifest, load_pairs,
-                           plan_patch, select_fraction, split_real_pairs)
+                           plan_patch, select_fraction, split_real_pairs, whole_image_view)
 from transfer.errors import TransferError
 
 
@@ -201,3 +201,26 @@ def test_patches_carry_their_pair_alpha_through_the_collate(tmp_path: Path) -> N
     assert torch.equal(x, x2) and torch.equal(y, y2)
     with pytest.raises(ValueError, match="one alpha per pair"):
         PatchDataset(store, 32, 7, 1, [1.0])
+
+
+def test_patches_carry_a_flipped_view_of_their_whole_image(tmp_path: Path) -> None:
+    items = load_manifest(make_manifest(tmp_path / "m", {"train": 3}, height=64, width=96), "train")
+    store = PairStore(items, "srgb", 10**9)
+    with_view = PatchDataset(store, 32, 3, 1, view_size=16)
+    plain = PatchDataset(store, 32, 3, 1)
+    positions = list(range(12))
+    x, y, views = collate_nhwc([with_view[p] for p in positions])
+    x2, y2 = collate_nhwc([plain[p] for p in positions])
+    assert torch.equal(x, x2) and torch.equal(y, y2) and views.shape == (12, 3, 16, 16)
+    for i, p in enumerate(positions):  # each view is its pair's whole dark image, pooled, with the patch's flips
+        plan = plan_patch(3, p, store.dark_shapes, 32)
+        pair = store.get(plan.index)
+        expected = whole_image_view(pair.dark, 1.0, 16)
+        expected = expected[::-1] if plan.flip_v else expected
+        expected = expected[:, ::-1] if plan.flip_h else expected
+        expected = expected.transpose(1, 0, 2) if plan.transpose else expected
+        assert np.array_equal(views[i].permute(1, 2, 0).numpy(), expected)
+    assert np.allclose(whole_image_view(store.get(0).dark, 1.0, 16).mean((0, 1)),
+                       dark_to_float(store.get(0).dark, 1.0).mean((0, 1)), atol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        PatchDataset(store, 32, 3, 1, [1.0, 1.0, 1.0], view_size=16)

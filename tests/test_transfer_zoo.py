@@ -244,3 +244,25 @@ def test_global_local_decides_exposure_once_per_image_when_tiled() -> None:
     assert np.abs(whole - tiled).max() < 1e-5
     per_tile = predict(model, image[:, :48].astype(np.float32), tile=None)  # a tile on its own decides otherwise
     assert np.abs(per_tile - whole[:, :48]).max() > 1e-3
+
+
+def test_global_local_trains_its_global_branch_on_the_whole_image_view() -> None:
+    from transfer.data import whole_image_view
+
+    torch.manual_seed(0)
+    model = create_model("global_local", width=4).eval()
+    with torch.no_grad():
+        model.global_head[-1].weight.normal_(0, 0.3)
+    inputs = model.training_inputs([], set())
+    assert inputs.keyword == "image_view" and inputs.view_size == 64 and inputs.values is None
+    image = (np.random.default_rng(1).random((96, 160, 3)) * np.linspace(0.02, 0.4, 160)[None, :, None])
+    image = (image * 255).astype(np.uint8)
+    whole = torch.from_numpy(image.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    view = torch.from_numpy(whole_image_view(image, 1.0, 64)).permute(2, 0, 1)[None]
+    patch = whole[..., 16:48, 32:64]
+    with torch.no_grad():  # a patch given the view is decided as at inference, where the whole image decides
+        from_view = model(patch, image_view=view)
+        as_inferred = model(patch, **model.image_context(whole))
+        from_patch = model(patch)
+    assert torch.allclose(from_view, as_inferred, atol=1e-5)
+    assert (from_view - from_patch).abs().max() > 1e-3

@@ -312,39 +312,59 @@ def cut_patch(pair: Decoded, plan: PatchPlan, patch: int, scale: int) -> tuple[n
             np.ascontiguousarray(_augment(bright_to_float(bright), plan)))
 
 
-PatchItem = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, float]  # (input, target[, alpha])
+# (input, target[, alpha or whole-image view])
+PatchItem = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, float | np.ndarray]
+
+
+def whole_image_view(dark: np.ndarray, ratio: float, size: int) -> np.ndarray:
+    """The whole dark image as the network input, adaptive-average-pooled to size x size (HWC float32): the same
+    pooling a model applies to a whole image at inference."""
+    x = torch.from_numpy(dark_to_float(dark, ratio)).permute(2, 0, 1)[None]
+    return torch.nn.functional.adaptive_avg_pool2d(x, size)[0].permute(1, 2, 0).numpy()
 
 
 class PatchDataset(torch.utils.data.Dataset):
     """Map-style dataset indexed by stream position; item = (input, target) float32 HWC patches, plus the
-    pair's alpha when `alphas` (one per pair in the store) is given."""
+    pair's alpha when `alphas` (one per pair in the store) is given, or the whole dark image pooled to
+    `view_size` a side (with the patch's flips) when that is given."""
 
     def __init__(self, store: PairStore, patch: int, seed: int, scale: int,
-                 alphas: Sequence[float] | None = None) -> None:
+                 alphas: Sequence[float] | None = None, view_size: int | None = None) -> None:
         store.check_patch(patch)
         if alphas is not None and len(alphas) != len(store):
             raise ValueError(f"expected one alpha per pair ({len(store)}), got {len(alphas)}")
+        if alphas is not None and view_size is not None:
+            raise ValueError("a patch carries one model input: alphas or a whole-image view, not both")
         self.store, self.patch, self.seed, self.scale = store, patch, seed, scale
         self.alphas = None if alphas is None else [float(a) for a in alphas]
+        self.view_size = view_size
+        self.views: dict[int, np.ndarray] = {}  # per loader process: each image's view is pooled once
 
     def __len__(self) -> int:  # positions are unbounded; the sampler decides which ones are used
         return 2**62
 
     def __getitem__(self, position: int) -> PatchItem:
         plan = plan_patch(self.seed, position, self.store.dark_shapes, self.patch)
-        dark, bright = cut_patch(self.store.get(plan.index), plan, self.patch, self.scale)
-        if self.alphas is None:  # models without an alpha input: no third element, no extra tensor
+        pair = self.store.get(plan.index)
+        dark, bright = cut_patch(pair, plan, self.patch, self.scale)
+        if self.view_size is not None:
+            if plan.index not in self.views:
+                self.views[plan.index] = whole_image_view(pair.dark, pair.ratio, self.view_size)
+            return dark, bright, np.ascontiguousarray(_augment(self.views[plan.index], plan))
+        if self.alphas is None:  # models without a per-sample input: no third element, no extra tensor
             return dark, bright
         return dark, bright, self.alphas[plan.index]
 
 
 def collate_nhwc(batch: Sequence[PatchItem]) -> tuple[torch.Tensor, ...]:
     """Stack HWC patches into NCHW tensors whose memory is NHWC, i.e. already channels_last; patches that
-    carry an alpha add an (N,) float32 tensor of them."""
+    carry an alpha add an (N,) float32 tensor of them, patches that carry a whole-image view an NCHW one."""
     inputs = torch.from_numpy(np.stack([b[0] for b in batch])).permute(0, 3, 1, 2)
     targets = torch.from_numpy(np.stack([b[1] for b in batch])).permute(0, 3, 1, 2)
     if len(batch[0]) == 2:
         return inputs, targets
+    if isinstance(batch[0][2], np.ndarray):
+        return inputs, targets, torch.from_numpy(np.stack([b[2] for b in batch])).permute(0, 3, 1, 2)
     return inputs, targets, torch.tensor([b[2] for b in batch], dtype=torch.float32)  # type: ignore[misc]
 
 

@@ -64,14 +64,18 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
 class TrainingInputs:
     """Per-sample forward inputs a model takes from its training pairs (none for most models).
 
-    `values` holds one number per training pair (None: batches carry no extra tensor and the model uses its
-    configured value); the loop passes each batch's values as the forward keyword `keyword`. `description` goes
+    `values` holds one number per training pair, or `view_size` asks for a whole-image view per patch (neither:
+    batches carry no extra tensor and the model uses its configured value); the loop passes each batch's values as
+    the forward keyword `keyword`. `description` goes
     to the run's config.json, `notes` to its log."""
 
     keyword: str | None = None
     values: list[float] | None = None
     description: dict[str, Any] | None = None
     notes: tuple[str, ...] = ()
+    # Instead of `values`: a view of the whole dark image, this many pixels a side (adaptive average pooling, the
+    # patch's flips applied), so a per-image decision is trained on what it sees at inference, not on the patch.
+    view_size: int | None = None
 
 
 class BlockModel(nn.Module):

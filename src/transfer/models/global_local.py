@@ -11,19 +11,21 @@ gain, a gamma and a 3x3 colour matrix applied to every pixel:
 
 The global head's last layer and the local branch's output layer start at zero, so an untrained model is exactly
 the tone curve `curve_gain · x^(1/curve_gamma)` (set them to the calibrated or pool-fitted curve). "Fine-tune the
-last N blocks" means the global head plus the last N local blocks (`finetune_blocks`).
+last N blocks" means the global head plus the last N local blocks (`finetune_blocks`). At inference the global
+parameters come from the whole image and are shared by its tiles (`image_context`); in training each patch comes with
+a pooled view of its whole image (`training_inputs`), so the global branch learns from the statistics it will read.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from transfer.errors import TransferError
-from transfer.models.base import (DEFAULT_WIDTH, LEAKY_SLOPE, NORMS, BlockModel, check_block_count, check_choice,
-                                  check_positive_int, check_srgb, norm_layer)
+from transfer.models.base import (DEFAULT_WIDTH, LEAKY_SLOPE, NORMS, BlockModel, TrainingInputs, check_block_count,
+                                  check_choice, check_positive_int, check_srgb, norm_layer)
 from transfer.models.registry import ModelOption, register
 
 THUMBNAIL = 64  # side of the global branch's view of the whole image
@@ -129,9 +131,19 @@ class GlobalLocal(BlockModel):
         """The global parameters of the whole image, for every tile of it."""
         return {"global_params": self.global_parameters(x)}
 
+    def training_inputs(self, items: Sequence[Any], given: Collection[str]) -> TrainingInputs:
+        """Each training patch comes with a thumbnail-sized view of its whole image, so the global branch learns
+        from the whole-image statistics it reads at inference (`image_context`), not from the patch's."""
+        return TrainingInputs("image_view", description={"global_branch_reads": "the whole image"},
+                              view_size=THUMBNAIL)
+
     def forward(self, x: torch.Tensor,
-                global_params: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Global curve and colour per image (from x itself, or given for a whole image x is a tile of), then the
-        local residual; output not clipped."""
-        y = apply_curve(x, *(self.global_parameters(x) if global_params is None else global_params))
+                global_params: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                image_view: torch.Tensor | None = None) -> torch.Tensor:
+        """Global curve and colour per image (from `global_params` of the whole image x is a tile of, else from
+        `image_view`, a pooled view of that whole image, else from x itself), then the local residual; output not
+        clipped."""
+        if global_params is None:
+            global_params = self.global_parameters(x if image_view is None else image_view.to(x.dtype))
+        y = apply_curve(x, *global_params)
         return y + self.local_residual(y.clamp(0.0, 1.0))

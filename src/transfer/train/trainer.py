@@ -136,7 +136,7 @@ class Trainer:
         self.workers = default_workers(self.store.fully_cached) if config.workers is None else config.workers
         self.end = self.total if config.stop_after is None else min(self.total, self.state.step + config.stop_after)
         self.loader = make_loader(PatchDataset(self.store, config.patch, config.seed, self.model.scale,
-                                               self.inputs.values),
+                                               self.inputs.values, self.inputs.view_size),
                                   StepBatchSampler(self.state.step, self.end, config.batch, info.rank, info.world),
                                   self.workers)
         self.images, self.compute_s, self.data_s, self.last_loss = 0, 0.0, 0.0, math.nan
@@ -227,8 +227,8 @@ class Trainer:
         state, device, memory_format = self.state, self.device, self.memory_format
         inputs = batch[0].to(device, non_blocking=True, memory_format=memory_format)
         targets = batch[1].to(device, non_blocking=True, memory_format=memory_format)
-        # a third tensor holds the model's per-sample input (estimate_enhance's alpha on manifest rows); DDP passes
-        # keyword arguments through to the model
+        # a third tensor holds the model's per-sample input (estimate_enhance's alpha on manifest rows,
+        # global_local's whole-image view); DDP passes keyword arguments through to the model
         extra = {self.inputs.keyword: batch[2].to(device, non_blocking=True)} if len(batch) > 2 else {}
         with self.stop_request.abortable(not self.info.enabled):  # Ctrl-C may abandon this part of the step
             loss = self.loss(self.net(inputs, **extra), targets)
