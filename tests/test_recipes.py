@@ -217,3 +217,40 @@ def test_experiment_recipes_refuses_unknown_repeated_or_calibrated(text: str) ->
     with pytest.raises(LowsimError, match="--recipes takes distinct names"):
         parse_recipes(text)
     assert parse_recipes(None) == () and parse_recipes("generic, uncalibrated") == ("generic", "uncalibrated")
+
+
+def test_recipe_rows_follow_the_first_fine_tuning_method_and_its_rate(tmp_path: Path, lol_dev: Path) -> None:
+    pytest.importorskip("torch")
+    from lowsim.pairs import find_pairs
+    from transfer.experiment import Budget, Experiment, write_pairs_csv
+    from transfer.experiment.recipes import recipe_rows
+    from transfer.experiment.table1 import finetune_rows
+
+    pool_csv, val_csv = tmp_path / "pool.csv", tmp_path / "val.csv"
+    pairs = find_pairs(lol_dev)
+    write_pairs_csv(pool_csv, pairs[:20])
+    write_pairs_csv(val_csv, pairs[20:23])
+    budget = Budget.quick()
+    budget.finetune_methods, budget.finetune_lr = ("all", "last-blocks"), 3e-4
+    exp = Experiment(pairs=lol_dev, clean=[tmp_path], out=tmp_path / "out", docs=tmp_path / "docs", budget=budget)
+    calls: list = []
+    _stub_runs(exp, calls)
+    finetune_rows(exp, pool_csv, val_csv, ["--width", 8], False, [])
+    rows = recipe_rows(exp, ["generic"], pool_csv, val_csv, ["--width", 8], ["--width", 8])
+    assert [r.name for r in exp.rows[:2]] == ["fine-tuned 10%, all layers", "fine-tuned 10%, last 2 blocks"]
+    assert "adapter" not in " ".join(r.name for r in exp.rows)
+    assert rows[1].name == "recipe generic: fine-tuned 10%, all layers"
+    finetunes = [args for _, _, args in calls if "finetune" in args]
+    assert all(a[a.index("--lr") + 1] == "0.0003" for a in finetunes)
+    recipe_finetunes = [a for a in finetunes if "pretrain-recipe-generic" in a[a.index("--checkpoint") + 1]]
+    assert recipe_finetunes and all(a[a.index("--method") + 1] == "all" for a in recipe_finetunes)
+
+
+@pytest.mark.parametrize("text", ["sideways", "all,all", ""])
+def test_experiment_refuses_unknown_or_repeated_fine_tuning_methods(text: str) -> None:
+    from lowsim.errors import LowsimError
+    from transfer.cli import _method_list
+
+    with pytest.raises(LowsimError, match="--finetune-methods takes distinct names"):
+        _method_list(text)
+    assert _method_list("all, adapter") == ("all", "adapter")

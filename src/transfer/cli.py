@@ -331,6 +331,13 @@ def experiment(
     subset_seeds: Annotated[Optional[str], typer.Option("--subset-seeds", help="Comma-separated seeds: each "
                                                         "fine-tuned and scratch row is the mean ± s.d. over these "
                                                         "subsets of the pool (default 0,1,2).")] = None,
+    finetune_methods: Annotated[Optional[str], typer.Option("--finetune-methods", help="Comma-separated "
+                                                            "fine-tuning methods, one row each (last-blocks, "
+                                                            "adapter, all; default all three; the first is the one "
+                                                            "figures and recipe rows follow).")] = None,
+    finetune_lr: Annotated[Optional[float], typer.Option("--finetune-lr", help="Fine-tuning learning rate "
+                                                         "(default: the one chosen by scripts/tune_finetune.py).")]
+    = None,
     recipes: Annotated[Optional[str], typer.Option("--recipes", help="Comma-separated data recipes to add rows "
                                                    "for (generic, unprocessing, uncalibrated; docs/recipes.md): "
                                                    "each generated, pretrained and fine-tuned as the main row "
@@ -352,7 +359,8 @@ def experiment(
                                        calibration=calibration, sampler=sampler, params=params, out=out, docs=docs)
     budget = _experiment_budget(Budget.quick() if quick else Budget(), n=n, pretrain_iters=pretrain_iters,
                                 finetune_iters=finetune_iters, models=models, model=model, subset_seeds=subset_seeds,
-                                zoo_pretrain_iters=zoo_pretrain_iters, zoo_finetune_iters=zoo_finetune_iters)
+                                zoo_pretrain_iters=zoo_pretrain_iters, zoo_finetune_iters=zoo_finetune_iters,
+                                finetune_methods=finetune_methods, finetune_lr=finetune_lr)
     exp = Experiment(pairs=pairs, clean=list(clean or [_DATA / "clean"]), out=out, docs=docs, val_pairs=val_pairs,
                      layout=layout, seed=seed, budget=budget, method=calibration, params=params, sampler=sampler,
                      command="transfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -364,9 +372,10 @@ def experiment(
 
 def _experiment_budget(budget: Any, *, n: int | None, pretrain_iters: int | None, finetune_iters: int | None,
                        models: str | None, model: str | None, subset_seeds: str | None,
-                       zoo_pretrain_iters: int | None, zoo_finetune_iters: int | None) -> Any:
-    """The experiment's Budget with the options that were given; model names are checked now, listing the known
-    ones, not after an hour."""
+                       zoo_pretrain_iters: int | None, zoo_finetune_iters: int | None,
+                       finetune_methods: str | None = None, finetune_lr: float | None = None) -> Any:
+    """The experiment's Budget with the options that were given; model names and methods are checked now, listing
+    the known ones, not after an hour."""
     from transfer.models import check_model_name
 
     if n is not None:
@@ -387,7 +396,23 @@ def _experiment_budget(budget: Any, *, n: int | None, pretrain_iters: int | None
         budget.zoo_pretrain_iters = zoo_pretrain_iters
     if zoo_finetune_iters is not None:
         budget.zoo_finetune_iters = zoo_finetune_iters
+    if finetune_methods is not None:
+        budget.finetune_methods = _method_list(finetune_methods)
+    if finetune_lr is not None:
+        if not finetune_lr > 0:
+            raise LowsimError(f"--finetune-lr must be positive, got {finetune_lr}")
+        budget.finetune_lr = finetune_lr
     return budget
+
+
+def _method_list(text: str) -> tuple[str, ...]:
+    """'all,last-blocks' -> ('all', 'last-blocks'); an unknown or repeated method is a one-line error."""
+    from transfer.experiment.table1 import FINETUNE_ROWS
+
+    methods = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not methods or len(set(methods)) != len(methods) or any(m not in FINETUNE_ROWS for m in methods):
+        raise LowsimError(f"--finetune-methods takes distinct names among {', '.join(FINETUNE_ROWS)}; got {text!r}")
+    return methods
 
 
 def _seed_list(text: str) -> tuple[int, ...]:

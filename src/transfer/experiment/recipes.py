@@ -1,7 +1,7 @@
 """Table 1's recipe rows (`transfer experiment --recipes generic,unprocessing,uncalibrated`): the data a user would
 make instead of lowsim's calibrated data, at the main row's budget. Per recipe: `lowsim generate --recipe` at the
-same n, size and seed; pretrain the same network for the same iterations; zero-shot; fine-tune 10% (last 2 blocks)
-over the same subset seeds. The results page shows, per recipe, the paired per-image difference of the calibrated
+same n, size and seed; pretrain the same network for the same iterations; zero-shot; fine-tune 10% as the main
+fine-tuned row (the first of `--finetune-methods`, at the same rate) over the same subset seeds. The results page shows, per recipe, the paired per-image difference of the calibrated
 fine-tuned row against the recipe's (transfer.experiment.page.recipe_section)."""
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from lowsim.errors import LowsimError
 from transfer.experiment.runner import Experiment, Row, merged_sources
 
 EXPERIMENT_RECIPES = ("generic", "unprocessing", "uncalibrated")  # calibrated is the main row itself
-FINETUNE = ("fine-tuned 10%, last 2 blocks", 0.1, ("--method", "last-blocks", "--trainable-blocks", "2"))
 
 
 def parse_recipes(text: str | None) -> tuple[str, ...]:
@@ -54,7 +53,7 @@ def pretrain_recipe(exp: Experiment, recipe: str, manifest: Path, train_args: li
 def recipe_rows(exp: Experiment, recipes: Sequence[str], pool_csv: Path, val_csv: Path, pretrain_args: list,
                 train_args: list) -> list[Row]:
     """Per recipe: generate, pretrain, the zero-shot row and the fine-tuned 10% row (same subset seeds)."""
-    from transfer.experiment.table1 import finetune_row
+    from transfer.experiment.table1 import finetune_row, main_finetune_row
 
     b, source, rows = exp.budget, merged_sources(exp), []
     for recipe in recipes:
@@ -62,7 +61,7 @@ def recipe_rows(exp: Experiment, recipes: Sequence[str], pool_csv: Path, val_csv
         seconds = exp.stage_seconds[f"pretrain-recipe-{recipe}"]
         rows.append(exp.evaluate(row_name(recipe, "zero-shot"), pre, val_csv, pairs_used="0 real",
                                  budget=f"{b.pretrain_iters} it × {b.batch}", seconds=seconds))
-        name, frac, how = FINETUNE
+        name, frac, how = main_finetune_row(exp)
         rows.append(finetune_row(exp, row_name(recipe, name), frac, *how, checkpoint=pre, pool_csv=pool_csv,
                                  val_csv=val_csv, train_args=train_args))
     return rows

@@ -54,6 +54,8 @@ class Budget:
     paper_pretrain_iters: int = 2000
     subset_seeds: tuple[int, ...] = (0, 1, 2)  # every fine-tuned and scratch row: mean ± s.d. over these
     finetune_lr: float = 1e-4  # fine-tuning (pretrained weights) at a tenth of the from-scratch rate
+    finetune_methods: tuple[str, ...] = ("last-blocks", "adapter", "all")  # one fine-tuned row each; the first
+    # is the one figures and recipe rows follow
     holdout_val: int = 16  # pool pairs outside a run's subset that pick its best checkpoint
     workers: int = 2
     max_pool: int | None = None  # quick runs use a few pairs of each split

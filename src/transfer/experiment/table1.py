@@ -18,12 +18,17 @@ from transfer.experiment.runner import (Experiment, Row, main_params, make_synth
 from transfer.experiment.zoo import run_zoo
 from transfer.models import declared_options
 
-# The fine-tuning rows: name, share of the pool, how to fine-tune (transfer finetune's flags)
-FINETUNE_ROWS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
-    ("fine-tuned 10%, last 2 blocks", 0.1, ("--method", "last-blocks", "--trainable-blocks", "2")),
-    ("fine-tuned 10%, adapter", 0.1, ("--method", "adapter")),
-    ("fine-tuned 10%, all layers", 0.1, ("--method", "all")),
-)
+# The fine-tuning rows by method (`--finetune-methods`): name, share of the pool, transfer finetune's flags
+FINETUNE_ROWS: dict[str, tuple[str, float, tuple[str, ...]]] = {
+    "last-blocks": ("fine-tuned 10%, last 2 blocks", 0.1, ("--method", "last-blocks", "--trainable-blocks", "2")),
+    "adapter": ("fine-tuned 10%, adapter", 0.1, ("--method", "adapter")),
+    "all": ("fine-tuned 10%, all layers", 0.1, ("--method", "all")),
+}
+
+
+def main_finetune_row(exp: Experiment) -> tuple[str, float, tuple[str, ...]]:
+    """The fine-tuning row that figures and recipe rows follow: the first of the experiment's methods."""
+    return FINETUNE_ROWS[exp.budget.finetune_methods[0]]
 CURVE_GRID = [(g, k) for g in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0) for k in (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)]
 
 
@@ -55,7 +60,7 @@ def run_experiment(exp: Experiment, *, paper_ablation: bool = True, zoo: bool = 
     if zoo_rows:
         update_results_page(exp, zoo_rows, f"{zoo_pairs} real pairs")
     if recipes:
-        update_recipe_section(exp, recipes, FINETUNE_ROWS[0][0])
+        update_recipe_section(exp, recipes, main_finetune_row(exp)[0])
     return page
 
 
@@ -104,7 +109,8 @@ def finetune_rows(exp: Experiment, pool_csv: Path, val_csv: Path, train_args: li
     b = exp.budget
     pre = exp.out / "runs" / f"pretrain-{exp.method}"
     common = dict(pool_csv=pool_csv, val_csv=val_csv, train_args=train_args)
-    for name, frac, how in FINETUNE_ROWS:
+    for method in b.finetune_methods:
+        name, frac, how = FINETUNE_ROWS[method]
         finetune_row(exp, name, frac, *how, checkpoint=pre, **common)
     finetune_row(exp, "scratch 10% (same budget)", 0.1, *model_args, checkpoint=None, **common)
     finetune_row(exp, "scratch 100% of the pool", 1.0, *model_args, checkpoint=None, iters=b.scratch_full_iters,
@@ -196,7 +202,7 @@ def _first_image(folder: Path) -> Path:
 def _copy_curves(exp: Experiment) -> None:
     """Fig. 5: the training curves of the pretraining and the 10% fine-tune."""
     for run, name in ((f"pretrain-{exp.method}", "fig5_curves_pretrain.png"),
-                      (run_name(FINETUNE_ROWS[0][0], exp.budget.subset_seeds[0]), "fig5_curves_finetune.png")):
+                      (run_name(main_finetune_row(exp)[0], exp.budget.subset_seeds[0]), "fig5_curves_finetune.png")):
         src = exp.out / "runs" / run / "curves.png"
         if src.is_file():
             shutil.copyfile(src, exp.docs / name)
@@ -220,7 +226,7 @@ def _comparison_grid(exp: Experiment, val_csv: Path, count: int = 3) -> None:
     pairs = find_pairs(val_csv, layout="csv")[:count]
     seed = exp.budget.subset_seeds[0]
     columns = [("dark", None), ("zero-shot", f"pretrain-{exp.method}"),
-               ("fine-tuned 10%", run_name(FINETUNE_ROWS[0][0], seed)),
+               ("fine-tuned 10%", run_name(main_finetune_row(exp)[0], seed)),
                ("scratch 10%", run_name("scratch 10% (same budget)", seed)), ("truth", None)]
     outputs: dict[str, list[Path]] = {}
     for label, run in columns:
