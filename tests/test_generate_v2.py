@@ -42,7 +42,7 @@ def test_v2_samples_regenerate_bit_exactly(tmp_path: Path, sources: Path, v2_par
     result = run_generate(sources, tmp_path / "out", v2_params, 6, sampler=sampler, bit_depth=bit_depth)
     frame, meta = read_manifest(result.manifest)
     ok = frame[frame["status"] == "ok"]
-    assert set(ok["model"]) == {v2.MODEL_NAME} and set(ok["sampler"]) == {v2.SAMPLER}
+    assert set(ok["model"]) == {v2.MODEL_NAME} and set(ok["sampler"]) == {v2.FAST_SAMPLER}  # new rows' default
     assert ok[["exposure", "shot_gain", "chroma_nr", "tone_gamma"]].notna().all().all()
     assert ok["gain_r"].isna().all()  # v1's columns stay empty
     for key, name in zip(ok["key"], ok["dark_file_name"]):
@@ -50,6 +50,26 @@ def test_v2_samples_regenerate_bit_exactly(tmp_path: Path, sources: Path, v2_par
         stored = cv2.imread(str(result.out / name), cv2.IMREAD_UNCHANGED)[..., ::-1]
         np.testing.assert_array_equal(dark, stored)
         assert dark.dtype == (np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def test_reference_rows_regenerate_with_their_recorded_sampler(tmp_path: Path, sources: Path, v2_params: Path,
+                                                               monkeypatch: pytest.MonkeyPatch):
+    result = run_generate(sources, tmp_path / "out", v2_params, 2, bit_depth=8)
+    ok = read_manifest(result.manifest)[0].query("status == 'ok'")
+    key, name = ok["key"].iloc[0], ok["dark_file_name"].iloc[0]
+    fast = cv2.imread(str(result.out / name), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    real_row = G.sample._manifest_row
+
+    def as_reference_row(manifest: Path, wanted: str):  # the row as lowsim wrote it before isp-fast/v2
+        row, meta = real_row(manifest, wanted)
+        return {**row, "sampler": v2.SAMPLER}, meta
+
+    monkeypatch.setattr(G.sample, "_manifest_row", as_reference_row)
+    clean, dark, row = G.regenerate(result.manifest, key)
+    params = IspParams(**{k: row[k] for k in IspParams.__dataclass_fields__})
+    noise = G.sample_streams(int(row["seed"]), int(row["index"]))["noise"]
+    np.testing.assert_array_equal(dark, v2.degrade_to_codes(clean, params, noise, 8, sampler=None))
+    assert np.any(dark != fast)  # the recorded sampler decides, not the default
 
 
 def test_v2_output_does_not_depend_on_workers_and_resumes(tmp_path: Path, sources: Path, v2_params: Path):

@@ -42,8 +42,7 @@ class DegradationModel:
 MODELS: dict[str, DegradationModel] = {
     V1_MODEL: DegradationModel(V1_MODEL, v1.SAMPLERS, v1.choose_sampler, v1.degrade_to_codes,
                                lambda c, p, r: v1.degrade_stages(c, p, r, illumination=True)),
-    V2_MODEL: DegradationModel(V2_MODEL, v2.SAMPLERS, lambda dtype, p, bit_depth: v2.SAMPLER,
-                               v2.degrade_to_codes, v2.degrade_stages),
+    V2_MODEL: DegradationModel(V2_MODEL, v2.SAMPLERS, v2.choose_sampler, v2.degrade_to_codes, v2.degrade_stages),
     RAW_MODEL: DegradationModel(RAW_MODEL, (raw.MODEL_SAMPLER,), lambda dtype, p, bit_depth: raw.MODEL_SAMPLER,
                                 raw.degrade_to_codes, raw.degrade_stages),
     UNPROCESS_MODEL: DegradationModel(UNPROCESS_MODEL, unprocessing.SAMPLERS,

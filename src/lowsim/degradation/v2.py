@@ -28,8 +28,9 @@ from lowsim.degradation import stages
 from lowsim.params import V2_MODEL, IspParams
 
 MODEL_NAME = V2_MODEL
-SAMPLER = "isp-reference/v2"
-SAMPLERS = (SAMPLER,)
+SAMPLER = "isp-reference/v2"  # this module's chain literally; rows written with it regenerate with it
+FAST_SAMPLER = "isp-fast/v2"  # lowsim.degradation.v2_fast: the same model, cheaper noise draws; new rows' default
+SAMPLERS = (SAMPLER, FAST_SAMPLER)
 # A typical daylight camera: camera RGB → linear sRGB (rows sum to 1, so grey stays grey) and the white
 # balance gains that the ISP applies before it.
 CAMERA_TO_SRGB = np.array([[1.80, -0.62, -0.18],
@@ -126,11 +127,23 @@ def simulate_smooth(clean: np.ndarray, p: IspParams, normals: np.ndarray) -> np.
     return stages.resize_to(out, *clean.shape[:2])
 
 
+def choose_sampler(dtype: np.dtype, p: IspParams, bit_depth: int = 8) -> str:
+    """The sampler new rows use: the fast one, for every source type and depth."""
+    return FAST_SAMPLER
+
+
 def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, bit_depth: int = 8,
                      sampler: str | None = None) -> np.ndarray:
-    """The whole chain including quantization: the dark image at `bit_depth`."""
+    """The whole chain including quantization: the dark image at `bit_depth`.
+
+    `sampler` None is the reference (what this function always did); generate passes `choose_sampler`'s.
+    """
+    if sampler == FAST_SAMPLER:
+        from lowsim.degradation import v2_fast  # it builds on this module
+
+        return stages.quantize(v2_fast.degrade(clean, p, rng), bit_depth)
     if sampler not in (None, SAMPLER):
-        raise ValueError(f"unknown sampler {sampler!r} for {MODEL_NAME}, expected {SAMPLER!r}")
+        raise ValueError(f"unknown sampler {sampler!r} for {MODEL_NAME}, expected one of {SAMPLERS}")
     return stages.quantize(degrade(clean, p, rng), bit_depth)
 
 

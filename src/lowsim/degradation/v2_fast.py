@@ -1,0 +1,198 @@
+"""Model v2's fast sampler (`isp-fast/v2`): the chain of `lowsim.degradation.v2.degrade`, computed cheaply.
+
+The reference sampler (`isp-reference/v2`) stays as it was, so rows written with it regenerate bit-exactly;
+this one is what new rows use. The deterministic stages compute the same quantities as the reference (up
+to float rounding): the same scene table, colour matrices, ADC, demosaic (exactly equal, see
+`demosaic_codes`), tone curve, chroma NR, sharpening and resize. Only the noise is drawn differently, with
+the same mean and variance per pixel:
+
+- shot + read noise: where the expected photon count λ = x/K is at least `POISSON_BELOW` (Poisson skew
+  1/√λ ≤ 0.1) one Gaussian of variance K·x + σ_read²; below it the exact K·Poisson(λ) plus Gaussian read
+  noise, as the reference;
+- the Gaussians are read from a 16-bit inverse-CDF table of the standard normal (`normal_table`): one
+  16-bit slice of the bit generator's raw output per pixel (tails cut at ±4.3 sd; unit variance).
+
+Draw order, fixed: the table normals of every sensor pixel, Poisson counts of the dark pixels (raster order),
+then row noise. The same rng state therefore gives the same bytes (for the same numpy and OpenCV).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from lowsim.degradation import stages, v2
+from lowsim.params import IspParams
+from lowsim.sampling import (UNIFORM_SPAN, InverseCdfTable, build_inverse_cdf_table, poisson_window,
+                             sample_inverse_cdf, uniform_u32)
+
+FAST_SAMPLER = v2.FAST_SAMPLER
+POISSON_BELOW = 100.0  # photons: exact Poisson below, where the Gaussian's missing skew (1/√λ) exceeds 0.1
+NORMAL_BITS = 16
+POISSON_TABLE_BITS = 10  # buckets per row: few draws need the exact search
+POISSON_GRID = 64  # table means per photon: the remainder (< 1/64) is almost always 0 or 1 photons
+_WHITE = (1 << v2.SENSOR_BITS) - 1
+_DEMOSAIC_SCALE = 4  # codes × 4 make OpenCV's integer bilinear averages exact (sums of 2 or 4 neighbours)
+
+
+@functools.lru_cache(maxsize=1)
+def normal_table() -> np.ndarray:
+    """Standard-normal quantiles at the 2^16 bin midpoints, rescaled to unit variance (float32)."""
+    from scipy import special
+
+    table = special.ndtri((np.arange(1 << NORMAL_BITS) + 0.5) / (1 << NORMAL_BITS))
+    return (table / np.sqrt(np.mean(table ** 2))).astype(np.float32)  # the cut tails would lower it by 0.04 %
+
+
+def table_normals(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Approximately standard normals (float32), one 16-bit slice of raw bit-generator output each.
+
+    Raw output is the stream numpy promises not to change, and ~3× cheaper than `standard_normal`.
+    """
+    n = int(np.prod(shape))
+    raw = rng.bit_generator.random_raw((n + 3) // 4).astype("<u8", copy=False)
+    return np.take(normal_table(), raw.view("<u2")[:n]).reshape(shape)
+
+
+def raw_mosaic(scene: np.ndarray, p: IspParams) -> np.ndarray:
+    """`v2.raw_mosaic`: for 8-bit scenes one table lookup per value (OpenCV), one matrix, one channel kept."""
+    import cv2
+
+    if scene.dtype != np.uint8 or scene.ndim != 3:
+        return v2.raw_mosaic(scene, p)
+    levels = np.repeat((np.arange(256, dtype=np.float32) / np.float32(255))[:, None], 3, 1)
+    table = v2._scene_light(levels, p).astype(np.float32).reshape(256, 1, 3)  # the reference's own table
+    camera = cv2.transform(cv2.LUT(np.ascontiguousarray(scene), table), v2.SCENE_TO_CAMERA.astype(np.float32))
+    out = np.empty(scene.shape[:2], dtype=np.float32)
+    for row, col, channel in stages.BAYER_OFFSETS["RGGB"]:
+        out[row::2, col::2] = camera[row::2, col::2, channel]
+    return np.maximum(out, 0.0, out=out)
+
+
+def shot_read_noise(raw: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
+    """Shot (gain K) and read noise: one Gaussian where λ ≥ POISSON_BELOW, K·Poisson(λ) + read below."""
+    z = table_normals(rng, raw.shape)
+    out = raw * np.float32(p.shot_gain)  # in place from here: each full-size temporary costs a pass
+    out += np.float32(p.read_sigma) ** 2
+    np.sqrt(out, out=out)
+    out *= z
+    out += raw
+    dark = np.flatnonzero(raw < np.float32(POISSON_BELOW * p.shot_gain))
+    if dark.size:
+        counts = poisson_counts(raw.ravel()[dark].astype(np.float64) / p.shot_gain, rng)
+        read = np.float32(p.read_sigma) * z.ravel()[dark]
+        out.ravel()[dark] = (counts * p.shot_gain).astype(np.float32) + read
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def poisson_grid_table() -> InverseCdfTable:
+    """Exact inverse-CDF table of Poisson(i / POISSON_GRID) for every grid mean below POISSON_BELOW."""
+    from scipy import stats
+
+    lam = np.arange(int(POISSON_BELOW * POISSON_GRID) + 1) / POISSON_GRID
+    lo, hi = poisson_window(lam)
+    width = int((hi - lo).max()) + 1
+    cdf = stats.poisson.cdf(lo[:, None] + np.arange(width), lam[:, None])
+    return build_inverse_cdf_table(cdf, lo, bits=POISSON_TABLE_BITS)
+
+
+def poisson_counts(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Exact Poisson(λ) draws for λ < POISSON_BELOW (int64), two 32-bit uniforms each.
+
+    Poisson(λ) = Poisson(g) + Poisson(λ − g) for g the grid mean below λ: the first from the table, the
+    second (mean < 1/POISSON_GRID, so almost always 0 or 1) by its own inverse CDF.
+    """
+    grid = np.minimum(np.floor(lam * POISSON_GRID), POISSON_BELOW * POISSON_GRID).astype(np.int32)
+    table = poisson_grid_table()
+    uniforms = uniform_u32(rng, 2 * lam.size).reshape(2, -1)
+    counts = sample_inverse_cdf(table, grid << np.int32(table.bits), uniforms[0]).astype(np.int64)
+    return counts + small_poisson(lam - grid / POISSON_GRID, uniforms[1])
+
+
+def small_poisson(delta: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """Poisson(δ) by inverse CDF on 32-bit uniforms, for δ < 1/POISSON_GRID (int64).
+
+    Only a uniform above 1 − 1/POISSON_GRID (< P(k = 0)) can give k ≥ 1: those few walk up the exact CDF.
+    """
+    k = np.zeros(delta.shape, dtype=np.int64)
+    some = np.flatnonzero(uniforms >= np.uint32(UNIFORM_SPAN * (1.0 - 1.0 / POISSON_GRID)))
+    if some.size:
+        d, v = delta[some], uniforms[some].astype(np.float64) / UNIFORM_SPAN
+        term = np.exp(-d)
+        cdf, count = term.copy(), np.zeros(some.size, dtype=np.int64)
+        while (open_ := v >= cdf).any():  # walk up the CDF until each uniform falls below it
+            count += open_
+            term = term * d / np.maximum(count, 1)
+            cdf = np.where(open_, cdf + term, cdf)
+        k[some] = count
+    return k
+
+
+def adc(raw: np.ndarray) -> np.ndarray:
+    """`stages.digitize` at v2's 14 bits and pedestal, as int32 codes."""
+    codes = np.rint(raw * np.float32(_WHITE) + np.float32(v2.PEDESTAL), out=raw)
+    return np.clip(codes, 0, _WHITE + v2.PEDESTAL, out=codes).astype(np.int32)
+
+
+def demosaic_codes(codes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Bilinear demosaic of integer codes as (scaled uint16 image, offset): codes ≈ image / 4 + offset.
+
+    Exactly `stages.demosaic` of the codes: the codes are shifted to start at 0 and scaled by 4 (so every
+    average of 2 or 4 neighbours is an integer), OpenCV's 16-bit bilinear Bayer conversion (its BG name is
+    our RGGB) runs on a 2-pixel reflect-101 border (the reference's border; it keeps the Bayer phase). A
+    range too wide for 16 bits (saturated highlights next to clipped blacks) takes the float stage.
+    """
+    import cv2
+
+    low = int(codes.min())
+    if (int(codes.max()) - low) * _DEMOSAIC_SCALE > np.iinfo(np.uint16).max:
+        return stages.demosaic(codes.astype(np.float32)) * np.float32(_DEMOSAIC_SCALE), 0
+    scaled = ((codes - low) * _DEMOSAIC_SCALE).astype(np.uint16)
+    padded = cv2.copyMakeBorder(scaled, 2, 2, 2, 2, cv2.BORDER_REFLECT_101)
+    return cv2.cvtColor(padded, cv2.COLOR_BayerBG2RGB)[2:-2, 2:-2], low
+
+
+def to_toned(demosaiced: np.ndarray, low: int, p: IspParams) -> np.ndarray:
+    """Scaled demosaiced codes → tone(max(from_camera(linear) − black level, 0)): one affine map, clip, power."""
+    import cv2
+
+    scale = v2.CAMERA_TO_SCENE / (_DEMOSAIC_SCALE * _WHITE)
+    offset = v2.CAMERA_TO_SCENE.sum(axis=1) * (low - v2.PEDESTAL) / _WHITE - p.black_level
+    affine = np.hstack([scale, offset[:, None]]).astype(np.float32)
+    rgb = cv2.transform(np.ascontiguousarray(demosaiced, dtype=np.float32), affine)
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+    return np.power(rgb, np.float32(1.0 / p.tone_gamma), out=rgb)
+
+
+def chroma_denoise(img: np.ndarray, strength: float, sigma: float) -> np.ndarray:
+    """`stages.chroma_denoise` with OpenCV's blend: Cr, Cb ← (1 − s)·C + s·blur(C), written back in place."""
+    import cv2
+
+    if strength == 0.0:
+        return img
+    ycc = cv2.cvtColor(img, cv2.COLOR_RGB2YCrCb)
+    for channel in (1, 2):  # numpy's strided copies: cv2.split/merge cost several times more here
+        plane = np.ascontiguousarray(ycc[..., channel])
+        ycc[..., channel] = cv2.addWeighted(plane, 1.0 - strength, cv2.GaussianBlur(plane, (0, 0), sigma),
+                                            strength, 0.0)
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB, dst=ycc)
+
+
+def sharpen_clip(img: np.ndarray, amount: float, sigma: float) -> np.ndarray:
+    """`stages.sharpen` then clip to [0, 1]: (1 + a)·img − a·blur(img), in one OpenCV pass."""
+    import cv2
+
+    if amount != 0.0:
+        img = cv2.addWeighted(img, 1.0 + amount, cv2.GaussianBlur(img, (0, 0), sigma), -amount, 0.0)
+    return np.clip(img, 0.0, 1.0, out=img)
+
+
+def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
+    """`v2.degrade` by the fast sampler: float32 in [0, 1] at the clean image's size."""
+    scene = stages.resize_to(clean, *v2.sensor_shape(clean.shape, p.downscale))
+    raw = stages.add_row_noise(shot_read_noise(raw_mosaic(scene, p), p, rng), p.row_sigma, rng)
+    demosaiced, low = demosaic_codes(adc(raw))
+    out = chroma_denoise(to_toned(demosaiced, low, p), p.chroma_nr, v2.CHROMA_SIGMA)
+    out = sharpen_clip(out, p.sharpen, v2.SHARPEN_SIGMA)
+    return np.clip(stages.resize_to(out, *clean.shape[:2]), 0.0, 1.0)
