@@ -1,4 +1,4 @@
-"""Throughput and memory of `lowsim generate` for both models, side by side with the I/O floor.
+"""Throughput and memory of `lowsim generate` for both models and their samplers, side by side with the I/O floor.
 
     .venv/bin/python benchmarks/bench_generate.py [--data DIR] [--params-v1 FILE] [--params-v2 FILE]
                                                   [--n 48] [--workers 1,2]
@@ -12,12 +12,16 @@ on the same samples (same sources and crops):
            clean PNGs, hash them.
 - v1-ref:  the same with v1's reference sampler (the stage functions literally: numpy's Poisson sampler,
            np.power gamma), what a straightforward implementation of v1 costs.
-- v2:      the same with a v2 params file (the ISP-structured chain of lowsim.degradation.v2).
+- v2-ref:  the same with a v2 params file (the ISP-structured chain of lowsim.degradation.v2), forced to
+           its reference sampler isp-reference/v2 (the stage functions literally; what rows made before
+           isp-fast/v2 existed record).
+- v2-fast: the same with v2's default sampler isp-fast/v2 (lowsim.degradation.v2_fast).
 - floor:   read the source, crop, write two PNGs (the clean crop and a dark-looking noisy image of the
            same size), nothing else: the I/O every generator of this dataset must do.
 
-Reported: images/s per core for each worker count, and the ratios. Also the degradation maths alone
-(ms per 512x512x3 image, one core) and the peak memory of one sample from a 4000x6000 source.
+Reported in one table: the degradation maths alone (ms per 512x512x3 image, one core: OpenCV limited to one
+thread, as in the generator's workers) and its ratio to v1; images/s per core of whole samples for each worker
+count and the time ratio to the I/O floor. Also the peak memory of one sample from a 4000x6000 source.
 """
 from __future__ import annotations
 
@@ -43,9 +47,11 @@ from lowsim.degradation.registry import get_model  # noqa: E402
 from lowsim.degrade import REFERENCE_SAMPLER, TABLE_SAMPLER, choose_sampler  # noqa: E402
 from lowsim.generate import local as GL, sample as GS  # noqa: E402
 from lowsim.imageio import list_images, read_image, write_png  # noqa: E402
+from lowsim.degradation import v2 as V2, v2_fast as V2F  # noqa: E402
 from lowsim.params import V1_MODEL, V2_MODEL, IspParams, ParamDistribution  # noqa: E402
 
-PIPELINES = ("v1", "v1-ref", "v2", "floor")
+PIPELINES = ("v1", "v1-ref", "v2-ref", "v2-fast", "floor")
+FORCED_SAMPLERS = {"v1-ref": REFERENCE_SAMPLER, "v2-ref": V2.SAMPLER}  # the others use the model's default
 
 
 def representative_params(path: Path) -> Path:
@@ -88,12 +94,14 @@ _STATE: dict[str, Any] = {}
 
 
 def _init(pipeline: str, spec: G.RunSpec, dist: ParamDistribution) -> None:
-    """Worker start: the generator's own initializer; v1-ref forces v1's reference sampler."""
+    """Worker start: the generator's own initializer; v1-ref and v2-ref force their model's reference sampler."""
     GL._init_worker(spec, dist)
     _STATE.update(pipeline=pipeline, spec=spec, dist=dist)
-    if pipeline == "v1-ref":
-        render = GS.render_sample
-        GS.render_sample = lambda *a, sampler=None, **k: render(*a, sampler=REFERENCE_SAMPLER, **k)
+    if pipeline in FORCED_SAMPLERS:
+        render, forced = GS.render_recorded, FORCED_SAMPLERS[pipeline]
+        GS.render_recorded = lambda *a, sampler=None, **k: render(*a, sampler=forced, **k)
+    if pipeline == "v2-fast":
+        V2F.poisson_grid_table()  # built once per worker (~1 s), like the first sample of a generate run
 
 
 def _floor_sample(spec: G.RunSpec, index: int) -> None:
@@ -135,7 +143,10 @@ def throughput(pipeline: str, spec: G.RunSpec, dist: ParamDistribution, n: int, 
 
 def degrade_timings(sources: list[Path], dists: dict[str, ParamDistribution], size: int,
                     repeats: int) -> dict[str, float]:
-    """ms per image of the degradation maths alone (one core): v1's table and reference samplers, v2."""
+    """ms per image of the degradation maths alone (one core): v1's and v2's default and reference samplers."""
+    import cv2
+
+    cv2.setNumThreads(1)  # one core, as in the generator's workers (lowsim.generate.workers)
     rng = np.random.default_rng(1)
     crops = []
     for path in sources[:repeats]:
@@ -147,7 +158,8 @@ def degrade_timings(sources: list[Path], dists: dict[str, ParamDistribution], si
     v1, v2 = get_model(V1_MODEL), get_model(V2_MODEL)
     cases = (("v1", v1_params, lambda c, p, r: v1.degrade_to_codes(c, p, r, 8, choose_sampler(c.dtype, p))),
              ("v1-ref", v1_params, lambda c, p, r: v1.degrade_to_codes(c, p, r, 8, REFERENCE_SAMPLER)),
-             ("v2", v2_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8)))
+             ("v2-ref", v2_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.SAMPLER)),
+             ("v2-fast", v2_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.FAST_SAMPLER)))
     timings: dict[str, float] = {}
     for name, params, fn in cases:
         fn(crops[0], params[0], np.random.default_rng(0))
@@ -157,6 +169,36 @@ def degrade_timings(sources: list[Path], dists: dict[str, ParamDistribution], si
         timings[name] = (time.perf_counter() - start) / len(crops) * 1e3
     timings["table_share"] = sum(choose_sampler(np.uint8, p) == TABLE_SAMPLER for p in v1_params) / len(crops)
     return timings
+
+
+def sample_rates(root: str, names: tuple[str, ...], dists: dict[str, ParamDistribution],
+                 args: argparse.Namespace, tmp: Path) -> dict[tuple[str, int], float]:
+    """Best images/s over the rounds for each pipeline and worker count (rounds interleave the pipelines)."""
+    rates: dict[tuple[str, int], float] = {}
+    for round_ in range(args.rounds):
+        for workers in [int(w) for w in args.workers.split(",")]:
+            for pipeline in PIPELINES:
+                dist = dists["v2" if pipeline.startswith("v2") else "v1"]
+                spec = G.RunSpec(src_root=root, sources=names, params_path="-", params_sha256="-", seed=0,
+                                 size=args.size, bit_depth=8, fractions=(("train", 1.0),),
+                                 out=str(tmp / f"{pipeline}-{workers}-{round_}"), model=dist.model)
+                rate = throughput(pipeline, spec, dist, args.n, workers)
+                rates[pipeline, workers] = max(rate, rates.get((pipeline, workers), 0.0))
+    return rates
+
+
+def summary_table(maths: dict[str, float], rates: dict[tuple[str, int], float]) -> list[str]:
+    """One markdown table: per pipeline, maths ms and x v1, then images/s per core and x floor per worker count."""
+    workers = sorted({w for _, w in rates})
+    head = "| pipeline | maths ms | x v1 | " + " | ".join(f"{w} worker(s): img/s | x floor" for w in workers) + " |"
+    lines = [head, "|---" * (3 + 2 * len(workers)) + "|"]
+    for name in PIPELINES:
+        cells = [f"{maths[name]:.1f}", f"{maths[name] / maths['v1']:.2f}"] if name in maths else ["-", "-"]
+        for w in workers:
+            rate = rates[name, w] / w
+            cells += [f"{rate:.1f}", f"{rates['floor', w] / rates[name, w]:.2f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # ------------------------------------------------------------------------------------------ memory
@@ -241,31 +283,13 @@ def main() -> int:
 
         runs = [degrade_timings(sources[::7], dists, args.size, repeats=24) for _ in range(args.rounds)]
         maths = {key: min(r[key] for r in runs) for key in runs[0]}
-        print(f"\ndegradation maths alone, one core, {args.size}x{args.size}x3 (ms per image; best of "
-              f"{args.rounds} rounds; v1's table sampler chosen for {maths['table_share']:.0%} of v1 draws)")
-        print(f"{'model':>7} | {'ms':>6} | x v1")
-        for name in ("v1", "v1-ref", "v2"):
-            print(f"{name:>7} | {maths[name]:6.1f} | {maths[name] / maths['v1']:5.2f}")
-
-        rates: dict[tuple[str, int], float] = {}
         names = tuple(p.relative_to(root).as_posix() for p in sources)
-        for round_ in range(args.rounds):
-            for workers in [int(w) for w in args.workers.split(",")]:
-                for pipeline in PIPELINES:
-                    dist = dists["v2" if pipeline == "v2" else "v1"]
-                    out = tmp / f"{pipeline}-{workers}-{round_}"
-                    spec = G.RunSpec(src_root=str(root), sources=names, params_path="-", params_sha256="-",
-                                     seed=0, size=args.size, bit_depth=8, fractions=(("train", 1.0),), out=str(out),
-                                     model=dist.model)
-                    rate = throughput(pipeline, spec, dist, args.n, workers)
-                    rates[pipeline, workers] = max(rate, rates.get((pipeline, workers), 0.0))
-
-        print("\nimages/s per core (read + crop + degrade + write dark and clean PNGs)")
-        print(f"{'workers':>7} | " + " | ".join(f"{p:>7}" for p in PIPELINES) + " | v2/v1 time | v2/floor time")
-        for workers in sorted({w for _, w in rates}):
-            r = {p: rates[p, workers] / workers for p in PIPELINES}
-            print(f"{workers:>7} | " + " | ".join(f"{r[p]:7.1f}" for p in PIPELINES)
-                  + f" | {r['v1'] / r['v2']:10.2f} | {r['floor'] / r['v2']:13.2f}")
+        rates = sample_rates(str(root), names, dists, args, tmp)
+        print(f"\n{args.size}x{args.size} crops; maths: the degradation alone, one core (best of {args.rounds} "
+              f"rounds; v1's table sampler chosen for {maths['table_share']:.0%} of v1 draws); samples: images/s "
+              "per core of read + crop + degrade + write dark and clean PNGs, and the time per sample over the "
+              "I/O floor's")
+        print("\n".join(summary_table(maths, rates)))
 
         if not args.no_memory:
             print("\npeak memory, one sample from a 4000x6000 8-bit PNG (fresh process each)")
