@@ -129,6 +129,14 @@ def _train(model_options: dict[str, Any] | None = None, **options: Any) -> None:
 def pretrain(
     manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Parquet manifest written by `lowsim "
                                                      "generate` [the newest data/*/manifest.parquet].")] = None,
+    params: Annotated[Optional[Path], typer.Option("--params", help="Instead of --manifest: make every training "
+                                                   "pair on the fly from --src with this params file (or a "
+                                                   "shipped name: lol), as `lowsim generate --size PATCH` would.")]
+    = None,
+    src: Annotated[Optional[Path], typer.Option("--src", help="With --params: the folder of clean photos to "
+                                                "degrade ('train' photos train, 'val' photos validate).")] = None,
+    sampler: Annotated[Optional[str], typer.Option("--sampler", help="With --params: how parameters are drawn, "
+                                                   "normal or empirical (default: the params file's).")] = None,
     run_dir: RunDir = None, model: Model = "sid_unet", width: Width = None, norm: Norm = None, epochs: Epochs = None,
     iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, loss: Loss = "l1",
     schedule: Schedule = "cosine",
@@ -137,10 +145,13 @@ def pretrain(
     resume: Resume = False, stop_after: StopAfter = None, tile: Tile = 512, quiet: Quiet = False,
     input_kind: Input = None, **model_options: Any,
 ) -> None:
-    """Train from scratch on synthetic pairs (ok rows; split train trains, split val validates)."""
+    """Train from scratch on synthetic pairs: a manifest's (ok rows; split train trains, split val validates), or
+    pairs made on the fly from --src photos with --params (transfer.onthefly)."""
     from transfer.project import manifest_or_default
 
-    _train(mode="pretrain", manifest=manifest_or_default(manifest), run_dir=run_dir, model=model, width=width, norm=norm,
+    on_the_fly = params is not None or src is not None or sampler is not None
+    _train(mode="pretrain", manifest=manifest if on_the_fly else manifest_or_default(manifest), params=params,
+           src=src, sampler=sampler, run_dir=run_dir, model=model, width=width, norm=norm,
            input_kind=input_kind,
            model_options=model_options, epochs=epochs, iters=iters, patch=patch, batch=batch, lr=lr, loss=loss,
            schedule=schedule, seed=seed, val_every=val_every,

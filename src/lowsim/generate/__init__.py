@@ -46,7 +46,9 @@ the manifest are the same, and so is every output byte.
 
 Modules. plan.py holds the sampling plan (layout names, sources, seeded streams, source order, geometry,
 bit depth, RunSpec); sample.py the work on one sample (make_sample, render_sample, regenerate); journal.py
-the resume state (Journal, row_is_intact, accept_rows); workers.py what both executors share (RunMissing,
+the resume state (Journal, row_is_intact, accept_rows); `synthesize` (sample.py) is the one pure step from source
+pixels and a sample's streams to its clean and dark images, which transfer's on-the-fly pretraining calls too;
+workers.py what both executors share (RunMissing,
 chunk_size, worker-process setup); local.py the process-pool executor; ray_executor.py the Ray executor;
 driver.py `generate` itself. Imports go one way only, with no cycle: driver -> {plan, journal, workers,
 local, ray_executor (lazily)}; local and ray_executor -> {sample, journal, plan, workers}; sample -> plan;
@@ -54,18 +56,20 @@ journal -> plan; plan and workers import no sibling; nothing imports driver but 
 """
 from __future__ import annotations
 
-from lowsim.generate.driver import GenerateResult, generate
+from lowsim.generate.driver import GenerateResult, generate, load_distribution
 from lowsim.generate.journal import Journal
 from lowsim.generate.plan import (JOURNAL_DIR, KEY_DIGITS, SKIMAGE_PHOTOS, STREAMS, Geometry, RunSpec,
                                   apply_geometry, default_params_path, draw_geometry, find_sources,
-                                  parse_fractions, sample_key, sample_streams, source_index, to_bit_depth)
-from lowsim.generate.sample import make_sample, regenerate
+                                  parse_fractions, sample_key, sample_streams, source_index, streams_of,
+                                  to_bit_depth)
+from lowsim.generate.sample import Synthesized, make_sample, regenerate, synthesize
 from lowsim.generate.workers import ignore_file_size_signal
 
 __all__ = ["GenerateResult", "Geometry", "JOURNAL_DIR", "Journal", "KEY_DIGITS", "RunSpec", "SKIMAGE_PHOTOS",
-           "STREAMS", "apply_geometry", "default_params_path", "draw_geometry", "find_sources", "generate",
-           "ignore_file_size_signal", "make_sample", "parse_fractions", "regenerate", "sample_key",
-           "sample_streams", "source_index", "to_bit_depth"]
+           "STREAMS", "Synthesized", "apply_geometry", "default_params_path", "draw_geometry", "find_sources",
+           "generate", "ignore_file_size_signal", "load_distribution", "make_sample", "parse_fractions",
+           "regenerate", "sample_key", "sample_streams", "source_index", "streams_of", "synthesize",
+           "to_bit_depth"]
 
 
 # `lowsim.generate(...)` calls lowsim.api.generate (this module is the package attribute of that name)

@@ -113,7 +113,14 @@ def sample_key(index: int) -> str:
 
 def sample_streams(seed: int, index: int) -> dict[str, np.random.Generator]:
     """Independent generators for the geometry, params and noise draws of sample `index`."""
-    children = np.random.SeedSequence(seed, spawn_key=(index,)).spawn(len(STREAMS))
+    return streams_of(np.random.SeedSequence(seed, spawn_key=(index,)))
+
+
+def streams_of(seed_sequence: np.random.SeedSequence) -> dict[str, np.random.Generator]:
+    """The geometry, params and noise generators of one sample, children of its own SeedSequence (a fresh one:
+    spawning advances it). generate's sample i has SeedSequence(seed, spawn_key=(i,)); others (transfer's
+    on-the-fly pretraining) derive theirs from their own keys."""
+    children = seed_sequence.spawn(len(STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children)}
 
 

@@ -1,8 +1,9 @@
 """One sample: render it, make it (read, draw, degrade, write, its manifest row), or rebuild it from its row."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -37,6 +38,29 @@ def render_recorded(source: np.ndarray, geometry: Geometry, params: Any, noise_r
     else:
         dark, record = model.degrade_to_codes(clean, params, noise_rng, bit_depth, sampler=sampler), {}
     return to_bit_depth(clean, bit_depth), dark, sampler, record
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    """One sample made from source pixels: its clean and dark images (at the output depth) and what was drawn."""
+
+    clean: np.ndarray
+    dark: np.ndarray
+    geometry: Geometry
+    params: Any  # DegradationParams | IspParams | RawParams | a recipe's draw
+    sampler: str
+    record: dict[str, Any]  # what a library-applying model drew (manifest columns); empty for the others
+
+
+def synthesize(source: np.ndarray, dist: Any, streams: Mapping[str, np.random.Generator], size: int | None,
+               bit_depth: int = 8) -> Synthesized:
+    """Draw a crop and a parameter set and degrade: everything `lowsim generate` does to one sample between reading
+    its source and writing its PNGs (make_sample calls this). `streams`: sample_streams(seed, i) for generate's
+    sample i, or streams_of(any SeedSequence); `size`: generate's --size (None: the whole source)."""
+    geometry = draw_geometry(streams["geometry"], source.shape[0], source.shape[1], size)
+    params = dist.sample(streams["params"])
+    clean, dark, sampler, record = render_recorded(source, geometry, params, streams["noise"], bit_depth)
+    return Synthesized(clean, dark, geometry, params, sampler, record)
 
 
 def check_record(row: dict[str, Any], record: dict[str, Any], key: str) -> None:
@@ -102,12 +126,11 @@ def make_sample(spec: RunSpec, dist: Any, index: int) -> dict[str, Any]:
     if isinstance(read, dict):
         return read
     image, source_sha = read
-    streams = sample_streams(spec.seed, index)
     source_height, source_width = image.shape[:2]
-    geometry = draw_geometry(streams["geometry"], source_height, source_width, spec.size)
-    params = dist.sample(streams["params"])
-    clean, dark, sampler, record = render_recorded(image, geometry, params, streams["noise"], spec.bit_depth)
+    made = synthesize(image, dist, sample_streams(spec.seed, index), spec.size, spec.bit_depth)
     del image
+    clean, dark, sampler, record, geometry, params = (made.clean, made.dark, made.sampler, made.record,
+                                                      made.geometry, made.params)
     key = sample_key(index)
     row = _source_error_row(spec, index, source, "")
     row.update(status="ok", error_message=None, source_sha256=source_sha, source_height=source_height,

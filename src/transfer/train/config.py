@@ -28,6 +28,9 @@ class TrainConfig:
     mode: str
     run_dir: Path
     manifest: Path | None = None  # pretrain: a lowsim manifest (Parquet)
+    params: Path | None = None  # pretrain on the fly (transfer.onthefly): a params file or a shipped name (lol)
+    src: Path | None = None  # pretrain on the fly: the folder of clean photos to degrade
+    sampler: str | None = None  # pretrain on the fly: how parameters are drawn (normal | empirical; the file's)
     pairs: Path | None = None  # finetune / scratch: real pairs in any lowsim layout
     layout: str = "auto"
     frac: float = 1.0  # share of the real training pool actually trained on
@@ -83,8 +86,7 @@ def _jsonable(value: Any) -> Any:
 def check_config(config: TrainConfig) -> None:
     """Refuse impossible options before any data is read."""
     _check_model_choice(config)
-    if config.mode == "pretrain" and config.manifest is None:
-        raise TransferError("pretraining needs --manifest (a Parquet manifest written by `lowsim generate`)")
+    _check_pretrain_data(config)
     if config.mode != "pretrain" and config.pairs is None:
         raise TransferError(f"{config.mode} needs --pairs (a folder of real dark/bright pairs)")
     if config.mode == "finetune" and config.checkpoint is None:
@@ -107,6 +109,30 @@ def check_config(config: TrainConfig) -> None:
         raise TransferError(f"--workers must be >= 0, got {config.workers}")
     if config.device not in DEVICES:
         raise TransferError(f"--device must be auto, cpu or cuda, got {config.device!r}")
+
+
+def _check_pretrain_data(config: TrainConfig) -> None:
+    """Pretraining reads a manifest, or makes pairs on the fly from --params and --src; never both."""
+    on_the_fly = {"--params": config.params, "--src": config.src, "--sampler": config.sampler}
+    given = [flag for flag, value in on_the_fly.items() if value is not None]
+    if config.mode != "pretrain":
+        if given:
+            raise TransferError(f"{', '.join(given)} make pretraining pairs on the fly; {config.mode} trains on "
+                                "--pairs")
+        return
+    if config.manifest is not None and given:
+        raise TransferError(f"give --manifest (pre-generated pairs) or --params with --src (pairs made on the fly), "
+                            f"not both; got --manifest and {', '.join(given)}")
+    if config.manifest is None and config.params is None and config.src is None:
+        raise TransferError("pretraining needs --manifest (a Parquet manifest written by `lowsim generate`) or "
+                            "--params with --src (pairs made on the fly)")
+    if config.manifest is None and (config.params is None) != (config.src is None):
+        missing, present = ("--src", "--params") if config.src is None else ("--params", "--src")
+        raise TransferError(f"on-the-fly pretraining needs both --params and --src; got {present} without "
+                            f"{missing}")
+    if config.params is not None and config.input_kind == "raw":
+        raise TransferError("on-the-fly pretraining makes sRGB pairs; for --input raw generate a raw manifest "
+                            "(`lowsim generate --output raw`) and pass --manifest")
 
 
 def _check_model_choice(config: TrainConfig) -> None:

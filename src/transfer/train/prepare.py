@@ -2,6 +2,7 @@
 and the fingerprint that an interrupted run and its resumption must share."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from transfer.data import (PairItem, check_disjoint, items_sha256, load_manifest
                            split_real_pairs)
 from transfer.errors import TransferError
 from transfer.models.adapters import attach_adapters
+from transfer.onthefly import OnTheFlySources, SourceItem, resolve_sources
 from transfer.models import (DEFAULT_WIDTH, BlockModel, create_model, freeze_all_but_last, registered_name,
                              trainable_blocks)
 from transfer.train.config import TrainConfig, check_model_options
@@ -21,15 +23,19 @@ from transfer.train.config import TrainConfig, check_model_options
 
 @dataclass
 class RunData:
-    """The resolved training and validation pairs and a description for config.json."""
+    """The resolved training and validation pairs (on the fly: source photos) and a description for config.json."""
 
-    train: list[PairItem]
-    val: list[PairItem]
+    train: list[PairItem] | list[SourceItem]
+    val: list[PairItem] | list[SourceItem]
     description: dict[str, Any]
+    sources: OnTheFlySources | None = None  # pretraining on the fly: the photos and the parameter distribution
 
 
 def resolve_data(config: TrainConfig) -> RunData:
-    """Training/validation pairs for the mode: manifest splits, or real pairs with --frac and a held-out set."""
+    """Training/validation pairs for the mode: manifest splits, photos to degrade on the fly, or real pairs with
+    --frac and a held-out set."""
+    if config.mode == "pretrain" and config.params is not None:
+        return _onthefly_data(config)
     if config.mode == "pretrain":
         manifest = Path(config.manifest)
         train, val = load_manifest(manifest, "train"), load_manifest(manifest, "val")
@@ -42,6 +48,17 @@ def resolve_data(config: TrainConfig) -> RunData:
     val = sorted(val, key=lambda item: item.name)[: config.val_limit]
     desc.update(train_count=len(train), val_count=len(val), val_sha256=items_sha256(val))
     return RunData(train, val, desc)
+
+
+def _onthefly_data(config: TrainConfig) -> RunData:
+    """The --src photos by split and the --params distribution; the first --val-limit 'val' photos validate."""
+    from lowsim.project import resolve_params
+
+    sources = resolve_sources(Path(config.src), resolve_params(Path(config.params)), config.sampler)
+    val = sources.val[: config.val_limit]
+    names = hashlib.sha256("\n".join(item.name for item in val).encode("utf-8", "surrogateescape")).hexdigest()
+    desc = dict(sources.description, train_count=len(sources.train), val_count=len(val), val_sha256=names)
+    return RunData(sources.train, val, desc, sources)
 
 
 def _check_manifest_input(item: PairItem, input_kind: str, manifest: Path) -> None:

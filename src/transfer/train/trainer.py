@@ -34,6 +34,7 @@ from transfer.interrupt import StopRequest
 from transfer.metrics import psnr
 from transfer.models import BlockModel, count_parameters, registered_name, trainable_blocks
 from transfer.models.adapters import exported
+from transfer.onthefly import OnTheFlyDataset, SourceStore, SyntheticValidation
 from transfer.paths import (LOCK_FILE, check_output_dir, prepare_output_dir, refuse_symlinks, remove_leftovers,
                             run_dir_lock)
 from transfer.train.losses import loss_function
@@ -82,7 +83,7 @@ def _run_dir_guard(run_dir: Path, is_main: bool) -> Iterator[None]:
 
 
 @torch.no_grad()
-def validate(model: BlockModel, store: PairStore, tile: int,
+def validate(model: BlockModel, store: PairStore | SyntheticValidation, tile: int,
              stop: Callable[[], bool] = lambda: False) -> list[float] | None:
     """PSNR of every validation pair at full resolution (tiled when large), output clipped to [0, 1]; None when
     `stop()` turned true between two images (Ctrl-C)."""
@@ -133,10 +134,11 @@ class Trainer:
         self.saved_step = self.state.step if self.resuming else None
         self.run_config = self._write_run_files()
         self.net = self._wrap_for_processes()
-        self.workers = default_workers(self.store.fully_cached) if config.workers is None else config.workers
+        # on the fly, every sample costs a degradation: load in workers even when every photo is cached
+        cheap = self.store.fully_cached and self.data.sources is None
+        self.workers = default_workers(cheap) if config.workers is None else config.workers
         self.end = self.total if config.stop_after is None else min(self.total, self.state.step + config.stop_after)
-        self.loader = make_loader(PatchDataset(self.store, config.patch, config.seed, self.model.scale,
-                                               self.inputs.values, self.inputs.view_size),
+        self.loader = make_loader(self._dataset(),
                                   StepBatchSampler(self.state.step, self.end, config.batch, info.rank, info.world),
                                   self.workers)
         self.images, self.compute_s, self.data_s, self.last_loss = 0, 0.0, 0.0, math.nan
@@ -145,8 +147,19 @@ class Trainer:
         self.unvalidated_step: int | None = None
 
     # -- setup --------------------------------------------------------------------------------------------------
-    def _load_pairs(self) -> tuple[PairStore, PairStore | None]:
+    def _dataset(self) -> torch.utils.data.Dataset:
+        """Patches cut from the decoded pairs, or (--params with --src) made on the fly from the photos."""
+        config = self.config
+        if self.data.sources is not None:
+            return OnTheFlyDataset(self.store, self.data.sources.dist, config.patch, config.seed, config.batch,
+                                   self.inputs.view_size)
+        return PatchDataset(self.store, config.patch, config.seed, self.model.scale, self.inputs.values,
+                            self.inputs.view_size)
+
+    def _load_pairs(self) -> tuple[PairStore | SourceStore, PairStore | SyntheticValidation | None]:
         """Decode the training pairs (and, on the main process, the validation pairs) into the RAM cache."""
+        if self.data.sources is not None:
+            return self._load_sources()
         data, cache_bytes = self.data, int(self.config.cache_mb * 2**20)
         store = PairStore(data.train, self.model.input_kind, cache_bytes)
         store.check_patch(self.config.patch)
@@ -158,6 +171,19 @@ class Trainer:
                             + ("" if store.fully_cached else " (training set larger than --cache-mb: decoded per "
                                                             "patch)")
                             + ("" if data.val else "; no validation pairs, so no `best` checkpoint (use `last`)"))
+        return store, val_store
+
+    def _load_sources(self) -> tuple[SourceStore, SyntheticValidation | None]:
+        """Decode the training photos into the RAM cache and (main process) make the validation pairs."""
+        data, config = self.data, self.config
+        store = SourceStore(data.train, int(config.cache_mb * 2**20))
+        val_store = SyntheticValidation(data.val, data.sources.dist, config.patch) \
+            if self.info.is_main and data.val else None
+        self.reporter.print(f"data: {len(data.train)} training photo(s) degraded on the fly ({data.sources.dist.model}, "
+                            f"sampler {data.sources.dist.sampler}), {store.cached_bytes / 2**20:.0f} MiB cached in RAM"
+                            + ("" if store.fully_cached else " (more than --cache-mb: decoded per sample)")
+                            + (f"; {len(data.val)} fixed validation pair(s) from the 'val' photos" if data.val else
+                               "; no 'val' photos, so no validation and no `best` checkpoint (use `last`)"))
         return store, val_store
 
     def _start_state(self) -> RunState:
