@@ -14,9 +14,9 @@ upscaled first), random flips and transpose, a parameter set drawn from the para
 empirical), the degradation, both images as 8-bit codes; with the same source, streams and params it is exactly
 the pair `lowsim generate` writes. Photos split as generate's rows do (lowsim.splits on the path below --src):
 'train' photos are trained on, 'val' photos give the fixed validation pairs (one per photo, drawn once from
-SeedSequence(VALIDATION_SEED, spawn_key=(VAL_STREAM, k)), the same for every --seed), 'test' photos are left out. Every training photo is decoded once
-up front (an unreadable one stops the run before step 1) and kept in RAM within --cache-mb; loader workers
-inherit that cache, photos past the budget are decoded on each use.
+SeedSequence(VALIDATION_SEED, spawn_key=(VAL_STREAM, k)), the same for every --seed), 'test' photos are left
+out. Every training photo is decoded once up front (an unreadable one stops the run before step 1) and kept in RAM
+within --cache-mb; loader workers inherit that cache, photos past the budget are decoded on each use.
 """
 from __future__ import annotations
 

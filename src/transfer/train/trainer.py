@@ -175,12 +175,11 @@ class Trainer:
 
     def _load_sources(self) -> tuple[SourceStore, SyntheticValidation | None]:
         """Decode the training photos into the RAM cache and (main process) make the validation pairs."""
-        data, config = self.data, self.config
+        data, config, dist = self.data, self.config, self.data.sources.dist
         store = SourceStore(data.train, int(config.cache_mb * 2**20))
-        val_store = SyntheticValidation(data.val, data.sources.dist, config.patch) \
-            if self.info.is_main and data.val else None
-        self.reporter.print(f"data: {len(data.train)} training photo(s) degraded on the fly ({data.sources.dist.model}, "
-                            f"sampler {data.sources.dist.sampler}), {store.cached_bytes / 2**20:.0f} MiB cached in RAM"
+        val_store = SyntheticValidation(data.val, dist, config.patch) if self.info.is_main and data.val else None
+        self.reporter.print(f"data: {len(data.train)} training photo(s) degraded on the fly ({dist.model}, sampler "
+                            f"{dist.sampler}), {store.cached_bytes / 2**20:.0f} MiB cached in RAM"
                             + ("" if store.fully_cached else " (more than --cache-mb: decoded per sample)")
                             + (f"; {len(data.val)} fixed validation pair(s) from the 'val' photos" if data.val else
                                "; no 'val' photos, so no validation and no `best` checkpoint (use `last`)"))
