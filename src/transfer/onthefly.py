@@ -34,7 +34,8 @@ from lowsim.splits import DEFAULT_FRACTIONS, assign_split
 from transfer.data import Decoded, PatchItem, bright_to_float, dark_to_float, whole_image_view
 from transfer.errors import TransferError
 
-TRAIN_STREAM = 0x0F1E  # spawn-key heads of training and validation samples (no generate key starts so)
+# spawn-key heads of training (3-part keys) and validation (2-part) samples; generate's keys are (i,) and (ORDER, c)
+TRAIN_STREAM = 0x0F1E
 VAL_STREAM = 0x0F1F
 BIT_DEPTH = 8  # generate's default depth: the same codes a manifest run trains on
 VALIDATION_SEED = 0  # validation pairs do not follow --seed: runs of several seeds validate on the same pairs
@@ -70,9 +71,9 @@ def resolve_sources(src: Path, params: Path, sampler: str | None) -> OnTheFlySou
 
     dist = load_onthefly_params(params, sampler)
     root, names = find_sources(Path(src))
-    items = {"train": [], "val": [], "test": []}
+    items: dict[str, list[SourceItem]] = {split: [] for split in DEFAULT_FRACTIONS}
     for name in names:
-        items.setdefault(assign_split(name, DEFAULT_FRACTIONS), []).append(SourceItem(name, root / name))
+        items[assign_split(name, DEFAULT_FRACTIONS)].append(SourceItem(name, root / name))
     if not items["train"]:
         raise TransferError(f"none of the {len(names)} photo(s) in --src falls in the train split (photos split "
                             "90/5/5 by a hash of their path); add photos", src)
