@@ -1,10 +1,13 @@
 """Pretraining on pairs made on the fly (transfer.onthefly): samples are lowsim's generate step, a pure function of
 (run seed, step, index in the global batch), the same for any number of workers or processes, and an interrupted
-run resumed equals an uninterrupted one."""
+run resumed equals an uninterrupted one; two torchrun processes train what one does."""
 from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -122,3 +125,21 @@ def test_interrupted_onthefly_run_resumed_equals_an_uninterrupted_one(tmp_path: 
     assert losses(tmp_path / "a") == losses(tmp_path / "b") and len(losses(tmp_path / "a")) == 5
     run_training(config(tmp_path / "c", photos, seed=1))
     assert losses(tmp_path / "c") != losses(tmp_path / "a")
+
+
+@pytest.mark.timeout(240)
+def test_torchrun_two_processes_train_what_one_does(tmp_path: Path, photos: Path) -> None:
+    def args(run_dir: Path) -> list[str]:
+        return ["-m", "transfer", "pretrain", "--params", "lol", "--src", str(photos), "--run-dir", str(run_dir),
+                "--iters", "3", "--width", "8", "--patch", "32", "--batch", "4", "--workers", "0", "--quiet"]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    for command in ([*torchrun, *args(tmp_path / "ddp")], [sys.executable, *args(tmp_path / "one")]):
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=200)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "ddp" / "config.json").read_text())["metrics"]["world_size"] == 2
+    ddp, one = weights(tmp_path / "ddp"), weights(tmp_path / "one")
+    # each rank degraded its half of the same global batches: equal up to the gradients' summation order
+    assert max(float((ddp[k] - one[k]).abs().max()) for k in one) < 1e-5
+    assert losses(tmp_path / "ddp") != [] and len(losses(tmp_path / "one")) == 3
