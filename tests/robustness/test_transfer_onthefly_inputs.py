@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from test_transfer_fixtures import make_lol  # noqa: F401
 from test_transfer_onthefly import write_photos
 from transfer_robustness import TINY, assert_one_line_error, good, run_cli  # noqa: F401
 
