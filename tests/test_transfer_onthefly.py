@@ -143,3 +143,13 @@ def test_torchrun_two_processes_train_what_one_does(tmp_path: Path, photos: Path
     # each rank degraded its half of the same global batches: equal up to the gradients' summation order
     assert max(float((ddp[k] - one[k]).abs().max()) for k in one) < 1e-5
     assert losses(tmp_path / "ddp") != [] and len(losses(tmp_path / "one")) == 3
+
+
+def test_global_local_gets_the_whole_sample_as_its_view(tmp_path: Path, photos: Path) -> None:
+    sources = resolve_sources(photos, shipped_params("lol"), None)
+    dataset = OnTheFlyDataset(SourceStore(sources.train, 2**30), sources.dist, 32, seed=0, batch=2, view_size=16)
+    dark, _, view = dataset[3]
+    assert view.shape == (16, 16, 3) and np.allclose(view, dark.reshape(16, 2, 16, 2, 3).mean(axis=(1, 3)),
+                                                     atol=1e-6)
+    result = run_training(config(tmp_path / "gl", photos, model="global_local", iters=2))
+    assert result["steps"] == 2
