@@ -95,12 +95,14 @@ def load_onthefly_params(params: Path, sampler: str | None) -> Any:
 
 def describe_sources(root: Path, names: Sequence[str], params: Path, dist: Any) -> dict[str, Any]:
     """config.json's data description; its sha256 covers what decides the samples (photos, params, sampler)."""
+    from lowsim.degradation.registry import get_model
     from lowsim.params import file_sha256
 
     listing = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+    # the model's noise samplers, as in generate's run signature: a lowsim that renders otherwise refuses --resume
     decided = {"scheme": SCHEME, "sources_sha256": listing, "n_sources": len(names),
                "params_sha256": file_sha256(params), "model": dist.model, "sampler": dist.sampler,
-               "bit_depth": BIT_DEPTH}
+               "noise_samplers": list(get_model(dist.model).samplers), "bit_depth": BIT_DEPTH}
     digest = hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()
     return {"kind": "onthefly", "src": printable(root), "params": printable(params), **decided, "sha256": digest}
 
