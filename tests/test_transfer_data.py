@@ -224,3 +224,12 @@ def test_patches_carry_a_flipped_view_of_their_whole_image(tmp_path: Path) -> No
                        dark_to_float(store.get(0).dark, 1.0).mean((0, 1)), atol=1e-5)
     with pytest.raises(ValueError, match="not both"):
         PatchDataset(store, 32, 3, 1, [1.0, 1.0, 1.0], view_size=16)
+
+
+@pytest.mark.parametrize("shape", [(64, 96), (37, 53), (400, 600), (20, 20)])
+def test_the_whole_image_view_pools_as_torch_does(shape: tuple[int, int]) -> None:
+    from transfer.data import adaptive_average_pool
+
+    img = np.random.default_rng(0).random((*shape, 3)).astype(np.float32)
+    expected = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(img).permute(2, 0, 1), 16).permute(1, 2, 0)
+    assert np.allclose(adaptive_average_pool(img, 16), expected.numpy(), atol=1e-6)
