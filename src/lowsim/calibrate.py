@@ -368,15 +368,22 @@ def _robust_var(x: np.ndarray) -> float:
     return float((1.4826 * np.median(np.abs(x - np.median(x)))) ** 2)
 
 
-def fit_noise(dark: np.ndarray, bright: np.ndarray, p: DegradationParams, rng: np.random.Generator,
-              n_pairs: int = NOISE_PIXEL_PAIRS, n_bins: int = NOISE_BINS) -> NoiseFit:
-    """Fit photon_scale and read_sigma to the residual spread of horizontal neighbour differences.
+@dataclass(frozen=True)
+class _NeighbourDiffs:
+    """The model at sampled horizontal neighbour pairs (1: left, 2: right) and their residual differences."""
 
-    Differences of horizontal neighbours cancel the spatially smooth model misfit; their spread per bin
-    of predicted intensity is matched by simulating the same statistic through the model (Gaussian
-    approximation of Poisson-Gaussian noise before the gamma, clip to [0, 1], gamma, 8-bit rounding),
-    with common random numbers so the objective changes continuously with the two parameters.
-    """
+    x1: np.ndarray  # pre-gamma model values
+    x2: np.ndarray
+    m1: np.ndarray  # post-gamma model values (the noiseless prediction of dark)
+    m2: np.ndarray
+    d1: np.ndarray  # dark values at the left pixels
+    resid_diff: np.ndarray  # (d1 - d2) - (m1 - m2)
+    level: np.ndarray  # predicted intensity of each pair, 0.5 (m1 + m2)
+
+
+def _neighbour_diffs(dark: np.ndarray, bright: np.ndarray, p: DegradationParams, rng: np.random.Generator,
+                     n_pairs: int) -> _NeighbourDiffs:
+    """Sample n_pairs horizontal neighbour pairs of valid pixels and evaluate the noiseless model there."""
     mask = valid_mask(dark, bright)
     left = mask[:, :-1] & mask[:, 1:]
     rows, cols = sample_pixels(left, n_pairs, rng)
@@ -387,57 +394,105 @@ def fit_noise(dark: np.ndarray, bright: np.ndarray, p: DegradationParams, rng: n
     theta = _params_to_theta(p)
     x1, m1 = (a.ravel() for a in _mean_model(theta, b1))
     x2, m2 = (a.ravel() for a in _mean_model(theta, b2))
-    resid_diff = (d1 - d2) - (m1 - m2)
-    level = 0.5 * (m1 + m2)
+    return _NeighbourDiffs(x1=x1, x2=x2, m1=m1, m2=m2, d1=d1, resid_diff=(d1 - d2) - (m1 - m2),
+                           level=0.5 * (m1 + m2))
+
+
+def _level_bins(level: np.ndarray, n_bins: int) -> list[np.ndarray]:
+    """Indices per quantile bin of predicted intensity, keeping bins of at least 50 pairs (at least 2 bins)."""
     edges = np.unique(np.quantile(level, np.linspace(0.0, 1.0, n_bins + 1)))
     which = np.clip(np.searchsorted(edges, level, side="right") - 1, 0, len(edges) - 2)
     bins = [np.flatnonzero(which == k) for k in range(len(edges) - 1)]
     bins = [k for k in bins if k.size >= 50]
     if len(bins) < 2:
         raise LowsimError("too few pixels to fit the noise")
-    data_var = np.array([_robust_var(resid_diff[k]) for k in bins])
+    return bins
+
+
+def _simulated_diff_var(nd: _NeighbourDiffs, z1: np.ndarray, z2: np.ndarray, inv_gamma: float,
+                        bins: list[np.ndarray], log_scale: float, log_sigma: float) -> np.ndarray:
+    """Robust variance per bin of the residual differences simulated through the model with noise z1, z2.
+
+    Gaussian approximation of the Poisson-Gaussian noise before the gamma, clip to [0, 1], gamma, 8-bit rounding.
+    """
+    var_pre1 = nd.x1 * math.exp(-log_scale) + math.exp(2 * log_sigma)
+    var_pre2 = nd.x2 * math.exp(-log_scale) + math.exp(2 * log_sigma)
+    s1 = np.rint(np.power(np.clip(nd.x1 + np.sqrt(var_pre1) * z1, 0.0, 1.0), inv_gamma) * 255.0)
+    s2 = np.rint(np.power(np.clip(nd.x2 + np.sqrt(var_pre2) * z2, 0.0, 1.0), inv_gamma) * 255.0)
+    sim = (s1 - s2) * LSB - (nd.m1 - nd.m2)
+    return np.array([_robust_var(sim[k]) for k in bins])
+
+
+def _noise_log_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of (log photon_scale, log read_sigma)."""
+    lo = np.log([BOUNDS["photon_scale"][0], BOUNDS["read_sigma"][0]])
+    hi = np.log([BOUNDS["photon_scale"][1], BOUNDS["read_sigma"][1]])
+    return lo, hi
+
+
+def _best_noise_fit(residuals: Callable[[np.ndarray], np.ndarray],
+                    delta_start: tuple[float, float]) -> optimize.OptimizeResult:
+    """Refine two starts of (log photon_scale, log read_sigma) by least squares and keep the better.
+
+    The starts are the delta-method estimate (close unless the gamma/clip/rounding matter) and the best point
+    of a coarse grid (the objective is a narrow valley).
+    """
+    lo, hi = _noise_log_bounds()
+    grid = [(math.log(s), math.log(r)) for s in np.logspace(0.5, 5.5, 6) for r in np.logspace(-3.5, -1.5, 3)]
+    starts = [delta_start, min(grid, key=lambda t: float(np.sum(residuals(np.array(t)) ** 2)))]
+    return min((optimize.least_squares(residuals, np.clip(np.array(t), lo + 1e-6, hi - 1e-6),
+                                       bounds=(lo, hi), diff_step=5e-2, x_scale=1.0, max_nfev=100)
+                for t in starts), key=lambda r: r.cost)
+
+
+def _noise_bound_notes(log_noise: np.ndarray) -> list[str]:
+    """Notes for a fitted (log photon_scale, log read_sigma) at its bounds."""
+    lo, hi = _noise_log_bounds()
+    notes = []
+    if log_noise[0] - lo[0] < 1e-3 or hi[0] - log_noise[0] < 1e-3:
+        notes.append("photon_scale at its bound")
+    if log_noise[1] - lo[1] < 1e-3:
+        notes.append("read_sigma at its lower bound (no read noise detectable)")
+    return notes
+
+
+# Keeps log() finite for an exactly noiseless bin.
+_NOISE_VAR_FLOOR = (0.05 * LSB) ** 2
+
+
+def fit_noise(dark: np.ndarray, bright: np.ndarray, p: DegradationParams, rng: np.random.Generator,
+              n_pairs: int = NOISE_PIXEL_PAIRS, n_bins: int = NOISE_BINS) -> NoiseFit:
+    """Fit photon_scale and read_sigma to the residual spread of horizontal neighbour differences.
+
+    Differences of horizontal neighbours cancel the spatially smooth model misfit; their spread per bin
+    of predicted intensity is matched by simulating the same statistic through the model (Gaussian
+    approximation of Poisson-Gaussian noise before the gamma, clip to [0, 1], gamma, 8-bit rounding),
+    with common random numbers so the objective changes continuously with the two parameters.
+    """
+    nd = _neighbour_diffs(dark, bright, p, rng, n_pairs)
+    bins = _level_bins(nd.level, n_bins)
+    data_var = np.array([_robust_var(nd.resid_diff[k]) for k in bins])
     counts = np.array([k.size for k in bins], dtype=np.float64)
-    z1, z2 = rng.standard_normal(x1.size), rng.standard_normal(x2.size)
+    z1, z2 = rng.standard_normal(nd.x1.size), rng.standard_normal(nd.x2.size)  # the common random numbers
     inv_gamma = 1.0 / p.gamma
 
     def simulated_var(log_scale: float, log_sigma: float) -> np.ndarray:
-        var_pre1 = x1 * math.exp(-log_scale) + math.exp(2 * log_sigma)
-        var_pre2 = x2 * math.exp(-log_scale) + math.exp(2 * log_sigma)
-        s1 = np.rint(np.power(np.clip(x1 + np.sqrt(var_pre1) * z1, 0.0, 1.0), inv_gamma) * 255.0)
-        s2 = np.rint(np.power(np.clip(x2 + np.sqrt(var_pre2) * z2, 0.0, 1.0), inv_gamma) * 255.0)
-        sim = (s1 - s2) * LSB - (m1 - m2)
-        return np.array([_robust_var(sim[k]) for k in bins])
-
-    floor = (0.05 * LSB) ** 2  # keeps log() finite for an exactly noiseless bin
+        return _simulated_diff_var(nd, z1, z2, inv_gamma, bins, log_scale, log_sigma)
 
     def residuals(theta_noise: np.ndarray) -> np.ndarray:
         sim = simulated_var(*theta_noise)
-        return np.sqrt(counts) * (np.log(sim + floor) - np.log(data_var + floor))
+        return np.sqrt(counts) * (np.log(sim + _NOISE_VAR_FLOOR) - np.log(data_var + _NOISE_VAR_FLOOR))
 
-    lo = np.log([BOUNDS["photon_scale"][0], BOUNDS["read_sigma"][0]])
-    hi = np.log([BOUNDS["photon_scale"][1], BOUNDS["read_sigma"][1]])
-    # Two starts: the delta-method estimate (close unless the gamma/clip/rounding matter) and the best
-    # point of a coarse grid (the objective is a narrow valley); refine both, keep the better.
-    pre_level = np.array([float(np.median(0.5 * (x1 + x2)[k])) for k in bins])
-    grid = [(math.log(s), math.log(r)) for s in np.logspace(0.5, 5.5, 6) for r in np.logspace(-3.5, -1.5, 3)]
-    starts = [_delta_method_start(pre_level, data_var, counts, p.gamma),
-              min(grid, key=lambda t: float(np.sum(residuals(np.array(t)) ** 2)))]
-    res = min((optimize.least_squares(residuals, np.clip(np.array(t), lo + 1e-6, hi - 1e-6),
-                                      bounds=(lo, hi), diff_step=5e-2, x_scale=1.0, max_nfev=100)
-               for t in starts), key=lambda r: r.cost)
+    pre_level = np.array([float(np.median(0.5 * (nd.x1 + nd.x2)[k])) for k in bins])
+    res = _best_noise_fit(residuals, _delta_method_start(pre_level, data_var, counts, p.gamma))
     photon_scale, read_sigma = (float(math.exp(v)) for v in res.x)
-    notes = []
-    if res.x[0] - lo[0] < 1e-3 or hi[0] - res.x[0] < 1e-3:
-        notes.append("photon_scale at its bound")
-    if res.x[1] - lo[1] < 1e-3:
-        notes.append("read_sigma at its lower bound (no read noise detectable)")
     # Spatial correlation check: single residuals (no differencing) vs neighbour differences / 2.
-    single = d1 - m1
-    ratio = _robust_var(single) / max(_robust_var(resid_diff) / 2.0, 1e-20)
+    single = nd.d1 - nd.m1
+    ratio = _robust_var(single) / max(_robust_var(nd.resid_diff) / 2.0, 1e-20)
     return NoiseFit(photon_scale=photon_scale, read_sigma=read_sigma,
-                    bin_intensity=np.array([float(np.median(level[k])) for k in bins]),
+                    bin_intensity=np.array([float(np.median(nd.level[k])) for k in bins]),
                     bin_spread=np.sqrt(data_var), model_spread=np.sqrt(simulated_var(*res.x)),
-                    correlated_ratio=float(ratio), notes=notes)
+                    correlated_ratio=float(ratio), notes=_noise_bound_notes(res.x))
 
 
 def _delta_method_start(pre_level: np.ndarray, diff_var: np.ndarray, counts: np.ndarray,
