@@ -537,30 +537,18 @@ def quality_view(img: np.ndarray, max_pixels: int = QUALITY_PIXELS) -> np.ndarra
     return img if step <= 1 else img[::step, ::step]
 
 
-def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: str,
-                     seed: int, downscale: float = 1.0) -> dict[str, Any]:
-    """Everything calibration records about one pair (a flat row of the per-pair table).
-
-    Both methods' fit quality is always measured (so they can be compared), and the joint noiseless fit
-    always runs because the mismatch check compares the dark image with its prediction. The noise fit
-    runs for the joint method only (the paper's noise is fixed).
-    """
+def _check_pair_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: str) -> None:
+    """Refuse an unknown method or images that are not (H, W, 3) of the same shape."""
     if method not in METHODS:
         raise LowsimError(f"unknown calibration method {method!r}, expected one of {', '.join(METHODS)}")
     if dark.shape != bright.shape or dark.ndim != 3 or dark.shape[2] != 3:
         raise LowsimError(f"pair {name!r}: images must be (H, W, 3) of the same shape, got "
                           f"{dark.shape} and {bright.shape}")
-    if method == "isp":
-        return _calibrate_arrays_isp(name, dark, bright, seed, downscale)
-    rng = np.random.default_rng(pair_seed(seed, name))
-    # Whole-image measurements (estimators, quality, checks) on a strided view of very large images
-    # (camera raw: 12+ Mpx) to bound memory; the fits sample pixels from the full images.
-    dark_view, bright_view = quality_view(dark), quality_view(bright)
-    row: dict[str, Any] = {"name": name, "method": method, "height": dark.shape[0], "width": dark.shape[1]}
-    notes: list[str] = []
-    failure = ""
-    chosen: DegradationParams | None = None
 
+
+def _record_paper_fit(row: dict[str, Any], notes: list[str], dark_view: np.ndarray, bright_view: np.ndarray,
+                      method: str) -> tuple[DegradationParams | None, str]:
+    """Add the paper estimators' columns to row; (params, failure) for method paper, (None, "") otherwise."""
     try:
         est = paper_estimate(dark_view, bright_view)
         paper, paper_notes = paper_params(est)
@@ -571,51 +559,97 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
         naive = DegradationParams(**{**paper.to_dict(), "photon_scale": 1.0, "gain_r": est.w_r,
                                      "gain_g": est.w_g, "gain_b": est.w_b})
         row.update({f"paper01_{k}": v for k, v in fit_quality(dark_view, bright_view, naive).items()})
-        if method == "paper":
-            chosen = paper
-            notes += paper_notes
     except LowsimError as err:
         notes.append(f"paper estimators failed: {err}")
-        if method == "paper":
-            failure = f"paper estimators failed: {err}"
+        return None, (f"paper estimators failed: {err}" if method == "paper" else "")
+    if method != "paper":
+        return None, ""
+    notes.extend(paper_notes)
+    return paper, ""
 
-    predicted = None
-    if int(valid_mask(dark, bright).sum()) >= MIN_VALID_PIXELS:
-        try:
-            mean = fit_mean(dark, bright, rng)
-            provisional = DegradationParams(**mean.values, photon_scale=1e3, read_sigma=0.0)
-            predicted = expected_dark(bright_view.astype(np.float32), provisional)
-            if method == "joint":
-                noise = fit_noise(dark, bright, provisional, rng)
-                mean = refit_mean_with_noise(dark, bright, mean, noise.photon_scale, noise.read_sigma, rng)
-                notes += mean.notes + noise.notes
-                chosen = DegradationParams(**mean.values, photon_scale=noise.photon_scale,
-                                           read_sigma=noise.read_sigma)
-                row.update({"noise_correlated_ratio": noise.correlated_ratio,
-                            "noise_bin_intensity": noise.bin_intensity.tolist(),
-                            "noise_bin_spread": noise.bin_spread.tolist(),
-                            "noise_model_spread": noise.model_spread.tolist()})
-                noisy = fit_quality(dark_view, bright_view, chosen, noisy=True)
-                row.update({f"joint_noisy_{k}": v for k, v in noisy.items()})
-                if not mean.success:
-                    failure = "joint fit did not converge"
-            row.update({f"stderr_{k}": v for k, v in mean.stderr.items()})
-            row.update({"max_param_correlation": mean.max_correlation,
-                        "most_correlated": mean.most_correlated, "fit_success": mean.success})
-            joint = chosen if method == "joint" and chosen is not None else provisional
-            row.update({f"joint_{k}": v for k, v in fit_quality(dark_view, bright_view, joint).items()})
-        except LowsimError as err:
-            if method == "joint":
-                failure = f"joint fit failed: {err}"
-                chosen = None
 
-    checks = pair_checks(dark_view, bright_view, predicted)
+def _record_noise_fit(row: dict[str, Any], notes: list[str], dark: np.ndarray, bright: np.ndarray,
+                      dark_view: np.ndarray, bright_view: np.ndarray, mean: MeanFit,
+                      provisional: DegradationParams, rng: np.random.Generator) -> tuple[MeanFit, DegradationParams]:
+    """Fit the noise, refit the mean under it and add their columns to row; (refitted mean, joint params)."""
+    noise = fit_noise(dark, bright, provisional, rng)
+    mean = refit_mean_with_noise(dark, bright, mean, noise.photon_scale, noise.read_sigma, rng)
+    notes.extend(mean.notes + noise.notes)
+    chosen = DegradationParams(**mean.values, photon_scale=noise.photon_scale, read_sigma=noise.read_sigma)
+    row.update({"noise_correlated_ratio": noise.correlated_ratio,
+                "noise_bin_intensity": noise.bin_intensity.tolist(),
+                "noise_bin_spread": noise.bin_spread.tolist(),
+                "noise_model_spread": noise.model_spread.tolist()})
+    noisy = fit_quality(dark_view, bright_view, chosen, noisy=True)
+    row.update({f"joint_noisy_{k}": v for k, v in noisy.items()})
+    return mean, chosen
+
+
+def _record_joint_fit(row: dict[str, Any], notes: list[str], dark: np.ndarray, bright: np.ndarray,
+                      dark_view: np.ndarray, bright_view: np.ndarray, method: str,
+                      rng: np.random.Generator) -> tuple[np.ndarray | None, DegradationParams | None, str]:
+    """Add the joint fit's columns to row; (the noiseless fit's predicted dark view, params, failure).
+
+    The params and failure are those of method joint (None, "" for the others). Columns and notes recorded
+    before a failure stay in row and notes.
+    """
+    predicted, chosen, failure = None, None, ""
+    if int(valid_mask(dark, bright).sum()) < MIN_VALID_PIXELS:
+        return predicted, chosen, failure
+    try:
+        mean = fit_mean(dark, bright, rng)
+        provisional = DegradationParams(**mean.values, photon_scale=1e3, read_sigma=0.0)
+        predicted = expected_dark(bright_view.astype(np.float32), provisional)
+        if method == "joint":
+            mean, chosen = _record_noise_fit(row, notes, dark, bright, dark_view, bright_view, mean, provisional,
+                                             rng)
+            if not mean.success:
+                failure = "joint fit did not converge"
+        row.update({f"stderr_{k}": v for k, v in mean.stderr.items()})
+        row.update({"max_param_correlation": mean.max_correlation,
+                    "most_correlated": mean.most_correlated, "fit_success": mean.success})
+        joint = chosen if method == "joint" and chosen is not None else provisional
+        row.update({f"joint_{k}": v for k, v in fit_quality(dark_view, bright_view, joint).items()})
+    except LowsimError as err:
+        if method == "joint":
+            return predicted, None, f"joint fit failed: {err}"
+    return predicted, chosen, failure
+
+
+def _record_outcome(row: dict[str, Any], notes: list[str], checks: PairChecks, chosen: DegradationParams | None,
+                    failure: str) -> None:
+    """Add the pair checks, the chosen params (NaN when none), whether and why the pair is excluded, and the notes."""
     row.update({f"check_{k}": v for k, v in checks.__dict__.items()})
     reason = exclusion_reason(checks) or failure or ("" if chosen is not None else "no fit possible")
     row.update(chosen.to_dict() if chosen is not None else {n: math.nan for n in PARAM_NAMES})
     row["excluded"] = bool(reason)
     row["reason"] = reason
     row["notes"] = "; ".join(notes)
+
+
+def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: str,
+                     seed: int, downscale: float = 1.0) -> dict[str, Any]:
+    """Everything calibration records about one pair (a flat row of the per-pair table).
+
+    Both methods' fit quality is always measured (so they can be compared), and the joint noiseless fit
+    always runs because the mismatch check compares the dark image with its prediction. The noise fit
+    runs for the joint method only (the paper's noise is fixed).
+    """
+    _check_pair_arrays(name, dark, bright, method)
+    if method == "isp":
+        return _calibrate_arrays_isp(name, dark, bright, seed, downscale)
+    rng = np.random.default_rng(pair_seed(seed, name))
+    # Whole-image measurements (estimators, quality, checks) on a strided view of very large images
+    # (camera raw: 12+ Mpx) to bound memory; the fits sample pixels from the full images.
+    dark_view, bright_view = quality_view(dark), quality_view(bright)
+    row: dict[str, Any] = {"name": name, "method": method, "height": dark.shape[0], "width": dark.shape[1]}
+    notes: list[str] = []
+    paper, paper_failure = _record_paper_fit(row, notes, dark_view, bright_view, method)
+    predicted, joint, joint_failure = _record_joint_fit(row, notes, dark, bright, dark_view, bright_view, method,
+                                                        rng)
+    chosen = paper if method == "paper" else joint
+    _record_outcome(row, notes, pair_checks(dark_view, bright_view, predicted), chosen,
+                    paper_failure or joint_failure)
     return row
 
 
