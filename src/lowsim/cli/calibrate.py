@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 import os
 import shlex
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 
@@ -65,63 +66,56 @@ def _print_summary(result: Any) -> None:
                   + (f", {result.report_path}" if result.report_path else ""))
 
 
-@app.command()
-@interruptible("no params file was written; run the same command again")
-def calibrate(
-    pairs: Path = typer.Option(..., "--pairs", help="Folder (or CSV) of real dark/bright pairs."),
-    layout: str = typer.Option("auto", "--layout", help="auto, sid, lol or csv."),
-    method: str = typer.Option("auto", "--method",
-                               help="auto (raw for camera-raw pairs, else isp), raw (photon transfer on raw "
-                                    "pairs: the raw noise model), isp (model v2: tone and colour fit, noise and "
-                                    "processing by matching residual statistics), joint (v1: the whole sRGB "
-                                    "model + noise) or paper (v1: seed 001's estimators)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Params JSON to write [params/<pairs name>.json]; it "
-                                       "records the pairs folder, `transfer finetune`'s default --pairs."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Report PNG [beside --out, same stem]."),
-    split: str = typer.Option("all", "--split",
-                              help="all, or pool: only pairs that assign_split puts in the pool (not val)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the pixel subsampling and noise simulation."),
-    workers: int = typer.Option(0, "--workers", help="Processes over pairs; 0 = one per CPU core."),
-    downscale: Optional[float] = typer.Option(None, "--downscale", help="isp: how much the camera's images were "
-                                              "resized (sensor pixels per image pixel along a side, >= 1) "
-                                              "[default: chosen from the dark images' noise]."),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
-                                             "pixels than this, from their header (decompression bombs) "
-                                             "[default: 100000000]."),
-) -> None:
-    """Calibrate the degradation model on real pairs: params JSON + per-pair Parquet + report PNG."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+# Help texts of the longer options, kept here so the command's signature stays readable.
+METHOD_HELP = ("auto (raw for camera-raw pairs, else isp), raw (photon transfer on raw pairs: the raw noise model), "
+               "isp (model v2: tone and colour fit, noise and processing by matching residual statistics), joint "
+               "(v1: the whole sRGB model + noise) or paper (v1: seed 001's estimators).")
+OUT_HELP = ("Params JSON to write [params/<pairs name>.json]; it records the pairs folder, `transfer finetune`'s "
+            "default --pairs.")
+DOWNSCALE_HELP = ("isp: how much the camera's images were resized (sensor pixels per image pixel along a side, "
+                  ">= 1) [default: chosen from the dark images' noise].")
+MAX_PIXELS_HELP = ("Refuse images with more decoded pixels than this, from their header (decompression bombs) "
+                   "[default: 100000000].")
 
-    from lowsim.calibrate import METHODS, SPLITS, run_calibration
-    from lowsim.imageio import set_max_pixels
-    from lowsim.raw.cli import calibrate_raw_command, resolve_method
-    from lowsim.safe_io import check_write_target
 
-    set_max_pixels(max_pixels)
-    if workers < 0:
-        raise LowsimError(f"--workers must be >= 0, got {workers}")
-    method = resolve_method(pairs, layout, method)
+def _params_out(pairs: Path, out: Path | None) -> Path:
+    """--out, by default params/<pairs folder name>.json (the default is printed); it must name a .json file."""
     if out is None:
         out = describe_default("--out", default_params_out(pairs), "params/<pairs folder name>.json")
     if out.suffix.lower() != ".json":
         raise LowsimError("--out must name a .json file", out)
-    if method == "raw":
-        calibrate_raw_command(pairs, layout, out, _command_line(pairs, layout, method, out, None, split, seed),
-                              workers or os.cpu_count() or 1)
-        return
+    return out
+
+
+def _check_fit_options(method: str, split: str, downscale: float | None) -> None:
+    """Refuse an unknown --method or --split, and a --downscale below 1 or without --method isp."""
+    from lowsim.calibrate import METHODS, SPLITS
+
     if method not in METHODS:
         raise LowsimError(f"unknown --method {method!r}, expected one of {', '.join(METHODS)}")
     if split not in SPLITS:
         raise LowsimError(f"unknown --split {split!r}, expected one of {', '.join(SPLITS)}")
     if downscale is not None and (not downscale >= 1.0 or method != "isp"):
         raise LowsimError(f"--downscale must be >= 1 and goes with --method isp; got {downscale} with {method}")
+
+
+def _report_target(out: Path, report: Path | None) -> Path:
+    """--report (default: beside --out), once both targets are known to be writable."""
+    from lowsim.safe_io import check_write_target
+
     if report is None:
         report = out.with_suffix(".png")
     for target in (out, report):  # before minutes of fitting: refuse a target we would not write to
         check_write_target(target)
-    n_workers = workers or os.cpu_count() or 1
-    source = _command_line(pairs, layout, method, out, report, split, seed)
+    return report
+
+
+@contextmanager
+def _calibration_progress() -> Iterator[tuple[Callable[[int], None], Callable[[dict[str, Any]], None]]]:
+    """A progress bar over pairs as (on_start, on_done) callbacks of run_calibration, stopped on leaving."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
     # The bar starts once the pairs are found, so a bad --pairs gives its one-line error alone.
     progress = Progress(TextColumn("calibrating"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn())
@@ -135,10 +129,47 @@ def calibrate(
         progress.update(task, advance=1, description=f"pair {row['name']}")
 
     try:
-        result = run_calibration(pairs, out, layout=layout, method=method, report=report, split=split,
-                                 seed=seed, workers=n_workers, source=source, on_start=on_start,
-                                 on_done=on_done, downscale=downscale)
+        yield on_start, on_done
     finally:
         if progress.live.is_started:
             progress.stop()
+
+
+@app.command()
+@interruptible("no params file was written; run the same command again")
+def calibrate(
+    pairs: Path = typer.Option(..., "--pairs", help="Folder (or CSV) of real dark/bright pairs."),
+    layout: str = typer.Option("auto", "--layout", help="auto, sid, lol or csv."),
+    method: str = typer.Option("auto", "--method", help=METHOD_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help=OUT_HELP),
+    report: Optional[Path] = typer.Option(None, "--report", help="Report PNG [beside --out, same stem]."),
+    split: str = typer.Option("all", "--split",
+                              help="all, or pool: only pairs that assign_split puts in the pool (not val)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the pixel subsampling and noise simulation."),
+    workers: int = typer.Option(0, "--workers", help="Processes over pairs; 0 = one per CPU core."),
+    downscale: Optional[float] = typer.Option(None, "--downscale", help=DOWNSCALE_HELP),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help=MAX_PIXELS_HELP),
+) -> None:
+    """Calibrate the degradation model on real pairs: params JSON + per-pair Parquet + report PNG."""
+    from lowsim.calibrate import run_calibration
+    from lowsim.imageio import set_max_pixels
+    from lowsim.raw.cli import calibrate_raw_command, resolve_method
+
+    set_max_pixels(max_pixels)
+    if workers < 0:
+        raise LowsimError(f"--workers must be >= 0, got {workers}")
+    method = resolve_method(pairs, layout, method)
+    out = _params_out(pairs, out)
+    n_workers = workers or os.cpu_count() or 1
+    if method == "raw":
+        calibrate_raw_command(pairs, layout, out, _command_line(pairs, layout, method, out, None, split, seed),
+                              n_workers)
+        return
+    _check_fit_options(method, split, downscale)
+    report = _report_target(out, report)
+    source = _command_line(pairs, layout, method, out, report, split, seed)
+    with _calibration_progress() as (on_start, on_done):
+        result = run_calibration(pairs, out, layout=layout, method=method, report=report, split=split,
+                                 seed=seed, workers=n_workers, source=source, on_start=on_start,
+                                 on_done=on_done, downscale=downscale)
     _print_summary(result)
