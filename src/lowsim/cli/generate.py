@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -31,6 +31,65 @@ def _dataset_paths(src: Optional[Path], out: Optional[Path], manifest: Optional[
     return out, manifest
 
 
+# Help texts of `generate`'s longer options, kept here so the command's signature stays readable.
+WORKERS_HELP = ("Worker processes, or with --backend ray and no --address the CPUs of a new local Ray instance "
+                "(the result does not depend on it).")
+BACKEND_HELP = ("local: worker processes on this machine; ray: shards of samples as Ray tasks (pip install "
+                "'lowsim\\[ray]'). Same output.")
+ADDRESS_HELP = ("Ray cluster to run on (HEAD:6379 or auto; --src and --out must be on a filesystem every node "
+                "mounts at the same path; default: a new local instance).")
+SHARD_SIZE_HELP = "Samples per Ray task (default: up to 16, fewer so that every CPU gets about 4 shards)."
+SAMPLER_HELP = ("normal (the fitted multivariate normal) or empirical (per-pair fits with a small jitter; v2 files) "
+                "[default: the params file's].")
+OUTPUT_HELP = ("srgb (dark PNGs) or raw (packed 16-bit Bayer .npy dark frames; needs a raw params file such as the "
+               "shipped sony_a7s2) [default: what the params file is for].")
+MAX_PIXELS_HELP = ("Refuse images with more decoded pixels than this, from their header (decompression bombs) "
+                   "[default: 100000000].")
+RECIPE_HELP = ("generic (albumentations darkening + noise; pip install 'lowsim\\[recipes]'), unprocessing (Brooks "
+               "et al. 2019's ranges), uncalibrated (model v2 from broad default ranges) or calibrated (--params). "
+               "See docs/recipes.md.")
+FORMAT_HELP = ("imagefolder (per-split folders of PNGs with metadata.parquet), or webdataset: the same plus tar "
+               "shards of 1000 samples in OUT/webdataset/ for streaming.")
+
+
+def _recipe_params_file(recipe: str, params: Optional[Path], output: Optional[str]) -> Path:
+    """The params file the recipe generates from (--params or its default for calibrated), checked for --output."""
+    from lowsim.raw.synthesize import check_output_kind
+    from lowsim.recipes import recipe_params
+
+    params = recipe_params(recipe, params)
+    params = _params_or_default(params) if recipe == "calibrated" else params
+    check_output_kind(params, output)
+    return params
+
+
+def _run_showing_warnings(**options: Any) -> Any:
+    """lowsim.generate.generate(**options), then its empty-split warnings as one yellow line each on stderr."""
+    import warnings
+
+    from lowsim.generate import generate as run
+    from lowsim.generate.publish import EmptySplitWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EmptySplitWarning)
+        result = run(**options)
+    for warning in caught:
+        typer.secho(f"warning: {warning.message}", err=True, fg=typer.colors.YELLOW)
+    return result
+
+
+def _finish_dataset(result: Any, data_format: str) -> None:
+    """Write the WebDataset shards when asked for, and say what the run made."""
+    if data_format == "webdataset":
+        from lowsim.webdataset import write_shards
+
+        shards = write_shards(result.manifest)
+        typer.echo(f"{len(shards)} WebDataset shard(s) in {result.out / 'webdataset'}")
+    errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
+    typer.echo(f"{result.n_ok} samples in {result.out} ({result.n_made} made now{errors}); "
+               f"manifest {result.manifest}")
+
+
 @app.command()
 @interruptible("run the same command again to resume")
 def generate(
@@ -44,80 +103,48 @@ def generate(
     size: Optional[int] = typer.Option(None, "--size", help="Random size x size crops (with flips); "
                                        "default: whole images."),
     seed: int = typer.Option(0, "--seed", help="Run seed: with the same inputs, the same dataset."),
-    workers: int = typer.Option(1, "--workers", help="Worker processes, or with --backend ray and no --address "
-                                "the CPUs of a new local Ray instance (the result does not depend on it)."),
+    workers: int = typer.Option(1, "--workers", help=WORKERS_HELP),
     bit_depth: int = typer.Option(8, "--bit-depth", help="8 or 16-bit PNG output."),
     split_fractions: str = typer.Option("train=0.9,val=0.05,test=0.05", "--split-fractions",
                                         help="Split names and fractions, assigned by source photo."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="Progress bar on stderr (default: when it is a terminal)."),
-    backend: str = typer.Option("local", "--backend", help="local: worker processes on this machine; ray: "
-                                "shards of samples as Ray tasks (pip install 'lowsim\\[ray]'). Same output."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to run on (HEAD:6379 or auto; "
-                                          "--src and --out must be on a filesystem every node mounts at the same "
-                                          "path; default: a new local instance)."),
-    shard_size: Optional[int] = typer.Option(None, "--shard-size", help="Samples per Ray task (default: up "
-                                             "to 16, fewer so that every CPU gets about 4 shards)."),
+    backend: str = typer.Option("local", "--backend", help=BACKEND_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
+    shard_size: Optional[int] = typer.Option(None, "--shard-size", help=SHARD_SIZE_HELP),
     model: Optional[str] = typer.Option(None, "--model", help="v1 or v2; must be the params file's model "
                                         "(default: the params file's)."),
-    sampler: Optional[str] = typer.Option(None, "--sampler", help="normal (the fitted multivariate normal) or "
-                                          "empirical (per-pair fits with a small jitter; v2 files) "
-                                          "[default: the params file's]."),
-    output: Optional[str] = typer.Option(None, "--output", help="srgb (dark PNGs) or raw (packed 16-bit Bayer "
-                                         ".npy dark frames; needs a raw params file such as the shipped sony_a7s2) "
-                                         "[default: what the params file is for]."),
-    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help="Refuse images with more decoded "
-                                             "pixels than this, from their header (decompression bombs) "
-                                             "[default: 100000000]."),
-    recipe: str = typer.Option("calibrated", "--recipe", help="generic (albumentations darkening + noise; pip "
-                               "install 'lowsim\\[recipes]'), unprocessing (Brooks et al. 2019's ranges), "
-                               "uncalibrated (model v2 from broad default ranges) or calibrated (--params). "
-                               "See docs/recipes.md."),
-    data_format: str = typer.Option("imagefolder", "--format", help="imagefolder (per-split folders of PNGs with "
-                                    "metadata.parquet), or webdataset: the same plus tar shards of 1000 samples "
-                                    "in OUT/webdataset/ for streaming."),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help=SAMPLER_HELP),
+    output: Optional[str] = typer.Option(None, "--output", help=OUTPUT_HELP),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help=MAX_PIXELS_HELP),
+    recipe: str = typer.Option("calibrated", "--recipe", help=RECIPE_HELP),
+    data_format: str = typer.Option("imagefolder", "--format", help=FORMAT_HELP),
 ) -> None:
     """Degrade clean photos into a synthetic low-light dataset (dark + clean PNGs and a Parquet manifest).
 
     The output does not depend on --workers, --backend or --shard-size. Run the same command to resume.
     """
     import sys
-    import warnings
 
-    from lowsim.generate import generate as run, ignore_file_size_signal
-    from lowsim.generate.publish import EmptySplitWarning
+    from lowsim.generate import ignore_file_size_signal
     from lowsim.imageio import set_max_pixels
-    from lowsim.raw.synthesize import check_output_kind
 
     set_max_pixels(max_pixels)
     ignore_file_size_signal()
     if data_format not in FORMATS:
         raise LowsimError(f"--format must be one of {', '.join(FORMATS)}; got {data_format!r}")
-    from lowsim.recipes import recipe_params
-
-    params = recipe_params(recipe, params)
-    params = _params_or_default(params) if recipe == "calibrated" else params
-    check_output_kind(params, output)
+    params = _recipe_params_file(recipe, params, output)
     if progress is None:
         progress = sys.stderr.isatty()
     out, manifest = _dataset_paths(src, out, manifest)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", EmptySplitWarning)
-        result = run(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
-                     seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
-                     progress=progress, backend=backend, address=address, shard_size=shard_size, model=model,
-                     sampler=sampler, on_note=lambda message: typer.echo(f"note: {message}", err=True),
-                     recipe=None if recipe == "calibrated" else recipe)  # the default: rows as the API writes them
-    for warning in caught:
-        typer.secho(f"warning: {warning.message}", err=True, fg=typer.colors.YELLOW)
-    if data_format == "webdataset":
-        from lowsim.webdataset import write_shards
-
-        shards = write_shards(result.manifest)
-        typer.echo(f"{len(shards)} WebDataset shard(s) in {result.out / 'webdataset'}")
-    errors = f", {result.n_errors} unreadable source(s) skipped (error rows)" if result.n_errors else ""
-    typer.echo(f"{result.n_ok} samples in {result.out} ({result.n_made} made now{errors}); "
-               f"manifest {result.manifest}")
+    result = _run_showing_warnings(src=src, n=n, params=params, out=out, manifest=manifest, size=size,
+                                   seed=seed, workers=workers, bit_depth=bit_depth, split_fractions=split_fractions,
+                                   progress=progress, backend=backend, address=address, shard_size=shard_size,
+                                   model=model, sampler=sampler,
+                                   on_note=lambda message: typer.echo(f"note: {message}", err=True),
+                                   # calibrated (the default): rows as the API writes them
+                                   recipe=None if recipe == "calibrated" else recipe)
+    _finish_dataset(result, data_format)
 
 
 @app.command()
