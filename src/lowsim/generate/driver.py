@@ -54,6 +54,42 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
     in every row; `params` must then be the recipe's file (lowsim.recipes.recipe_params).
     """
     note = on_note or (lambda message: None)
+    _check_counts(n, size, workers, bit_depth, seed)
+    _check_backend(backend, address, shard_size, max_retries)
+    fractions = parse_fractions(split_fractions)
+    dist = load_distribution(params, model, sampler)
+    root, sources = find_sources(src)
+    out = Path(out)
+    _check_printable_paths(out, manifest)
+    workers = _cap_workers(workers, n, backend, address, note)
+    manifest = Path(manifest) if manifest is not None else default_manifest(out)
+    spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
+                   params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
+                   fractions=tuple(fractions.items()), out=str(out.resolve()), model=dist.model,
+                   param_sampler=dist.sampler, recipe=recipe)
+    ignore_file_size_signal()
+    journal = _open_journal(out, spec)
+    try:
+        check_write_target(manifest)  # before any sample is made: refuse a target we would not write to
+        for message in journal.notes:
+            note(message)
+        done = {i: r for i, r in journal.load().items() if row_is_intact(r, out)}
+        check_sources_unchanged(spec, done)
+        executor = _executor(spec, dist, done, journal, backend=backend, workers=workers, address=address,
+                             shard_size=shard_size, max_retries=max_retries)
+        made = _run(spec, n, done, executor, progress)
+        rows = _final_rows(done, n)
+        _remove_surplus(out, {r["key"] for r in rows if r["status"] == "ok"})
+        ok_rows = [r for r in rows if r["status"] == "ok"]
+        metadata = publish(spec, dist, rows, n, out, manifest)
+    finally:
+        journal.close()
+    return GenerateResult(out=out, manifest=manifest, metadata=metadata, n_ok=len(ok_rows),
+                          n_errors=len(rows) - len(ok_rows), n_made=made, rows=rows)
+
+
+def _check_counts(n: int, size: int | None, workers: int, bit_depth: int, seed: int) -> None:
+    """Refuse a non-positive --n, --size or --workers, a --bit-depth other than 8 or 16 and a negative --seed."""
     if n <= 0:
         raise LowsimError(f"--n must be a positive number of samples, got {n}")
     if size is not None and size <= 0:
@@ -64,49 +100,36 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
         raise LowsimError(f"--bit-depth must be 8 or 16, got {bit_depth}")
     if seed < 0:
         raise LowsimError(f"--seed must be >= 0, got {seed}")
-    _check_backend(backend, address, shard_size, max_retries)
-    fractions = parse_fractions(split_fractions)
-    dist = load_distribution(params, model, sampler)
-    root, sources = find_sources(src)
-    out = Path(out)
+
+
+def _check_printable_paths(out: Path, manifest: Path | None) -> None:
+    """Refuse an --out or --manifest whose absolute path is not valid UTF-8 (the manifest stores paths as text)."""
     for option, value in (("--out", out), ("--manifest", manifest)):
         if value is not None and not is_printable(str(Path(value).resolve())):
             raise LowsimError(f"{option} path is not valid UTF-8 (the manifest stores paths as text); "
                               "choose another folder", printable(str(value)))
-    workers = _cap_workers(workers, n, backend, address, note)
-    manifest = Path(manifest) if manifest is not None else default_manifest(out)
-    spec = RunSpec(src_root=str(root), sources=tuple(sources), params_path=str(Path(params).resolve()),
-                   params_sha256=file_sha256(params), seed=seed, size=size, bit_depth=bit_depth,
-                   fractions=tuple(fractions.items()), out=str(out.resolve()), model=dist.model,
-                   param_sampler=dist.sampler, recipe=recipe)
-    ignore_file_size_signal()
+
+
+def _open_journal(out: Path, spec: RunSpec) -> Journal:
+    """The output folder's journal, opened (and locked) for this run's signature."""
     journal = Journal(out)
     try:
         journal.open(spec.signature())
     except OSError as err:
         raise LowsimError(f"cannot use the output folder ({err.strerror or err})", out) from None
-    try:
-        check_write_target(manifest)  # before any sample is made: refuse a target we would not write to
-        for message in journal.notes:
-            note(message)
-        done = {i: r for i, r in journal.load().items() if row_is_intact(r, out)}
-        check_sources_unchanged(spec, done)
-        if backend == "ray":
-            from lowsim.generate.ray_executor import ray_executor
+    return journal
 
-            executor = ray_executor(spec, dist, done, journal, workers=workers, address=address,
-                                    shard_size=shard_size, max_retries=max_retries)
-        else:
-            executor = local_executor(spec, dist, done, journal, workers)
-        made = _run(spec, n, done, executor, progress)
-        rows = _final_rows(done, n)
-        _remove_surplus(out, {r["key"] for r in rows if r["status"] == "ok"})
-        ok_rows = [r for r in rows if r["status"] == "ok"]
-        metadata = publish(spec, dist, rows, n, out, manifest)
-    finally:
-        journal.close()
-    return GenerateResult(out=out, manifest=manifest, metadata=metadata, n_ok=len(ok_rows),
-                          n_errors=len(rows) - len(ok_rows), n_made=made, rows=rows)
+
+def _executor(spec: RunSpec, dist: Any, done: dict[int, dict[str, Any]], journal: Journal, *, backend: str,
+              workers: int, address: str | None, shard_size: int | None,
+              max_retries: int) -> ContextManager[RunMissing]:
+    """The backend that makes missing samples: Ray tasks, or worker processes on this machine."""
+    if backend == "ray":
+        from lowsim.generate.ray_executor import ray_executor
+
+        return ray_executor(spec, dist, done, journal, workers=workers, address=address,
+                            shard_size=shard_size, max_retries=max_retries)
+    return local_executor(spec, dist, done, journal, workers)
 
 
 def load_distribution(params: Path, model: str | None, sampler: str | None) -> Any:
