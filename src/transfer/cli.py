@@ -303,56 +303,63 @@ def models(width: Width = None) -> None:
 _DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
+# ---- options of `transfer experiment` (aliases keep its signature short) ----
+ExpPairs = Annotated[Path, typer.Option("--pairs", help="Real pairs to split into a training pool (~80%) and a "
+                                                        "validation split (~20%, by a hash of the name).")]
+ExpValPairs = Annotated[Optional[Path], typer.Option("--val-pairs", help="A separate validation set; then all "
+                                                                         "of --pairs is the training pool.")]
+ExpClean = Annotated[Optional[list[Path]], typer.Option("--clean", help="Clean source photo folder(s); "
+                                                                        "repeatable.")]
+ExpOut = Annotated[Path, typer.Option("--out", help="Working folder (data, runs, logs).")]
+ExpDocs = Annotated[Path, typer.Option("--docs", help="Where results.md, CSVs and figures go.")]
+ExpQuick = Annotated[bool, typer.Option("--quick", help="Tiny budgets: the same loop in a few minutes.")]
+ExpN = Annotated[Optional[int], typer.Option("--n", help="Synthetic pairs (default 6000, as the paper).")]
+ExpPretrainIters = Annotated[Optional[int], typer.Option("--pretrain-iters")]
+ExpFinetuneIters = Annotated[Optional[int], typer.Option("--finetune-iters")]
+ExpPaperAblation = Annotated[bool, typer.Option("--paper-ablation/--no-paper-ablation",
+                                                help="Also run the paper-faithful pipeline.")]
+ExpZoo = Annotated[bool, typer.Option("--zoo/--no-zoo", help="Also run the model-zoo rows (every model at one "
+                                                          "shared, smaller budget).")]
+ExpZooOnly = Annotated[bool, typer.Option("--zoo-only", help="Split, calibrate and generate, then only the "
+                                                             "zoo rows (updates that section of results.md).")]
+ExpModels = Annotated[Optional[str], typer.Option("--models", help="Comma-separated models for the zoo rows "
+                                                                  "(default: all registered).")]
+ExpZooPretrainIters = Annotated[Optional[int], typer.Option("--zoo-pretrain-iters")]
+ExpZooFinetuneIters = Annotated[Optional[int], typer.Option("--zoo-finetune-iters")]
+ExpCalibration = Annotated[str, typer.Option("--calibration", help="The main pipeline's calibration: isp "
+                                                                   "(model v2) or joint (model v1).")]
+ExpParams = Annotated[Optional[Path], typer.Option("--params", help="Use this params file for the main pipeline "
+                                                                   "instead of calibrating the pool (it must not "
+                                                                   "have seen the validation pairs).")]
+ExpSampler = Annotated[Optional[str], typer.Option("--sampler", help="lowsim generate --sampler for the main "
+                                                                    "pipeline (normal | empirical).")]
+ExpModel = Annotated[Optional[str], typer.Option("--model", help="Table 1's network (default global_local; the "
+                                                                "zoo rows run every registered model).")]
+ExpSubsetSeeds = Annotated[Optional[str], typer.Option("--subset-seeds", help="Comma-separated seeds: each "
+                                                       "fine-tuned and scratch row is the mean ± s.d. over these "
+                                                       "subsets of the pool (default 0,1,2).")]
+ExpFinetuneMethods = Annotated[Optional[str], typer.Option("--finetune-methods", help="Comma-separated "
+                                                           "fine-tuning methods, one row each (last-blocks, "
+                                                           "adapter, all; default all three; the first is the one "
+                                                           "figures and recipe rows follow).")]
+ExpFinetuneLr = Annotated[Optional[float], typer.Option("--finetune-lr", help="Fine-tuning learning rate "
+                                                        "(default: the one chosen by scripts/tune_finetune.py).")]
+ExpRecipes = Annotated[Optional[str], typer.Option("--recipes", help="Comma-separated data recipes to add rows "
+                                                  "for (generic, unprocessing, uncalibrated; docs/recipes.md): "
+                                                  "each generated, pretrained and fine-tuned as the main row "
+                                                  "(default: none).")]
+
+
 @app.command()
 def experiment(
-    pairs: Annotated[Path, typer.Option("--pairs", help="Real pairs to split into a training pool (~80%) and a "
-                                                        "validation split (~20%, by a hash of the name).")]
-    = _DATA / "lol-dev",
-    val_pairs: Annotated[Optional[Path], typer.Option("--val-pairs", help="A separate validation set; then all "
-                                                                          "of --pairs is the training pool.")] = None,
-    clean: Annotated[Optional[list[Path]], typer.Option("--clean", help="Clean source photo folder(s); "
-                                                                        "repeatable.")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Working folder (data, runs, logs).")] = Path("runs/experiment"),
-    docs: Annotated[Path, typer.Option("--docs", help="Where results.md, CSVs and figures go.")] = Path("docs"),
-    layout: Layout = "auto",
-    quick: Annotated[bool, typer.Option("--quick", help="Tiny budgets: the same loop in a few minutes.")] = False,
-    n: Annotated[Optional[int], typer.Option("--n", help="Synthetic pairs (default 6000, as the paper).")] = None,
-    pretrain_iters: Annotated[Optional[int], typer.Option("--pretrain-iters")] = None,
-    finetune_iters: Annotated[Optional[int], typer.Option("--finetune-iters")] = None,
-    paper_ablation: Annotated[bool, typer.Option("--paper-ablation/--no-paper-ablation",
-                                                 help="Also run the paper-faithful pipeline.")] = True,
-    zoo: Annotated[bool, typer.Option("--zoo/--no-zoo", help="Also run the model-zoo rows (every model at one "
-                                                           "shared, smaller budget).")] = True,
-    zoo_only: Annotated[bool, typer.Option("--zoo-only", help="Split, calibrate and generate, then only the "
-                                                              "zoo rows (updates that section of results.md).")]
-    = False,
-    models: Annotated[Optional[str], typer.Option("--models", help="Comma-separated models for the zoo rows "
-                                                                   "(default: all registered).")] = None,
-    zoo_pretrain_iters: Annotated[Optional[int], typer.Option("--zoo-pretrain-iters")] = None,
-    zoo_finetune_iters: Annotated[Optional[int], typer.Option("--zoo-finetune-iters")] = None,
-    calibration: Annotated[str, typer.Option("--calibration", help="The main pipeline's calibration: isp "
-                                                                    "(model v2) or joint (model v1).")] = "isp",
-    params: Annotated[Optional[Path], typer.Option("--params", help="Use this params file for the main pipeline "
-                                                                    "instead of calibrating the pool (it must not "
-                                                                    "have seen the validation pairs).")] = None,
-    sampler: Annotated[Optional[str], typer.Option("--sampler", help="lowsim generate --sampler for the main "
-                                                                     "pipeline (normal | empirical).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", help="Table 1's network (default global_local; the "
-                                                                 "zoo rows run every registered model).")] = None,
-    subset_seeds: Annotated[Optional[str], typer.Option("--subset-seeds", help="Comma-separated seeds: each "
-                                                        "fine-tuned and scratch row is the mean ± s.d. over these "
-                                                        "subsets of the pool (default 0,1,2).")] = None,
-    finetune_methods: Annotated[Optional[str], typer.Option("--finetune-methods", help="Comma-separated "
-                                                            "fine-tuning methods, one row each (last-blocks, "
-                                                            "adapter, all; default all three; the first is the one "
-                                                            "figures and recipe rows follow).")] = None,
-    finetune_lr: Annotated[Optional[float], typer.Option("--finetune-lr", help="Fine-tuning learning rate "
-                                                         "(default: the one chosen by scripts/tune_finetune.py).")]
-    = None,
-    recipes: Annotated[Optional[str], typer.Option("--recipes", help="Comma-separated data recipes to add rows "
-                                                   "for (generic, unprocessing, uncalibrated; docs/recipes.md): "
-                                                   "each generated, pretrained and fine-tuned as the main row "
-                                                   "(default: none).")] = None,
+    pairs: ExpPairs = _DATA / "lol-dev", val_pairs: ExpValPairs = None, clean: ExpClean = None,
+    out: ExpOut = Path("runs/experiment"), docs: ExpDocs = Path("docs"), layout: Layout = "auto",
+    quick: ExpQuick = False, n: ExpN = None, pretrain_iters: ExpPretrainIters = None,
+    finetune_iters: ExpFinetuneIters = None, paper_ablation: ExpPaperAblation = True, zoo: ExpZoo = True,
+    zoo_only: ExpZooOnly = False, models: ExpModels = None, zoo_pretrain_iters: ExpZooPretrainIters = None,
+    zoo_finetune_iters: ExpZooFinetuneIters = None, calibration: ExpCalibration = "isp", params: ExpParams = None,
+    sampler: ExpSampler = None, model: ExpModel = None, subset_seeds: ExpSubsetSeeds = None,
+    finetune_methods: ExpFinetuneMethods = None, finetune_lr: ExpFinetuneLr = None, recipes: ExpRecipes = None,
     seed: Seed = 0,
 ) -> None:
     """The founding paper's Table 1 on real pairs: split, calibrate, generate, pretrain, fine-tune, evaluate."""
