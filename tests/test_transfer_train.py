@@ -70,6 +70,19 @@ def test_existing_run_needs_resume_and_the_same_options(tmp_path: Path, lol_tiny
         run_training(tiny_config(tmp_path / "r", pairs=lol_tiny, iters=3, val_split=False, resume=True, lr=1e-2))
 
 
+def test_resuming_a_finished_run_trains_nothing_and_keeps_its_summary(tmp_path: Path, lol_tiny: Path) -> None:
+    options = dict(pairs=lol_tiny, iters=3, val_split=False)
+    first = run_training(tiny_config(tmp_path / "r", **options))
+    before = weights(tmp_path / "r")
+    again = run_training(tiny_config(tmp_path / "r", resume=True, **options))
+    assert again == first  # the summary of the run that trained (its loss and time), not of this no-op
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["metrics"] == first
+    after = weights(tmp_path / "r")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(TransferError, match="options differ"):  # a finished run made otherwise is not taken for it
+        run_training(tiny_config(tmp_path / "r", resume=True, **{**options, "iters": 4}))
+
+
 def test_finetune_trains_only_the_last_blocks(tmp_path: Path, manifest_tiny: Path, lol_tiny: Path) -> None:
     run_training(tiny_config(tmp_path / "pre", mode="pretrain", manifest=manifest_tiny, iters=2))
     pre = weights(tmp_path / "pre")

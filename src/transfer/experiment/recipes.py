@@ -45,8 +45,8 @@ def pretrain_recipe(exp: Experiment, recipe: str, manifest: Path, train_args: li
     """Pretrain the main row's network for its iterations on a recipe's data; returns the run folder."""
     b = exp.budget
     run_dir = exp.out / "runs" / f"pretrain-recipe-{recipe}"
-    exp.run(f"pretrain-recipe-{recipe}", "transfer", "pretrain", "--manifest", manifest, "--model", b.model,
-            "--run-dir", run_dir, "--iters", b.pretrain_iters, "--seed", exp.seed, *train_args)
+    exp.train(f"pretrain-recipe-{recipe}", run_dir, "pretrain", "--manifest", manifest, "--model", b.model,
+              "--iters", b.pretrain_iters, "--seed", exp.seed, *train_args)
     return run_dir
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -153,6 +154,15 @@ class Experiment:
         print(f"[{stage}] done in {seconds:.1f} s", flush=True)
         return seconds
 
+    def train(self, stage: str, run_dir: Path, command: str, *args: str | Path | int | float) -> float:
+        """Run a training stage (pretrain, finetune, train) so that rerunning the experiment continues it: a run
+        folder that holds a checkpoint is resumed (the trainer refuses one made with other options; a finished one
+        trains nothing and is kept). Returns the run's own training time, from its config.json."""
+        resume = ["--resume"] if (run_dir / "last").is_dir() else []
+        wall = self.run(stage, "transfer", command, "--run-dir", run_dir, *resume, *args)
+        self.stage_seconds[stage] = recorded_seconds(run_dir, wall)
+        return self.stage_seconds[stage]
+
     # -- stage 1: split ------------------------------------------------------------------------
     def split_real_pairs(self) -> tuple[Path, Path, int, int]:
         """Write pool.csv and val.csv (CSV layout) so every later stage sees only its own pairs."""
@@ -196,6 +206,14 @@ class Experiment:
         scores = self.score(name, checkpoint, pairs_csv)
         return self.add_row(seeded_row(name, [scores], self.docs, pairs_used=pairs_used, budget=budget,
                                        seconds=seconds, note=note))
+
+
+def recorded_seconds(run_dir: Path, default: float) -> float:
+    """The seconds a training run's config.json records for the invocation that trained it (else `default`)."""
+    try:
+        return float(json.loads((run_dir / "config.json").read_text())["metrics"]["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
 
 
 def write_pairs_csv(path: Path, pairs: Sequence[Pair]) -> None:

@@ -78,9 +78,8 @@ def pretrain_all(exp: Experiment, pool_csv: Path, methods: list[str], train_args
     for method in methods:
         manifest = make_synthetic(exp, method, pool_csv, source)
         iters = b.pretrain_iters if method == exp.method else b.paper_pretrain_iters
-        exp.run(f"pretrain-{method}", "transfer", "pretrain", "--manifest", manifest, "--model", b.model,
-                "--run-dir", out / "runs" / f"pretrain-{method}", "--iters", iters, "--seed", exp.seed,
-                *train_args)
+        exp.train(f"pretrain-{method}", out / "runs" / f"pretrain-{method}", "pretrain", "--manifest", manifest,
+                  "--model", b.model, "--iters", iters, "--seed", exp.seed, *train_args)
     exp.run("preview", "lowsim", "preview", "--src", _first_image(source), "--params", main_params(exp),
             "--seed", exp.seed, "--out", exp.docs / "fig3_degradation.png")
 
@@ -140,14 +139,15 @@ def finetune_row(exp: Experiment, name: str, frac: float, *extra: str | Path, po
         stage = run_name(name, seed)
         train_csv, holdout_csv, used = subset_csvs(pool_csv, frac, seed, exp.out / "pairs" / stage)
         args: list[str | Path] = ["--pairs", train_csv, "--layout", "csv", "--no-val-split", "--frac", 1.0,
-                                  "--run-dir", exp.out / "runs" / stage, "--seed", seed, "--iters", iters, *train_args]
+                                  "--seed", seed, "--iters", iters, *train_args]
         if holdout_csv is not None:
             args += ["--val-pairs", holdout_csv, "--val-limit", b.holdout_val]
+        run_dir = exp.out / "runs" / stage
         if checkpoint is None:
-            seconds.append(exp.run(stage, "transfer", "train", "--model", b.model, *args, *extra))
+            seconds.append(exp.train(stage, run_dir, "train", "--model", b.model, *args, *extra))
         else:
-            seconds.append(exp.run(stage, "transfer", "finetune", "--checkpoint", checkpoint, "--lr", b.finetune_lr,
-                                   *args, *extra))
+            seconds.append(exp.train(stage, run_dir, "finetune", "--checkpoint", checkpoint, "--lr", b.finetune_lr,
+                                     *args, *extra))
         scores.append(exp.score(f"{name} seed {seed}", exp.out / "runs" / stage, val_csv))
     budget = f"{iters} it × {b.batch}, lr {1e-3 if checkpoint is None else b.finetune_lr:g}"
     if frac < 1:

@@ -33,7 +33,7 @@ def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Pa
     rows = []
     for model in models:
         pre_dir, ft_dir = out / "runs" / f"zoo-{model}-pretrain", out / "runs" / f"zoo-{model}-finetune10"
-        pre_s = _train_stage(exp, f"zoo-{model}-pretrain", pre_dir, "pretrain", "--manifest", manifest,
+        pre_s = exp.train(f"zoo-{model}-pretrain", pre_dir, "pretrain", "--manifest", manifest,
                              "--model", model, "--iters", b.zoo_pretrain_iters, *common)
         zero = _evaluate(exp, f"zoo-{model}-zero-shot", pre_dir, val_csv)
         args: list[str | Path] = ["--checkpoint", pre_dir, "--model", model, "--pairs", train_csv, "--layout",
@@ -41,7 +41,7 @@ def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Pa
                                   b.zoo_finetune_iters, "--lr", b.finetune_lr, *common]
         if holdout_csv is not None:
             args += ["--val-pairs", holdout_csv, "--val-limit", b.holdout_val]
-        ft_s = _train_stage(exp, f"zoo-{model}-finetune10", ft_dir, "finetune", *args)
+        ft_s = exp.train(f"zoo-{model}-finetune10", ft_dir, "finetune", *args)
         tuned = _evaluate(exp, f"zoo-{model}-finetuned-10", ft_dir, val_csv)
         pre_metrics, ft_metrics = _metrics(pre_dir), _metrics(ft_dir)
         row = ZooRow(model, pre_metrics["total_params"], ft_metrics["trainable_params"],
@@ -50,19 +50,6 @@ def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Pa
         print(f"  -> {model}: zero-shot {zero[0]:.2f} dB, fine-tuned 10% ({used} pairs) {tuned[0]:.2f} dB, "
               f"{row.train_images_per_s:.1f} img/s", flush=True)
     return rows, used
-
-
-def _train_stage(exp: Experiment, stage: str, run_dir: Path, command: str, *args: str | Path | int | float) -> float:
-    """Run a training stage; a finished run is kept (the zoo is long), an interrupted one resumes."""
-    config = run_dir / "config.json"
-    if config.is_file():
-        metrics = json.loads(config.read_text()).get("metrics", {})
-        if metrics.get("stop_reason") in ("completed", "early_stopping"):
-            print(f"[{stage}] finished earlier in {run_dir}; kept", flush=True)
-            exp.stage_seconds[stage] = float(metrics["seconds"])
-            return exp.stage_seconds[stage]
-    resume = ["--resume"] if (run_dir / "last").is_dir() else []
-    return exp.run(stage, "transfer", command, "--run-dir", run_dir, *resume, *args)
 
 
 def _evaluate(exp: Experiment, name: str, checkpoint: Path, val_csv: Path) -> tuple[float, float]:

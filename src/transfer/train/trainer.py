@@ -132,6 +132,8 @@ class Trainer:
             self.reporter.print(note)
         self.state = self._start_state()
         self.saved_step = self.state.step if self.resuming else None
+        # a resumed run that had already finished trains nothing: its summary stays the one of the run that trained
+        self.finished_summary = _finished_summary(self.run_dir, self.state.step) if self.resuming else None
         self.run_config = self._write_run_files()
         self.net = self._wrap_for_processes()
         # on the fly, every sample costs a degradation: load in workers even when every photo is cached
@@ -385,6 +387,8 @@ class Trainer:
         state = self.state
         broadcast_buffers(self.model, self.info)  # CPU batch norm keeps per-process running statistics: rank 0's
         checksums = gather_strings(_weights_checksum(self.model), self.info)
+        if self.finished_summary is not None and state.step == self.finished_summary.get("steps"):
+            return self._keep_finished_summary()
         result = {"run_dir": str(self.run_dir), "mode": self.config.mode, "steps": state.step,
                   "total_steps": self.total, "stop_reason": stop_reason, "final_loss": self.last_loss,
                   "best_val_psnr": state.best_val_psnr, "best_step": state.best_step,
@@ -404,6 +408,26 @@ class Trainer:
                                 + (f", best validation PSNR {state.best_psnr:.2f} dB (step {state.best_step})"
                                    if state.best_step else ""))
         return result
+
+
+    def _keep_finished_summary(self) -> dict[str, Any]:
+        """A run resumed after it had finished: config.json keeps the summary of the invocation that trained."""
+        result = self.finished_summary
+        if self.info.is_main:
+            self.run_config["metrics"] = result
+            atomic_write_text(self.run_dir / CONFIG_JSON, json.dumps(self.run_config, indent=2) + "\n")
+            self.reporter.print(f"already {result.get('stop_reason')} at step {self.state.step}/{self.total}; nothing "
+                                "to train")
+        return result
+
+
+def _finished_summary(run_dir: Path, step: int) -> dict[str, Any] | None:
+    """The summary config.json holds for a run that finished at `step` (None for any other run)."""
+    try:
+        metrics = json.loads((run_dir / CONFIG_JSON).read_text()).get("metrics")
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("steps") == step else None
 
 
 def _diverged(step: int, loss: float, lr: float, saved_step: int | None, last_dir: Path) -> TrainingDiverged:
