@@ -160,20 +160,29 @@ def _stub_runs(exp, calls: list) -> None:
     exp.run = run
 
 
-def test_recipe_rows_generate_pretrain_and_finetune_at_the_main_rows_budget(tmp_path: Path, lol_dev: Path) -> None:
-    pytest.importorskip("torch")
+def _stubbed_experiment(tmp_path: Path, lol_dev: Path, budget) -> tuple:
+    """An experiment on 20 pool and 3 val pairs of lol-dev whose stages are recorded, not run: (exp, pool CSV,
+    val CSV, calls)."""
     from lowsim.pairs import find_pairs
-    from transfer.experiment import Budget, Experiment, write_pairs_csv
-    from transfer.experiment.recipes import recipe_rows
+    from transfer.experiment import Experiment, write_pairs_csv
 
     pool_csv, val_csv = tmp_path / "pool.csv", tmp_path / "val.csv"
     pairs = find_pairs(lol_dev)
     write_pairs_csv(pool_csv, pairs[:20])
     write_pairs_csv(val_csv, pairs[20:23])
-    budget = Budget.quick()
     exp = Experiment(pairs=lol_dev, clean=[tmp_path], out=tmp_path / "out", docs=tmp_path / "docs", budget=budget)
     calls: list = []
     _stub_runs(exp, calls)
+    return exp, pool_csv, val_csv, calls
+
+
+def test_recipe_rows_generate_pretrain_and_finetune_at_the_main_rows_budget(tmp_path: Path, lol_dev: Path) -> None:
+    pytest.importorskip("torch")
+    from transfer.experiment import Budget
+    from transfer.experiment.recipes import recipe_rows
+
+    budget = Budget.quick()
+    exp, pool_csv, val_csv, calls = _stubbed_experiment(tmp_path, lol_dev, budget)
     rows = recipe_rows(exp, ["generic", "unprocessing"], pool_csv, val_csv, ["--width", 8], ["--width", 8])
     assert [r.name for r in rows] == ["recipe generic: zero-shot", "recipe generic: fine-tuned 10%, last 2 blocks",
                                       "recipe unprocessing: zero-shot",
@@ -221,20 +230,13 @@ def test_experiment_recipes_refuses_unknown_repeated_or_calibrated(text: str) ->
 
 def test_recipe_rows_follow_the_first_fine_tuning_method_and_its_rate(tmp_path: Path, lol_dev: Path) -> None:
     pytest.importorskip("torch")
-    from lowsim.pairs import find_pairs
-    from transfer.experiment import Budget, Experiment, write_pairs_csv
+    from transfer.experiment import Budget
     from transfer.experiment.recipes import recipe_rows
     from transfer.experiment.table1 import finetune_rows
 
-    pool_csv, val_csv = tmp_path / "pool.csv", tmp_path / "val.csv"
-    pairs = find_pairs(lol_dev)
-    write_pairs_csv(pool_csv, pairs[:20])
-    write_pairs_csv(val_csv, pairs[20:23])
     budget = Budget.quick()
     budget.finetune_methods, budget.finetune_lr = ("all", "last-blocks"), 3e-4
-    exp = Experiment(pairs=lol_dev, clean=[tmp_path], out=tmp_path / "out", docs=tmp_path / "docs", budget=budget)
-    calls: list = []
-    _stub_runs(exp, calls)
+    exp, pool_csv, val_csv, calls = _stubbed_experiment(tmp_path, lol_dev, budget)
     finetune_rows(exp, pool_csv, val_csv, ["--width", 8], False, [])
     rows = recipe_rows(exp, ["generic"], pool_csv, val_csv, ["--width", 8], ["--width", 8])
     assert [r.name for r in exp.rows[:2]] == ["fine-tuned 10%, all layers", "fine-tuned 10%, last 2 blocks"]

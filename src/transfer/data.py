@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -216,21 +216,18 @@ def bright_to_float(bright: np.ndarray) -> np.ndarray:
     return bright.astype(np.float32) * np.float32(scale)
 
 
-class PairStore:
-    """Decoded pairs, cached in RAM up to a byte budget; pairs past the budget are decoded on each use."""
+class DecodedStore(Generic[T]):
+    """Items decoded once up front, so that an unreadable or mismatched one stops the run before training starts
+    rather than in a loader worker hours later, and kept in RAM up to a byte budget (past it: decoded on each use).
+    Subclasses say how to decode an item."""
 
-    def __init__(self, items: Sequence[PairItem], input_kind: str, cache_bytes: int,
-                 on_item: Callable[[int], None] | None = None) -> None:
+    def __init__(self, items: Sequence[Any], cache_bytes: int, on_item: Callable[[int], None] | None = None) -> None:
         self.items = list(items)
-        self.input_kind = input_kind
-        self.cache: dict[int, Decoded] = {}
-        self.dark_shapes: list[tuple[int, int]] = []
+        self.cache: dict[int, T] = {}
         used = 0
-        # Every pair is decoded once up front so that size mismatches and unreadable files stop the run
-        # before training starts rather than in a loader worker hours later.
         for index, item in enumerate(self.items):
-            decoded = decode_item(item, input_kind)
-            self.dark_shapes.append(decoded.dark.shape[:2])
+            decoded = self.decode(item)
+            self.seen(decoded)
             if used + decoded.nbytes <= cache_bytes:
                 self.cache[index] = decoded
                 used += decoded.nbytes
@@ -238,18 +235,43 @@ class PairStore:
                 on_item(index)
         self.cached_bytes = used
 
+    def decode(self, item: Any) -> T:
+        """One item's decoded form."""
+        raise NotImplementedError
+
+    def seen(self, decoded: T) -> None:
+        """What a subclass notes of each item as it is first decoded (default: nothing)."""
+
     @property
     def fully_cached(self) -> bool:
-        """True when every pair is held in RAM."""
+        """True when every item is held in RAM."""
         return len(self.cache) == len(self.items)
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def get(self, index: int) -> Decoded:
-        """The decoded pair, from the cache or from disk."""
+    def get(self, index: int) -> T:
+        """The decoded item, from the cache or decoded again."""
         cached = self.cache.get(index)
-        return cached if cached is not None else decode_item(self.items[index], self.input_kind)
+        return cached if cached is not None else self.decode(self.items[index])
+
+
+class PairStore(DecodedStore[Decoded]):
+    """Decoded pairs in the model's input representation, with each dark image's size."""
+
+    def __init__(self, items: Sequence[PairItem], input_kind: str, cache_bytes: int,
+                 on_item: Callable[[int], None] | None = None) -> None:
+        self.input_kind = input_kind
+        self.dark_shapes: list[tuple[int, int]] = []
+        super().__init__(items, cache_bytes, on_item)
+
+    def decode(self, item: PairItem) -> Decoded:
+        """The pair read and checked (decode_item)."""
+        return decode_item(item, self.input_kind)
+
+    def seen(self, decoded: Decoded) -> None:
+        """Record the dark image's size (patches are planned from it)."""
+        self.dark_shapes.append(decoded.dark.shape[:2])
 
     def check_patch(self, patch: int) -> None:
         """Every dark image must be at least patch x patch (input pixels) to crop training patches."""

@@ -31,7 +31,7 @@ import torch
 
 from lowsim.errors import LowsimError, printable
 from lowsim.splits import DEFAULT_FRACTIONS, assign_split
-from transfer.data import Decoded, PatchItem, bright_to_float, dark_to_float, whole_image_view
+from transfer.data import Decoded, DecodedStore, PatchItem, bright_to_float, dark_to_float, whole_image_view
 from transfer.errors import TransferError
 
 # spawn-key heads of training (3-part keys) and validation (2-part) samples; generate's keys are (i,) and (ORDER, c)
@@ -126,33 +126,12 @@ def read_source(item: SourceItem) -> np.ndarray:
     return image
 
 
-class SourceStore:
-    """Decoded photos, each read once up front (so a bad one stops the run before training) and kept in RAM up
-    to a byte budget; photos past it are decoded on each use."""
+class SourceStore(DecodedStore[np.ndarray]):
+    """The clean photos, decoded as generate reads them (read_source), in RAM up to a byte budget."""
 
-    def __init__(self, items: Sequence[SourceItem], cache_bytes: int) -> None:
-        self.items = list(items)
-        self.cache: dict[int, np.ndarray] = {}
-        used = 0
-        for index, item in enumerate(self.items):
-            image = read_source(item)
-            if used + image.nbytes <= cache_bytes:
-                self.cache[index] = image
-                used += image.nbytes
-        self.cached_bytes = used
-
-    @property
-    def fully_cached(self) -> bool:
-        """True when every photo is held in RAM."""
-        return len(self.cache) == len(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def get(self, index: int) -> np.ndarray:
-        """The photo's pixels, from the cache or from disk."""
-        cached = self.cache.get(index)
-        return cached if cached is not None else read_source(self.items[index])
+    def decode(self, item: SourceItem) -> np.ndarray:
+        """The photo's pixels."""
+        return read_source(item)
 
 
 # ------------------------------------------------------------------------------------------ samples
