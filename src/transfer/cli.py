@@ -343,7 +343,8 @@ ExpFinetuneMethods = Annotated[Optional[str], typer.Option("--finetune-methods",
                                                            "adapter, all; default all three; the first is the one "
                                                            "figures and recipe rows follow).")]
 ExpFinetuneLr = Annotated[Optional[float], typer.Option("--finetune-lr", help="Fine-tuning learning rate "
-                                                        "(default: the one chosen by scripts/tune_finetune.py).")]
+                                                        "(default 1e-3, chosen by scripts/tune_finetune.py "
+                                                        "inside the pool).")]
 ExpRecipes = Annotated[Optional[str], typer.Option("--recipes", help="Comma-separated data recipes to add rows "
                                                   "for (generic, unprocessing, uncalibrated; docs/recipes.md): "
                                                   "each generated, pretrained and fine-tuned as the main row "

@@ -161,7 +161,7 @@ def zoo_section(rows: Sequence[ZooRow], exp: Experiment, n_finetune_pairs: str) 
     lines = [SECTION_START, "", "## Model zoo: every registered network at one budget", "",
              f"Each model: width {b.width}, pretrained {b.zoo_pretrain_iters} iterations × batch {b.batch} "
              f"({b.patch}² patches) on the same synthetic manifest, then its last 2 blocks fine-tuned "
-             f"{b.zoo_finetune_iters} iterations at lr {b.finetune_lr:g} on the same {n_finetune_pairs} (10% of "
+             f"{b.zoo_finetune_iters} iterations at lr {b.zoo_finetune_lr:g} on the same {n_finetune_pairs} (10% of "
              "the pool); both scored on the validation split. Training images/s is the pretraining run's own "
              "measure on this machine (other stages of the experiment did not run at the same time, but "
              "other processes on the machine may have; `benchmarks/bench_models.py` measures speed side by "

@@ -1,8 +1,9 @@
 """Table 1's recipe rows (`transfer experiment --recipes generic,unprocessing,uncalibrated`): the data a user would
 make instead of lowsim's calibrated data, at the main row's budget. Per recipe: `lowsim generate --recipe` at the
 same n, size and seed; pretrain the same network for the same iterations; zero-shot; fine-tune 10% as the main
-fine-tuned row (the first of `--finetune-methods`, at the same rate) over the same subset seeds. The results page shows, per recipe, the paired per-image difference of the calibrated
-fine-tuned row against the recipe's (transfer.experiment.page.recipe_section)."""
+fine-tuned row (the first of `--finetune-methods`, at the same rate) over the same subset seeds. The results page
+shows, per recipe, the paired per-image difference of the calibrated fine-tuned row against the recipe's
+(transfer.experiment.page.recipe_section)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -38,7 +38,7 @@ def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Pa
         zero = _evaluate(exp, f"zoo-{model}-zero-shot", pre_dir, val_csv)
         args: list[str | Path] = ["--checkpoint", pre_dir, "--model", model, "--pairs", train_csv, "--layout",
                                   "csv", "--no-val-split", "--frac", 1.0, "--trainable-blocks", 2, "--iters",
-                                  b.zoo_finetune_iters, "--lr", b.finetune_lr, *common]
+                                  b.zoo_finetune_iters, "--lr", b.zoo_finetune_lr, *common]
         if holdout_csv is not None:
             args += ["--val-pairs", holdout_csv, "--val-limit", b.holdout_val]
         ft_s = exp.train(f"zoo-{model}-finetune10", ft_dir, "finetune", *args)
