@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The raw path end to end at a chosen budget (docs/raw.md): generate raw pairs from the clean photos with the Sony
+# A7S2 preset, pretrain SID's U-Net on packed Bayer input, fine-tune on the real MCR exposure stack, enhance the
+# Blackmagic DNG, draw the pictures, and score the pretrained and fine-tuned networks on the held-out pairs.
+#   bash scripts/raw_budget_run.sh                         # defaults below (about 20 min on one CPU core)
+#   N=60 SIZE=128 PRETRAIN_ITERS=4 FINETUNE_ITERS=2 OUT=runs/raw-tiny bash scripts/raw_budget_run.sh   # a smoke run
+# On a GPU, raise the budgets (e.g. N=6000 SIZE=512 PRETRAIN_ITERS=40000 PATCH=256 BATCH=16 WIDTH=32).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${LOWSIM_DATA:-../shared/data}
+OUT=${OUT:-runs/raw-budget}
+N=${N:-1000}; SIZE=${SIZE:-256}; PRETRAIN_ITERS=${PRETRAIN_ITERS:-3000}; FINETUNE_ITERS=${FINETUNE_ITERS:-300}
+PATCH=${PATCH:-64}; BATCH=${BATCH:-8}; WIDTH=${WIDTH:-16}; WORKERS=${WORKERS:-1}; FIGURES=${FIGURES:-$OUT/figures}
+PY=${PY:-.venv/bin/python}
+mkdir -p "$OUT"
+# The MCR stack's pairs with exposure ratios 4 to 16 (ratios from the exposure times in the file names).
+"$PY" - "$DATA/raw-real/mcr-exposure-stack" "$OUT/mcr.csv" <<'PYEOF'
+import csv, re, sys
+from pathlib import Path
+frames = sorted(Path(sys.argv[1]).glob("*.dng"), key=lambda p: float(re.search(r"_([0-9.]+)s\.dng$", p.name)[1]))
+times = [float(re.search(r"_([0-9.]+)s\.dng$", p.name)[1]) for p in frames]
+with open(sys.argv[2], "w", newline="") as fh:
+    out = csv.writer(fh)
+    out.writerow(["name", "dark", "bright", "ratio"])
+    for i, dark in enumerate(frames):
+        for j, bright in enumerate(frames):
+            if j > i and 3.9 <= times[j] / times[i] <= 16.5:  # the names round the times
+                out.writerow([f"{dark.stem}__{bright.stem}", dark.resolve(), bright.resolve(), times[j] / times[i]])
+PYEOF
+"$PY" -m lowsim generate --params sony_a7s2 --output raw --src "$DATA/clean" --n "$N" --size "$SIZE" \
+    --out "$OUT/data" --manifest "$OUT/data.parquet" --workers "$WORKERS" --no-progress
+"$PY" -m transfer pretrain --manifest "$OUT/data.parquet" --input raw --run-dir "$OUT/pretrain" \
+    --iters "$PRETRAIN_ITERS" --patch "$PATCH" --batch "$BATCH" --width "$WIDTH" --quiet
+"$PY" -m transfer finetune --checkpoint "$OUT/pretrain" --pairs "$OUT/mcr.csv" --frac 1.0 --run-dir "$OUT/finetune" \
+    --iters "$FINETUNE_ITERS" --patch "$PATCH" --batch 4 --val-limit 2 --quiet
+"$PY" -m transfer evaluate --checkpoint "$OUT/pretrain" --manifest "$OUT/data.parquet" --split test \
+    --out "$OUT/pretrain-test.csv"
+"$PY" -m transfer enhance --checkpoint "$OUT/finetune" "$DATA/raw-real/blackmagic_pocket4k.dng" --ratio 1 \
+    --out "$OUT/enhanced"
+PYTHONPATH=src "$PY" scripts/raw_smoke_figure.py --manifest "$OUT/data.parquet" --pretrain "$OUT/pretrain" \
+    --finetune "$OUT/finetune" --blackmagic "$DATA/raw-real/blackmagic_pocket4k.dng" --enhanced "$OUT/enhanced" \
+    --out "$FIGURES"
+echo "raw run done: $OUT (figures in $FIGURES)"
