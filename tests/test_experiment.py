@@ -128,3 +128,28 @@ def test_quick_experiment_writes_every_artefact(tmp_path: Path, shared_data: Pat
         for csv_path in row["csv"].split(", "):
             frame = pd.read_csv(docs / csv_path)
             assert len(frame) > 0 and frame[["psnr", "ssim"]].notna().all().all()
+
+
+def test_zoo_keeps_a_score_newer_than_the_weights_it_scored(tmp_path: Path) -> None:
+    import os
+
+    from transfer.evaluate import write_rows
+    from transfer.experiment.zoo import _evaluate
+
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    weights, config = run / "best" / "model.safetensors", run / "config.json"
+    weights.write_bytes(b"w")
+    config.write_text("{}")
+    exp = Experiment(pairs=tmp_path, clean=[tmp_path], out=tmp_path, docs=tmp_path)
+    (tmp_path / "results").mkdir()
+    write_rows(tmp_path / "results" / "m.csv", [{"name": "a", "psnr": 20.0, "ssim": 0.5}])
+    calls: list = []
+    exp.run = lambda stage, tool, *args: calls.append(stage) or 1.0
+    os.utime(weights, (1, 1))
+    os.utime(config, None)  # a resumed run rewrites its config.json, not a finished run's weights
+    assert _evaluate(exp, "m", run, tmp_path / "val.csv") == (20.0, 0.5) and calls == []
+    os.utime(weights, None)
+    os.utime(tmp_path / "results" / "m.csv", (1, 1))
+    _evaluate(exp, "m", run, tmp_path / "val.csv")
+    assert calls == ["evaluate-m"]  # new weights: scored again

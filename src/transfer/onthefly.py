@@ -31,7 +31,7 @@ import torch
 
 from lowsim.errors import LowsimError, printable
 from lowsim.splits import DEFAULT_FRACTIONS, assign_split
-from transfer.data import Decoded, DecodedStore, PatchItem, bright_to_float, dark_to_float, whole_image_view
+from transfer.data import Decoded, DecodedStore, PatchItem, adaptive_average_pool, bright_to_float, dark_to_float
 from transfer.errors import TransferError
 
 # spawn-key heads of training (3-part keys) and validation (2-part) samples; generate's keys are (i,) and (ORDER, c)
@@ -175,11 +175,10 @@ class OnTheFlyDataset(torch.utils.data.Dataset):
 
         step, index = position // self.batch + 1, position % self.batch
         source = self.store.get(source_index(self.seed, position, len(self.store)))
-        dark, clean = synthesize_codes(source, self.dist, sample_seed_sequence(self.seed, step, index), self.patch)
-        pair = dark_to_float(dark, 1.0), bright_to_float(clean)
+        dark, clean = synthesize_patch(source, self.dist, sample_seed_sequence(self.seed, step, index), self.patch)
         if self.view_size is None:
-            return pair
-        return (*pair, whole_image_view(dark, 1.0, self.view_size))
+            return dark, clean
+        return dark, clean, adaptive_average_pool(dark, self.view_size)  # the sample is its whole image
 
 
 class SyntheticValidation:

@@ -54,8 +54,8 @@ class Budget:
     scratch_full_iters: int = 2000
     paper_pretrain_iters: int = 2000
     subset_seeds: tuple[int, ...] = (0, 1, 2)  # every fine-tuned and scratch row: mean ± s.d. over these
-    # fine-tuning rate, chosen by cross-validation inside the pool (scripts/tune_finetune.py; docs/results/tuning.md):
-    # 1e-3 beat 1e-4 and 3e-4 for global_local's last blocks
+    # fine-tuning rate, chosen by cross-validation inside the pool (scripts/tune_finetune.py; docs/tuning.md): 1e-3
+    # beat 1e-4 and 3e-4 for global_local's last blocks
     finetune_lr: float = 1e-3
     finetune_methods: tuple[str, ...] = ("last-blocks", "adapter", "all")  # one fine-tuned row each; the first
     # is the one figures and recipe rows follow
@@ -211,10 +211,15 @@ class Experiment:
                                        seconds=seconds, note=note))
 
 
+def run_metrics(run_dir: Path) -> dict:
+    """The summary a training run stored in its config.json (the invocation that trained it)."""
+    return json.loads((run_dir / "config.json").read_text())["metrics"]
+
+
 def recorded_seconds(run_dir: Path, default: float) -> float:
     """The seconds a training run's config.json records for the invocation that trained it (else `default`)."""
     try:
-        return float(json.loads((run_dir / "config.json").read_text())["metrics"]["seconds"])
+        return float(run_metrics(run_dir)["seconds"])
     except (OSError, ValueError, KeyError, TypeError):
         return default
 

@@ -29,6 +29,8 @@ FINETUNE_ROWS: dict[str, tuple[str, float, tuple[str, ...]]] = {
 def main_finetune_row(exp: Experiment) -> tuple[str, float, tuple[str, ...]]:
     """The fine-tuning row that figures and recipe rows follow: the first of the experiment's methods."""
     return FINETUNE_ROWS[exp.budget.finetune_methods[0]]
+
+
 CURVE_GRID = [(g, k) for g in (1.0, 1.5, 2.0, 2.5, 3.0, 4.0) for k in (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)]
 
 

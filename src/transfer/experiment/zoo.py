@@ -9,18 +9,14 @@ section in place.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Sequence
 
+from transfer.checkpoint import resolve_checkpoint
 from transfer.experiment.page import ZooRow, update_results_page
-from transfer.experiment.runner import Experiment, make_synthetic, merged_sources, read_means, slug, subset_csvs
-
-
-def _metrics(run_dir: Path) -> dict:
-    """The metrics a training run stored in its config.json."""
-    return json.loads((run_dir / "config.json").read_text())["metrics"]
+from transfer.experiment.runner import (Experiment, make_synthetic, merged_sources, read_means, run_metrics, slug,
+                                        subset_csvs)
 
 
 def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Path,
@@ -33,8 +29,8 @@ def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Pa
     rows = []
     for model in models:
         pre_dir, ft_dir = out / "runs" / f"zoo-{model}-pretrain", out / "runs" / f"zoo-{model}-finetune10"
-        pre_s = exp.train(f"zoo-{model}-pretrain", pre_dir, "pretrain", "--manifest", manifest,
-                             "--model", model, "--iters", b.zoo_pretrain_iters, *common)
+        pre_s = exp.train(f"zoo-{model}-pretrain", pre_dir, "pretrain", "--manifest", manifest, "--model", model,
+                          "--iters", b.zoo_pretrain_iters, *common)
         zero = _evaluate(exp, f"zoo-{model}-zero-shot", pre_dir, val_csv)
         args: list[str | Path] = ["--checkpoint", pre_dir, "--model", model, "--pairs", train_csv, "--layout",
                                   "csv", "--no-val-split", "--frac", 1.0, "--trainable-blocks", 2, "--iters",
@@ -43,7 +39,7 @@ def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Pa
             args += ["--val-pairs", holdout_csv, "--val-limit", b.holdout_val]
         ft_s = exp.train(f"zoo-{model}-finetune10", ft_dir, "finetune", *args)
         tuned = _evaluate(exp, f"zoo-{model}-finetuned-10", ft_dir, val_csv)
-        pre_metrics, ft_metrics = _metrics(pre_dir), _metrics(ft_dir)
+        pre_metrics, ft_metrics = run_metrics(pre_dir), run_metrics(ft_dir)
         row = ZooRow(model, pre_metrics["total_params"], ft_metrics["trainable_params"],
                      pre_metrics["images_per_s"], pre_s, *zero, *tuned, ft_s)
         rows.append(row)
@@ -55,7 +51,8 @@ def run_zoo(exp: Experiment, models: Sequence[str], manifest: Path, pool_csv: Pa
 def _evaluate(exp: Experiment, name: str, checkpoint: Path, val_csv: Path) -> tuple[float, float]:
     """Score a run's best checkpoint on the validation pairs; per-image rows in docs/results/<name>.csv."""
     out_csv = exp.docs / "results" / f"{slug(name)}.csv"
-    if out_csv.is_file() and out_csv.stat().st_mtime > (checkpoint / "config.json").stat().st_mtime:
+    # newer than the weights it scores (a resumed run rewrites its config.json, not a finished run's weights)
+    if out_csv.is_file() and out_csv.stat().st_mtime > resolve_checkpoint(checkpoint).stat().st_mtime:
         print(f"[{name}] scored earlier in {out_csv}; kept", flush=True)
         return read_means(out_csv)
     exp.run(f"evaluate-{slug(name)}", "transfer", "evaluate", "--checkpoint", checkpoint, "--pairs", val_csv,
