@@ -95,15 +95,15 @@ def test_demosaic_of_a_full_range_mosaic_takes_the_float_stage_and_is_still_exac
 
 def test_fast_sampler_reproduces_from_its_seed_and_is_the_default():
     p = dataclasses.replace(NOISY, downscale=3.0, row_sigma=1e-4)
-    one = v2.degrade_to_codes(BANDS, p, np.random.default_rng(5), sampler=v2.FAST_SAMPLER)
-    two = v2.degrade_to_codes(BANDS, p, np.random.default_rng(5), sampler=v2.FAST_SAMPLER)
-    other = v2.degrade_to_codes(BANDS, p, np.random.default_rng(6), sampler=v2.FAST_SAMPLER)
+    one = v2_fast.degrade_to_codes(BANDS, p, np.random.default_rng(5), sampler=v2.FAST_SAMPLER)
+    two = v2_fast.degrade_to_codes(BANDS, p, np.random.default_rng(5), sampler=v2.FAST_SAMPLER)
+    other = v2_fast.degrade_to_codes(BANDS, p, np.random.default_rng(6), sampler=v2.FAST_SAMPLER)
     np.testing.assert_array_equal(one, two)
     assert one.shape == BANDS.shape and np.any(one != other)
     assert get_model("v2").choose_sampler(np.dtype(np.uint8), p, 8) == v2.FAST_SAMPLER
     assert v2.FAST_SAMPLER in get_model("v2").samplers and v2.SAMPLER in get_model("v2").samplers
     with pytest.raises(ValueError, match="unknown sampler"):
-        v2.degrade_to_codes(BANDS, p, np.random.default_rng(5), sampler="isp-other/v2")
+        v2_fast.degrade_to_codes(BANDS, p, np.random.default_rng(5), sampler="isp-other/v2")
 
 
 # sha256 of the reference sampler's codes, as lowsim wrote them before the fast sampler existed (numpy 2.4.6,

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from lowsim import degrade as v1
-from lowsim.degradation import v2
+from lowsim.degradation import v2, v2_fast
 from lowsim.errors import LowsimError
 from lowsim.params import GENERIC_MODEL, RAW_MODEL, SCHEMA_VERSIONS, UNPROCESS_MODEL, V1_MODEL, V2_MODEL
 from lowsim.raw import synthesize as raw
@@ -42,7 +42,8 @@ class DegradationModel:
 MODELS: dict[str, DegradationModel] = {
     V1_MODEL: DegradationModel(V1_MODEL, v1.SAMPLERS, v1.choose_sampler, v1.degrade_to_codes,
                                lambda c, p, r: v1.degrade_stages(c, p, r, illumination=True)),
-    V2_MODEL: DegradationModel(V2_MODEL, v2.SAMPLERS, v2.choose_sampler, v2.degrade_to_codes, v2.degrade_stages),
+    V2_MODEL: DegradationModel(V2_MODEL, v2.SAMPLERS, v2.choose_sampler, v2_fast.degrade_to_codes,
+                               v2.degrade_stages),
     RAW_MODEL: DegradationModel(RAW_MODEL, (raw.MODEL_SAMPLER,), lambda dtype, p, bit_depth: raw.MODEL_SAMPLER,
                                 raw.degrade_to_codes, raw.degrade_stages),
     UNPROCESS_MODEL: DegradationModel(UNPROCESS_MODEL, unprocessing.SAMPLERS,

@@ -134,14 +134,8 @@ def choose_sampler(dtype: np.dtype, p: IspParams, bit_depth: int = 8) -> str:
 
 def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, bit_depth: int = 8,
                      sampler: str | None = None) -> np.ndarray:
-    """The whole chain including quantization: the dark image at `bit_depth`.
-
-    `sampler` None is the reference (what this function always did); generate passes `choose_sampler`'s.
-    """
-    if sampler == FAST_SAMPLER:
-        from lowsim.degradation import v2_fast  # it builds on this module
-
-        return stages.quantize(v2_fast.degrade(clean, p, rng), bit_depth)
+    """The whole chain including quantization: the dark image at `bit_depth`, by the reference sampler (None
+    means it too); the registry's entry point, `v2_fast.degrade_to_codes`, also takes FAST_SAMPLER."""
     if sampler not in (None, SAMPLER):
         raise ValueError(f"unknown sampler {sampler!r} for {MODEL_NAME}, expected one of {SAMPLERS}")
     return stages.quantize(degrade(clean, p, rng), bit_depth)

@@ -228,3 +228,12 @@ def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.nda
     out = chroma_denoise(to_toned(demosaiced, low, p), p.chroma_nr, v2.CHROMA_SIGMA)
     out = sharpen_clip(out, p.sharpen, v2.SHARPEN_SIGMA)
     return np.clip(stages.resize_to(out, *clean.shape[:2]), 0.0, 1.0)
+
+
+def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, bit_depth: int = 8,
+                     sampler: str | None = None) -> np.ndarray:
+    """Model v2's dark image at `bit_depth` by either sampler: this module's chain for FAST_SAMPLER, else v2's
+    reference (None means the reference; an unknown name is refused there)."""
+    if sampler == FAST_SAMPLER:
+        return stages.quantize(degrade(clean, p, rng), bit_depth)
+    return v2.degrade_to_codes(clean, p, rng, bit_depth, sampler)
