@@ -4,8 +4,7 @@
 # Blackmagic DNG, draw the pictures, and score the pretrained and fine-tuned networks on the held-out pairs.
 #   bash scripts/raw_budget_run.sh                         # defaults below (about 20 min on one CPU core)
 #   N=60 SIZE=128 PRETRAIN_ITERS=4 FINETUNE_ITERS=2 OUT=runs/raw-tiny bash scripts/raw_budget_run.sh   # a smoke run
-# On a GPU, raise the budgets; PRETRAIN_SECONDS=S instead of PRETRAIN_ITERS times a PROBE_ITERS-step probe run
-# (startup included, so it errs short) and sets PRETRAIN_ITERS to what fits in about S seconds.
+# On a GPU, raise the budgets (docs/raw.md has the command of its GPU run).
 # TRAIN_ARGS go to every training command (e.g. "--workers 8"); FINETUNE_PATCH is the fine-tuning patch (default PATCH).
 # Besides the pictures it scores: the pretrained network on held-out generated pairs, and on the held-out MCR
 # pairs zero-shot, fine-tuned, and trained from scratch on the same MCR pairs at the same budget (the baseline).
@@ -15,7 +14,7 @@ DATA=${LOWSIM_DATA:-../shared/data}
 OUT=${OUT:-runs/raw-budget}
 N=${N:-1000}; SIZE=${SIZE:-256}; PRETRAIN_ITERS=${PRETRAIN_ITERS:-3000}; FINETUNE_ITERS=${FINETUNE_ITERS:-300}
 PATCH=${PATCH:-64}; BATCH=${BATCH:-8}; WIDTH=${WIDTH:-16}; WORKERS=${WORKERS:-1}; FIGURES=${FIGURES:-$OUT/figures}
-PRETRAIN_SECONDS=${PRETRAIN_SECONDS:-}; PROBE_ITERS=${PROBE_ITERS:-200}; TRAIN_ARGS=${TRAIN_ARGS:-}; FINETUNE_PATCH=${FINETUNE_PATCH:-$PATCH}
+TRAIN_ARGS=${TRAIN_ARGS:-}; FINETUNE_PATCH=${FINETUNE_PATCH:-$PATCH}
 PY=${PY:-.venv/bin/python}
 mkdir -p "$OUT"
 # The MCR stack's pairs with exposure ratios 4 to 16 (ratios from the exposure times in the file names).
@@ -34,14 +33,6 @@ with open(sys.argv[2], "w", newline="") as fh:
 PYEOF
 "$PY" -m lowsim generate --params sony_a7s2 --output raw --src "$DATA/clean" --n "$N" --size "$SIZE" \
     --out "$OUT/data" --manifest "$OUT/data.parquet" --workers "$WORKERS" --no-progress
-if [ -n "$PRETRAIN_SECONDS" ]; then
-    start=$(date +%s.%N)
-    "$PY" -m transfer pretrain --manifest "$OUT/data.parquet" --input raw --run-dir "$OUT/probe" --iters "$PROBE_ITERS" \
-        --val-every "$PROBE_ITERS" --patch "$PATCH" --batch "$BATCH" --width "$WIDTH" --quiet $TRAIN_ARGS
-    PRETRAIN_ITERS=$("$PY" -c "import sys; s, n, t0, t1 = map(float, sys.argv[1:]); print(max(int(n), int(n * s / (t1 - t0))))" \
-        "$PRETRAIN_SECONDS" "$PROBE_ITERS" "$start" "$(date +%s.%N)")
-    echo "probe: $PROBE_ITERS steps; pretraining $PRETRAIN_ITERS steps to fit about $PRETRAIN_SECONDS s"
-fi
 "$PY" -m transfer pretrain --manifest "$OUT/data.parquet" --input raw --run-dir "$OUT/pretrain" \
     --iters "$PRETRAIN_ITERS" --patch "$PATCH" --batch "$BATCH" --width "$WIDTH" --quiet $TRAIN_ARGS
 "$PY" -m transfer finetune --checkpoint "$OUT/pretrain" --pairs "$OUT/mcr.csv" --frac 1.0 --run-dir "$OUT/finetune" \
@@ -55,7 +46,7 @@ done
     --out "$OUT/pretrain-test.csv"
 "$PY" -m transfer enhance --checkpoint "$OUT/finetune" "$DATA/raw-real/blackmagic_pocket4k.dng" --ratio 1 \
     --out "$OUT/enhanced"
-PYTHONPATH=src "$PY" scripts/raw_smoke_figure.py --manifest "$OUT/data.parquet" --pretrain "$OUT/pretrain" \
+PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" "$PY" scripts/raw_smoke_figure.py --manifest "$OUT/data.parquet" --pretrain "$OUT/pretrain" \
     --finetune "$OUT/finetune" --blackmagic "$DATA/raw-real/blackmagic_pocket4k.dng" --enhanced "$OUT/enhanced" \
     --out "$FIGURES"
 "$PY" - "$OUT" <<'PYEOF'
