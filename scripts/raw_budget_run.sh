@@ -5,7 +5,7 @@
 #   bash scripts/raw_budget_run.sh                         # defaults below (about 20 min on one CPU core)
 #   N=60 SIZE=128 PRETRAIN_ITERS=4 FINETUNE_ITERS=2 OUT=runs/raw-tiny bash scripts/raw_budget_run.sh   # a smoke run
 # On a GPU, raise the budgets (docs/raw.md has the command of its GPU run).
-# TRAIN_ARGS go to every training command (e.g. "--workers 8"); FINETUNE_PATCH is the fine-tuning patch (default PATCH).
+# TRAIN_ARGS go to every training command (e.g. "--workers 8"), PRETRAIN_ARGS to pretraining alone (e.g. "--lr 3e-4"); FINETUNE_PATCH is the fine-tuning patch (default PATCH).
 # Besides the pictures it scores: the pretrained network on held-out generated pairs, and on the held-out MCR
 # pairs zero-shot, fine-tuned, and trained from scratch on the same MCR pairs at the same budget (the baseline).
 set -euo pipefail
@@ -14,7 +14,7 @@ DATA=${LOWSIM_DATA:-../shared/data}
 OUT=${OUT:-runs/raw-budget}
 N=${N:-1000}; SIZE=${SIZE:-256}; PRETRAIN_ITERS=${PRETRAIN_ITERS:-3000}; FINETUNE_ITERS=${FINETUNE_ITERS:-300}
 PATCH=${PATCH:-64}; BATCH=${BATCH:-8}; WIDTH=${WIDTH:-16}; WORKERS=${WORKERS:-1}; FIGURES=${FIGURES:-$OUT/figures}
-TRAIN_ARGS=${TRAIN_ARGS:-}; FINETUNE_PATCH=${FINETUNE_PATCH:-$PATCH}
+TRAIN_ARGS=${TRAIN_ARGS:-}; PRETRAIN_ARGS=${PRETRAIN_ARGS:-}; FINETUNE_PATCH=${FINETUNE_PATCH:-$PATCH}
 PY=${PY:-.venv/bin/python}
 mkdir -p "$OUT"
 # The MCR stack's pairs with exposure ratios 4 to 16 (ratios from the exposure times in the file names).
@@ -34,7 +34,7 @@ PYEOF
 "$PY" -m lowsim generate --params sony_a7s2 --output raw --src "$DATA/clean" --n "$N" --size "$SIZE" \
     --out "$OUT/data" --manifest "$OUT/data.parquet" --workers "$WORKERS" --no-progress
 "$PY" -m transfer pretrain --manifest "$OUT/data.parquet" --input raw --run-dir "$OUT/pretrain" \
-    --iters "$PRETRAIN_ITERS" --patch "$PATCH" --batch "$BATCH" --width "$WIDTH" --quiet $TRAIN_ARGS
+    --iters "$PRETRAIN_ITERS" --patch "$PATCH" --batch "$BATCH" --width "$WIDTH" --quiet $TRAIN_ARGS $PRETRAIN_ARGS
 "$PY" -m transfer finetune --checkpoint "$OUT/pretrain" --pairs "$OUT/mcr.csv" --frac 1.0 --run-dir "$OUT/finetune" \
     --iters "$FINETUNE_ITERS" --patch "$FINETUNE_PATCH" --batch 4 --val-limit 2 --quiet $TRAIN_ARGS
 "$PY" -m transfer train --pairs "$OUT/mcr.csv" --input raw --frac 1.0 --run-dir "$OUT/scratch" --width "$WIDTH" \
