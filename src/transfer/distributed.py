@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+SHUTDOWN_WAIT_S = 120.0  # the longest wait at exit for the others (rank 0 writes config.json after the last collective)
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,28 @@ def init_distributed(use_cuda: bool) -> DistInfo:
     return DistInfo(rank, world, local_rank, True)
 
 
-def shutdown(info: DistInfo) -> None:
-    """Leave the process group if this module joined it."""
-    if info.initialized_here and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(info: DistInfo, finished: bool = False) -> None:
+    """Leave the process group if this module joined it; after a run that finished normally, first wait (bounded)
+    for every process: one that tore gloo down while the other still wrote its files made that one abort at exit
+    (SIGABRT, "terminate called without an active exception"). After a failure nobody waits: the others may
+    never arrive."""
+    if not (info.initialized_here and dist.is_initialized()):
+        return
+    if finished and info.enabled:
+        wait_for_all()
+    dist.destroy_process_group()
+
+
+def wait_for_all(timeout_s: float = SHUTDOWN_WAIT_S) -> None:
+    """A barrier that cannot hang: gloo's monitored barrier gives up after timeout_s (nccl's barrier is bounded by
+    the process group's own timeout); a process that never arrives is torchrun's to report, not this one's."""
+    try:
+        if dist.get_backend() == dist.Backend.GLOO:
+            dist.monitored_barrier(timeout=timedelta(seconds=timeout_s), wait_all_ranks=True)
+        else:
+            dist.barrier()
+    except RuntimeError:  # a peer died or timed out: leave anyway, this process's own work is done
+        pass
 
 
 def mean_across(value: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -55,11 +55,14 @@ def run_training(config: TrainConfig) -> dict[str, Any]:
     check_output_dir(Path(config.run_dir), "--run-dir")
     device = pick_device(config.device)
     info = init_distributed(device.type == "cuda")
+    finished = False
     try:
         with _run_dir_guard(Path(config.run_dir), info.is_main):
-            return Trainer(config, info, device).run()
+            result = Trainer(config, info, device).run()
+        finished = True
+        return result
     finally:
-        shutdown(info)
+        shutdown(info, finished)
 
 
 @contextlib.contextmanager
