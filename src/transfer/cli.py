@@ -177,6 +177,13 @@ def finetune(
                                                          "1x1 branch on every convolution of the frozen model, "
                                                          "folded back into plain convolutions when saved.")]
     = "last-blocks",
+    augment_params: Annotated[Optional[Path], typer.Option("--augment-params", help="Noise augmentation: replace "
+                                                           "the dark input of a share of the training patches by "
+                                                           "a synthetic one, made from the pair's bright patch "
+                                                           "with a draw from this params file (or a shipped name: "
+                                                           "lol); sRGB only [off].")] = None,
+    augment_prob: Annotated[Optional[float], typer.Option("--augment-prob", help="With --augment-params: the share "
+                                                          "of patches augmented, in [0, 1] [0.5].")] = None,
     layout: Layout = "auto", val_pairs: ValPairs = None, val_split: ValSplit = True, val_limit: ValLimit = None,
     run_dir: RunDir = None, model: FinetuneModel = None, width: Width = None, epochs: Epochs = None,
     iters: Iters = None, patch: Patch = 64, batch: Batch = 16, lr: Lr = 1e-3, loss: Loss = "l1",
@@ -197,7 +204,8 @@ def finetune(
            val_split=val_split, val_limit=val_limit, run_dir=run_dir, model=model, width=width, epochs=epochs,
            iters=iters, patch=patch, batch=batch, lr=lr, loss=loss, schedule=schedule, seed=seed, val_every=val_every,
            save_every=save_every, patience=patience, workers=workers, cache_mb=cache_mb, device=device,
-           resume=resume, stop_after=stop_after, tile=tile, quiet=quiet)
+           resume=resume, stop_after=stop_after, tile=tile, quiet=quiet, augment_params=augment_params,
+           augment_prob=augment_prob)
 
 
 @app.command()

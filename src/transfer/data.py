@@ -334,6 +334,11 @@ def cut_patch(pair: Decoded, plan: PatchPlan, patch: int, scale: int) -> tuple[n
             np.ascontiguousarray(_augment(bright_to_float(bright), plan)))
 
 
+def bright_codes(pair: Decoded, plan: PatchPlan, patch: int) -> np.ndarray:
+    """The stored bright codes under the plan's patch (sRGB: the bright image has the dark image's size)."""
+    return pair.bright[plan.top: plan.top + patch, plan.left: plan.left + patch]
+
+
 # (input, target[, alpha or whole-image view])
 PatchItem = tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, float | np.ndarray]
 
@@ -364,10 +369,11 @@ def adaptive_average_pool(img: np.ndarray, size: int) -> np.ndarray:
 class PatchDataset(torch.utils.data.Dataset):
     """Map-style dataset indexed by stream position; item = (input, target) float32 HWC patches, plus the
     pair's alpha when `alphas` (one per pair in the store) is given, or the whole dark image pooled to
-    `view_size` a side (with the patch's flips) when that is given."""
+    `view_size` a side (with the patch's flips) when that is given. With `augment` (transfer.augment.NoiseAugment)
+    some patches take a synthetic dark input made from their bright patch instead."""
 
     def __init__(self, store: PairStore, patch: int, seed: int, scale: int,
-                 alphas: Sequence[float] | None = None, view_size: int | None = None) -> None:
+                 alphas: Sequence[float] | None = None, view_size: int | None = None, augment: Any = None) -> None:
         store.check_patch(patch)
         if alphas is not None and len(alphas) != len(store):
             raise ValueError(f"expected one alpha per pair ({len(store)}), got {len(alphas)}")
@@ -375,7 +381,7 @@ class PatchDataset(torch.utils.data.Dataset):
             raise ValueError("a patch carries one model input: alphas or a whole-image view, not both")
         self.store, self.patch, self.seed, self.scale = store, patch, seed, scale
         self.alphas = None if alphas is None else [float(a) for a in alphas]
-        self.view_size = view_size
+        self.view_size, self.augment = view_size, augment
         self.views: dict[int, np.ndarray] = {}  # per loader process: each image's view is pooled once
 
     def __len__(self) -> int:  # positions are unbounded; the sampler decides which ones are used
@@ -384,6 +390,9 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, position: int) -> PatchItem:
         plan = plan_patch(self.seed, position, self.store.dark_shapes, self.patch)
         pair = self.store.get(plan.index)
+        made = None if self.augment is None else self.augment.sample(position, bright_codes(pair, plan, self.patch))
+        if made is not None:
+            return self._augmented_item(*made, plan.index)
         dark, bright = cut_patch(pair, plan, self.patch, self.scale)
         if self.view_size is not None:
             if plan.index not in self.views:
@@ -392,6 +401,14 @@ class PatchDataset(torch.utils.data.Dataset):
         if self.alphas is None:  # models without a per-sample input: no third element, no extra tensor
             return dark, bright
         return dark, bright, self.alphas[plan.index]
+
+    def _augmented_item(self, dark: np.ndarray, bright: np.ndarray, index: int) -> PatchItem:
+        """A synthetic patch's item: its view is the patch itself pooled (its dark exists for the patch alone)."""
+        if self.view_size is not None:
+            return dark, bright, adaptive_average_pool(dark, self.view_size)
+        if self.alphas is None:
+            return dark, bright
+        return dark, bright, self.alphas[index]
 
 
 def collate_nhwc(batch: Sequence[PatchItem]) -> tuple[torch.Tensor, ...]:

@@ -142,18 +142,18 @@ def sample_seed_sequence(seed: int, step: int, index: int) -> np.random.SeedSequ
 
 
 def synthesize_codes(source: np.ndarray, dist: Any, seed_sequence: np.random.SeedSequence,
-                     patch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(dark, clean) 8-bit HWC codes of one sample: lowsim's generate step at --size patch."""
+                     patch: int, bit_depth: int = BIT_DEPTH) -> tuple[np.ndarray, np.ndarray]:
+    """(dark, clean) HWC codes (8 bits unless asked) of one sample: lowsim's generate step at --size patch."""
     from lowsim.generate import streams_of, synthesize
 
-    made = synthesize(source, dist, streams_of(seed_sequence), patch, BIT_DEPTH)
+    made = synthesize(source, dist, streams_of(seed_sequence), patch, bit_depth)
     return made.dark, made.clean
 
 
 def synthesize_patch(source: np.ndarray, dist: Any, seed_sequence: np.random.SeedSequence,
-                     patch: int) -> tuple[np.ndarray, np.ndarray]:
+                     patch: int, bit_depth: int = BIT_DEPTH) -> tuple[np.ndarray, np.ndarray]:
     """(input, target) float32 HWC patches of one sample, converted as a manifest run converts its PNGs."""
-    dark, clean = synthesize_codes(source, dist, seed_sequence, patch)
+    dark, clean = synthesize_codes(source, dist, seed_sequence, patch, bit_depth)
     return dark_to_float(dark, 1.0), bright_to_float(clean)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from transfer.augment import check_augment_options
 from transfer.device import DEVICES
 from transfer.errors import TransferError
 from transfer.infer import DEFAULT_TILE
@@ -53,6 +54,8 @@ class TrainConfig:
     batch: int = 16  # global batch, split across processes under torchrun
     lr: float = 1e-3
     loss: str = "l1"  # transfer.train.losses: l1 (the paper's) or l1+ssim
+    augment_params: Path | None = None  # finetune: noise augmentation from this params file (transfer.augment)
+    augment_prob: float | None = None  # share of training patches it replaces (None: augment.DEFAULT_PROB)
     schedule: str = "cosine"
     seed: int = 0
     val_every: int | None = None  # default: 10 validations per run
@@ -94,6 +97,7 @@ def check_config(config: TrainConfig) -> None:
     if not (0.0 < config.frac <= 1.0):
         raise TransferError(f"--frac must be in (0, 1], got {config.frac:g}")
     loss_function(config.loss)  # an unknown name is refused here
+    check_augment_options(config.augment_params, config.augment_prob, config.mode, config.input_kind)
     if config.method not in FINETUNE_METHODS:
         raise TransferError(f"unknown --method {config.method!r}, expected one of {', '.join(FINETUNE_METHODS)}")
     if config.method != "last-blocks" and config.mode != "finetune":

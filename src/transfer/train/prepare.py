@@ -125,7 +125,7 @@ def backbone_description(config: TrainConfig) -> dict[str, Any] | None:
 
 
 def fingerprint(config: TrainConfig, model: BlockModel, data: RunData, init: dict | None, total: int,
-                backbone: dict[str, Any] | None = None) -> dict:
+                backbone: dict[str, Any] | None = None, augment: dict[str, Any] | None = None) -> dict:
     """What must not change between an interrupted run and its resumption."""
     prints = {"mode": config.mode, "model": registered_name(model), "model_config": model.config,
               "trained_blocks": trainable_blocks(model), "data_sha256": data.description["sha256"],
@@ -138,4 +138,6 @@ def fingerprint(config: TrainConfig, model: BlockModel, data: RunData, init: dic
         prints["loss"] = config.loss
     if backbone is not None:  # only then, so that runs without one keep resuming
         prints["backbone_sha256"] = backbone["sha256"]
+    if augment is not None:  # likewise
+        prints["augment_sha256"] = augment["sha256"]
     return prints

@@ -23,6 +23,7 @@ from lowsim import __version__ as lowsim_version
 from lowsim.errors import printable
 from lowsim.safe_io import atomic_write_text
 from transfer import checkpoint as ckpt
+from transfer.augment import DEFAULT_PROB, NoiseAugment, check_model_input, describe_augment, load_augment_params
 from transfer.data import (PairStore, PatchDataset, StepBatchSampler, bright_to_float, dark_to_float,
                            default_workers, make_loader)
 from transfer.device import pick_device
@@ -111,6 +112,7 @@ class Trainer:
         # The model first: a bad option, checkpoint or backbone file is refused before any data is read.
         self.model, self.init = build_model(config, self.device)
         check_patch(config.patch, self.model)
+        self.augment, self.augment_description = self._noise_augment()  # a bad params file: before the data
         self.name = registered_name(self.model)
         self.data = resolve_data(config)
         self.trained = trainable_blocks(self.model)
@@ -159,7 +161,17 @@ class Trainer:
             return OnTheFlyDataset(self.store, self.data.sources.dist, config.patch, config.seed, config.batch,
                                    self.inputs.view_size)
         return PatchDataset(self.store, config.patch, config.seed, self.model.scale, self.inputs.values,
-                            self.inputs.view_size)
+                            self.inputs.view_size, self.augment)
+
+    def _noise_augment(self) -> tuple[NoiseAugment | None, dict[str, Any] | None]:
+        """--augment-params: what replaces a share of the real dark patches, and its description; else None."""
+        config = self.config
+        if config.augment_params is None:
+            return None, None
+        check_model_input(self.model.input_kind)
+        dist, path = load_augment_params(config.augment_params)
+        prob = DEFAULT_PROB if config.augment_prob is None else config.augment_prob
+        return NoiseAugment(dist, prob, config.seed, config.batch), describe_augment(dist, path, prob)
 
     def _load_pairs(self) -> tuple[PairStore | SourceStore, PairStore | SyntheticValidation | None]:
         """Decode the training pairs (and, on the main process, the validation pairs) into the RAM cache."""
@@ -175,7 +187,9 @@ class Trainer:
                             f"{cached_mib:.0f} MiB of decoded images cached in RAM"
                             + ("" if store.fully_cached else " (training set larger than --cache-mb: decoded per "
                                                             "patch)")
-                            + ("" if data.val else "; no validation pairs, so no `best` checkpoint (use `last`)"))
+                            + ("" if data.val else "; no validation pairs, so no `best` checkpoint (use `last`)")
+                            + (f"; noise augmentation of {self.augment.prob:g} of the patches from "
+                               f"{self.augment_description['params']}" if self.augment else ""))
         return store, val_store
 
     def _load_sources(self) -> tuple[SourceStore, SyntheticValidation | None]:
@@ -199,7 +213,8 @@ class Trainer:
         self.model = self.model.to(self.device, memory_format=self.memory_format)
         optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config.schedule, self.total))
-        prints = fingerprint(config, self.model, self.data, self.init, self.total, self.backbone)
+        prints = fingerprint(config, self.model, self.data, self.init, self.total, self.backbone,
+                             self.augment_description)
         state = RunState(self.model, optimizer, scheduler, prints)
         if self.resuming:
             state.load(self.run_dir)
@@ -216,6 +231,7 @@ class Trainer:
                       "trainable_params": self.n_trainable, "total_params": self.n_total, "data": data.description,
                       "data_sha256": data.description["sha256"], "init_checkpoint": self.init,
                       "backbone_weights": self.backbone, "train_alpha": self.inputs.description,
+                      "noise_augment": self.augment_description,
                       "seed": self.config.seed, "lowsim_version": lowsim_version,
                       "torch_version": torch.__version__, "device": str(self.device), "world_size": self.info.world,
                       "total_steps": self.total, "val_every": self.val_every, "fingerprint": self.state.fingerprint,
