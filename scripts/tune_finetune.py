@@ -7,6 +7,9 @@ split is never read. Prints a table and writes it (Markdown and JSON) to --out.
 
     .venv/bin/python scripts/tune_finetune.py --pool runs/exp-gl/pairs/pool.csv \
         --checkpoint runs/exp-gl/runs/pretrain-isp --out runs/tune
+
+--augment-params P with --augment-probs 0,0.5 compares each fine-tuning configuration without and with noise
+augmentation from P (docs/tuning.md).
 """
 from __future__ import annotations
 
@@ -38,6 +41,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--select", type=int, default=16, help="held-out pairs that pick the best checkpoint")
     parser.add_argument("--score", type=int, default=40, help="further held-out pairs that score it")
     parser.add_argument("--model", default="global_local")
+    parser.add_argument("--augment-params", help="params file (or shipped name) for noise augmentation of the "
+                                                 "fine-tuning pairs (transfer finetune --augment-params)")
+    parser.add_argument("--augment-probs", default="0", help="with --augment-params: the --augment-prob values to "
+                                                             "compare (0: no augmentation)")
     return parser.parse_args()
 
 
@@ -78,11 +85,21 @@ def configurations(args: argparse.Namespace, model_args: list) -> list[tuple[str
     configs = []
     for method in filter(None, args.methods.split(",")):
         for lr in filter(None, args.lrs.split(",")):
-            configs.append((f"finetune-{method}-lr{lr}",
-                            ["finetune", "--checkpoint", args.checkpoint, "--lr", lr, *METHODS[method]]))
+            for name, augment in augment_options(args):
+                configs.append((f"finetune-{method}-lr{lr}{name}",
+                                ["finetune", "--checkpoint", args.checkpoint, "--lr", lr, *METHODS[method], *augment]))
     for lr in filter(None, args.scratch_lrs.split(",")):
         configs.append((f"scratch-lr{lr}", ["train", "--model", args.model, "--lr", lr, *model_args]))
     return configs
+
+
+def augment_options(args: argparse.Namespace) -> list[tuple[str, list]]:
+    """(name suffix, finetune flags) per --augment-probs value; probability 0 is the run without augmentation."""
+    if args.augment_params is None:
+        return [("", [])]
+    return [("", []) if float(prob) == 0 else
+            (f"-aug{prob}", ["--augment-params", args.augment_params, "--augment-prob", prob])
+            for prob in filter(None, args.augment_probs.split(","))]
 
 
 def summarise(results: list[dict]) -> str:

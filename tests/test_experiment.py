@@ -14,6 +14,7 @@ from transfer.experiment import (NOTES_MARKER, SECTION_END, SECTION_START, Budge
                                  read_zoo_csv, replace_section, slug, subset_csvs, write_pairs_csv, write_zoo_csv,
                                  zoo_section)
 from lowsim.pairs import Pair, find_pairs
+from test_recipes import _stubbed_experiment as stubbed_experiment
 
 
 def test_slug_collapses_punctuation() -> None:
@@ -153,3 +154,48 @@ def test_zoo_keeps_a_score_newer_than_the_weights_it_scored(tmp_path: Path) -> N
     os.utime(tmp_path / "results" / "m.csv", (1, 1))
     _evaluate(exp, "m", run, tmp_path / "val.csv")
     assert calls == ["evaluate-m"]  # new weights: scored again
+
+
+def test_noise_augmentation_reaches_the_main_fine_tuned_rows_only(tmp_path: Path, lol_dev: Path) -> None:
+    pytest.importorskip("torch")
+    from transfer.experiment import Budget
+    from transfer.experiment.recipes import recipe_rows
+    from transfer.experiment.runner import main_params
+    from transfer.experiment.table1 import finetune_rows
+
+    budget = Budget.quick()
+    budget.finetune_methods, budget.finetune_augment_prob = ("last-blocks",), 0.5
+    exp, pool_csv, val_csv, calls = stubbed_experiment(tmp_path, lol_dev, budget)
+    finetune_rows(exp, pool_csv, val_csv, ["--width", 8], False, [])
+    recipe_rows(exp, ["generic"], pool_csv, val_csv, ["--width", 8], ["--width", 8])
+    finetunes = [args for _, _, args in calls if "finetune" in args]
+    main, recipe = ([a for a in finetunes if ("pretrain-recipe-generic" in a[a.index("--checkpoint") + 1]) == r]
+                    for r in (False, True))
+    assert main and all(a[a.index("--augment-params") + 1] == str(main_params(exp)) and
+                        a[a.index("--augment-prob") + 1] == "0.5" for a in main)
+    assert recipe and not any("--augment-params" in a for a in recipe)  # a recipe row stays the recipe's own
+    assert "noise augmentation of 0.5" in exp.rows[0].budget
+    budget.finetune_augment_prob = 0.0  # the default: off
+    assert not any("--augment-params" in a for a in _finetune_calls_of(tmp_path / "off", lol_dev, budget))
+
+
+def _finetune_calls_of(tmp_path: Path, lol_dev: Path, budget) -> list:
+    """The finetune command lines of the main fine-tuned rows of a stubbed experiment."""
+    from transfer.experiment.table1 import finetune_rows
+
+    exp, pool_csv, val_csv, calls = stubbed_experiment(tmp_path, lol_dev, budget)
+    finetune_rows(exp, pool_csv, val_csv, ["--width", 8], False, [])
+    return [args for _, _, args in calls if "finetune" in args]
+
+
+def test_experiment_refuses_an_augmentation_share_outside_zero_one() -> None:
+    from lowsim.errors import LowsimError
+    from transfer.cli import _experiment_budget
+    from transfer.experiment import Budget
+
+    options = dict(n=None, pretrain_iters=None, finetune_iters=None, models=None, model=None, subset_seeds=None,
+                   zoo_pretrain_iters=None, zoo_finetune_iters=None)
+    with pytest.raises(LowsimError, match="--finetune-augment-prob must be in"):
+        _experiment_budget(Budget(), **options, finetune_augment_prob=1.5)
+    assert _experiment_budget(Budget(), **options, finetune_augment_prob=0.25).finetune_augment_prob == 0.25
+    assert Budget().finetune_augment_prob == 0.0

@@ -353,6 +353,11 @@ ExpFinetuneMethods = Annotated[Optional[str], typer.Option("--finetune-methods",
 ExpFinetuneLr = Annotated[Optional[float], typer.Option("--finetune-lr", help="Fine-tuning learning rate "
                                                         "(default 1e-3, chosen by scripts/tune_finetune.py "
                                                         "inside the pool).")]
+ExpFinetuneAugment = Annotated[Optional[float], typer.Option("--finetune-augment-prob", help="Noise augmentation "
+                                                             "of the fine-tuned rows: this share of their "
+                                                             "patches takes a synthetic dark input from the main "
+                                                             "pipeline's params (transfer finetune "
+                                                             "--augment-prob; default 0, off).")]
 ExpRecipes = Annotated[Optional[str], typer.Option("--recipes", help="Comma-separated data recipes to add rows "
                                                   "for (generic, unprocessing, uncalibrated; docs/recipes.md): "
                                                   "each generated, pretrained and fine-tuned as the main row "
@@ -369,7 +374,7 @@ def experiment(
     zoo_finetune_iters: ExpZooFinetuneIters = None, calibration: ExpCalibration = "isp", params: ExpParams = None,
     sampler: ExpSampler = None, model: ExpModel = None, subset_seeds: ExpSubsetSeeds = None,
     finetune_methods: ExpFinetuneMethods = None, finetune_lr: ExpFinetuneLr = None, recipes: ExpRecipes = None,
-    seed: Seed = 0,
+    finetune_augment_prob: ExpFinetuneAugment = None, seed: Seed = 0,
 ) -> None:
     """The founding paper's Table 1 on real pairs: split, calibrate, generate, pretrain, fine-tune, evaluate."""
     import shlex
@@ -387,7 +392,8 @@ def experiment(
     budget = _experiment_budget(Budget.quick() if quick else Budget(), n=n, pretrain_iters=pretrain_iters,
                                 finetune_iters=finetune_iters, models=models, model=model, subset_seeds=subset_seeds,
                                 zoo_pretrain_iters=zoo_pretrain_iters, zoo_finetune_iters=zoo_finetune_iters,
-                                finetune_methods=finetune_methods, finetune_lr=finetune_lr)
+                                finetune_methods=finetune_methods, finetune_lr=finetune_lr,
+                                finetune_augment_prob=finetune_augment_prob)
     exp = Experiment(pairs=pairs, clean=list(clean or [_DATA / "clean"]), out=out, docs=docs, val_pairs=val_pairs,
                      layout=layout, seed=seed, budget=budget, method=calibration, params=params, sampler=sampler,
                      command="transfer " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -400,7 +406,8 @@ def experiment(
 def _experiment_budget(budget: Any, *, n: int | None, pretrain_iters: int | None, finetune_iters: int | None,
                        models: str | None, model: str | None, subset_seeds: str | None,
                        zoo_pretrain_iters: int | None, zoo_finetune_iters: int | None,
-                       finetune_methods: str | None = None, finetune_lr: float | None = None) -> Any:
+                       finetune_methods: str | None = None, finetune_lr: float | None = None,
+                       finetune_augment_prob: float | None = None) -> Any:
     """The experiment's Budget with the options that were given; model names and methods are checked now, listing
     the known ones, not after an hour."""
     from transfer.models import check_model_name
@@ -429,6 +436,10 @@ def _experiment_budget(budget: Any, *, n: int | None, pretrain_iters: int | None
         if not finetune_lr > 0:
             raise LowsimError(f"--finetune-lr must be positive, got {finetune_lr}")
         budget.finetune_lr = finetune_lr
+    if finetune_augment_prob is not None:
+        if not 0 <= finetune_augment_prob <= 1:
+            raise LowsimError(f"--finetune-augment-prob must be in [0, 1], got {finetune_augment_prob}")
+        budget.finetune_augment_prob = finetune_augment_prob
     return budget
 
 

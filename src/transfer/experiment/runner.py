@@ -57,6 +57,9 @@ class Budget:
     # fine-tuning rate, chosen by cross-validation inside the pool (scripts/tune_finetune.py; docs/tuning.md): 1e-3
     # beat 1e-4 and 3e-4 for global_local's last blocks
     finetune_lr: float = 1e-3
+    # noise augmentation of the fine-tuned rows' real pairs from the main pipeline's params (transfer finetune
+    # --augment-prob); 0: off (docs/tuning.md: it did not beat fine-tuning without it in cross-validation)
+    finetune_augment_prob: float = 0.0
     finetune_methods: tuple[str, ...] = ("last-blocks", "adapter", "all")  # one fine-tuned row each; the first
     # is the one figures and recipe rows follow
     holdout_val: int = 16  # pool pairs outside a run's subset that pick its best checkpoint

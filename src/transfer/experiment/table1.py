@@ -112,7 +112,7 @@ def finetune_rows(exp: Experiment, pool_csv: Path, val_csv: Path, train_args: li
     common = dict(pool_csv=pool_csv, val_csv=val_csv, train_args=train_args)
     for method in b.finetune_methods:
         name, frac, how = FINETUNE_ROWS[method]
-        finetune_row(exp, name, frac, *how, checkpoint=pre, **common)
+        finetune_row(exp, name, frac, *how, *augment_args(exp), checkpoint=pre, **common)
     finetune_row(exp, "scratch 10% (same budget)", 0.1, *model_args, checkpoint=None, **common)
     finetune_row(exp, "scratch 100% of the pool", 1.0, *model_args, checkpoint=None, iters=b.scratch_full_iters,
                  **common)
@@ -127,6 +127,13 @@ def finetune_rows(exp: Experiment, pool_csv: Path, val_csv: Path, train_args: li
 def run_name(name: str, seed: int) -> str:
     """The run folder (and stage) name of one subset seed of a row."""
     return f"{slug(name)}-seed-{seed}"
+
+
+def augment_args(exp: Experiment) -> list[str | Path]:
+    """transfer finetune's noise-augmentation flags for the main fine-tuned rows (none when it is off): draws from
+    the main pipeline's params, the ones its pretraining data came from."""
+    prob = exp.budget.finetune_augment_prob
+    return ["--augment-params", main_params(exp), "--augment-prob", prob] if prob > 0 else []
 
 
 def finetune_row(exp: Experiment, name: str, frac: float, *extra: str | Path, pool_csv: Path, val_csv: Path,
@@ -152,6 +159,8 @@ def finetune_row(exp: Experiment, name: str, frac: float, *extra: str | Path, po
                                      *args, *extra))
         scores.append(exp.score(f"{name} seed {seed}", exp.out / "runs" / stage, val_csv))
     budget = f"{iters} it × {b.batch}, lr {1e-3 if checkpoint is None else b.finetune_lr:g}"
+    if "--augment-prob" in extra:
+        budget += f", noise augmentation of {b.finetune_augment_prob:g} of the patches"
     if frac < 1:
         budget += f", best checkpoint on {b.holdout_val} held-out pool pairs"
     seeds = f"subset seeds {', '.join(map(str, b.subset_seeds))}" if frac < 1 else \
