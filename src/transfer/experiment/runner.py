@@ -58,7 +58,7 @@ class Budget:
     # beat 1e-4 and 3e-4 for global_local's last blocks
     finetune_lr: float = 1e-3
     # noise augmentation of the fine-tuned rows' real pairs from the main pipeline's params (transfer finetune
-    # --augment-prob); 0: off (docs/tuning.md: it did not beat fine-tuning without it in cross-validation)
+    # --augment-prob); 0: off, as the published Table 1 ran (docs/tuning.md has its cross-validation)
     finetune_augment_prob: float = 0.0
     finetune_methods: tuple[str, ...] = ("last-blocks", "adapter", "all")  # one fine-tuned row each; the first
     # is the one figures and recipe rows follow
