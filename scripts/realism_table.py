@@ -22,9 +22,10 @@ from lowsim.generate import generate
 from lowsim.statistics import STATISTICS
 
 
-def make_set(name: str, params: Path, sampler: str | None, src: Path, out: Path, n: int) -> Path:
-    """Generate (or resume) one synthetic set; returns its manifest."""
-    result = generate(src=src, n=n, params=params, out=out / name, manifest=out / f"{name}.parquet", size=400,
+def make_set(name: str, params: Path, sampler: str | None, src: Path, out: Path, n: int,
+             size: int | None = 400) -> Path:
+    """Generate (or resume) one synthetic set (size None: whole sources, no crop); returns its manifest."""
+    result = generate(src=src, n=n, params=params, out=out / name, manifest=out / f"{name}.parquet", size=size,
                       seed=1, workers=2, progress=False, sampler=sampler)
     return result.manifest
 
@@ -69,14 +70,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--pool-scenes", action="store_true",
                         help="sources: the bright images of the real pairs' pool split (not --src)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="crop side in px; 0: whole sources (default: 0 with --pool-scenes, else 400)")
     parser.add_argument("sets", nargs="+", help="NAME=PARAMS[:SAMPLER]")
     args = parser.parse_args()
     src = pool_scenes(args.real, args.out / "pool-scenes") if args.pool_scenes else args.src
+    size = args.size if args.size is not None else (0 if args.pool_scenes else 400)
     results = {}
     for spec in args.sets:
         name, rest = spec.split("=", 1)
         params, _, sampler = rest.partition(":")
-        manifest = make_set(name, Path(params), sampler or None, src, args.out, args.n)
+        manifest = make_set(name, Path(params), sampler or None, src, args.out, args.n, size or None)
         result = compare(args.real, manifest, real_split="val", max_images=args.n, seed=0)
         write_compare_report(result, args.out / f"{name}.png")
         results[name] = result.to_json_dict()

@@ -86,3 +86,13 @@ def test_v2_distribution_keeps_its_pairs_for_the_empirical_sampler(tmp_path: Pat
     nearest = np.min(np.abs(np.log(exposures)[:, None] - np.log(values["exposure"])[None, :]), axis=1)
     assert np.median(nearest) < 0.1
     assert back.sample(np.random.default_rng(1)) == back.sample(np.random.default_rng(1))
+
+
+@pytest.mark.slow
+def test_an_output_black_point_is_fitted_to_the_clipped_blacks():
+    crushed = IspParams(**{**TRUE.to_dict(), "out_black": 1.5 / 255})
+    dark, clean = _pair(data.coffee(), crushed)
+    row = _calibrate(dark, clean)
+    assert row["match_clipped_real"] > 0.05  # the black point makes many of the dark values 0
+    assert row["match_clipped_sim"] == pytest.approx(row["match_clipped_real"], abs=0.02)
+    assert row["out_black"] > 0.5 / 255

@@ -98,3 +98,22 @@ def test_preview_stages_end_in_what_degrade_makes():
     panels = list(v2.degrade_stages(PHOTO, p, np.random.default_rng(4)))
     assert all(img.shape == PHOTO.shape for _, img in panels)
     np.testing.assert_allclose(panels[-1][1], v2.degrade(PHOTO, p, np.random.default_rng(4)), atol=1e-6)
+
+
+def test_black_point_crushes_the_darkest_values_and_keeps_white():
+    x = np.array([0.0, 0.001, 0.002, 0.5, 1.0], np.float32)
+    np.testing.assert_allclose(stages.apply_black_point(x, 0.002), [0.0, 0.0, 0.0, 0.498 / 0.998, 1.0], atol=1e-7)
+    assert stages.apply_black_point(x, 0.002).dtype == np.float32
+    assert stages.apply_black_point(x, 0.0) is x  # off: the same array, so older rows' bytes are kept
+
+
+def test_v2_output_black_point_adds_clipped_blacks_in_both_samplers():
+    from lowsim.degradation import v2_fast
+
+    for sampler in (v2.SAMPLER, v2.FAST_SAMPLER):
+        def clipped(p: IspParams) -> float:
+            codes = v2_fast.degrade_to_codes(PHOTO, p, np.random.default_rng(3), sampler=sampler)
+            return dark_statistics(codes)["clipped_black"]
+
+        resized = dict(downscale=2.0, exposure=0.03)  # the resize averages most of the sensor's zeros away
+        assert clipped(with_(out_black=2.0 / 255, **resized)) > clipped(with_(**resized)) + 0.03

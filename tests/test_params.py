@@ -176,3 +176,25 @@ def test_the_valid_file_itself_loads(tmp_path: Path):
     path, _ = _valid_file(tmp_path)
     dist = ParamDistribution.load(path)
     assert dist.names == [n for n in PARAM_NAMES if n in SPECS_BY_NAME]
+
+
+def test_a_row_or_file_from_before_out_black_leaves_it_off(tmp_path: Path):
+    """out_black was added to v2 after files and manifests existed: without it, its stage is off."""
+    from lowsim.params import V2_PARAM_NAMES, IspParams
+
+    row = IspParams(exposure=0.05).to_dict()
+    del row["out_black"]
+    assert IspParams.from_mapping(row).out_black == 0.0
+    assert IspParams.from_mapping({**row, "out_black": None}).out_black == 0.0  # a null manifest cell
+    with pytest.raises(LowsimError, match="missing .* exposure"):
+        IspParams.from_mapping({k: v for k, v in row.items() if k != "exposure"})
+    names = [n for n in V2_PARAM_NAMES if n not in ("row_sigma", "downscale", "out_black")]
+    rng = np.random.default_rng(0)
+    samples = {n: list(np.exp(rng.normal(-3, 0.1, 8))) for n in names}
+    data = ParamDistribution.fit(samples, fixed={"row_sigma": 0.0, "downscale": 1.0},
+                                 model="lowsim.degrade/v2").to_json_dict()
+    data["fixed"].pop("out_black")  # as a file written before the parameter existed
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    dist = ParamDistribution.load(tmp_path / "old.json")
+    assert dist.fixed["out_black"] == 0.0 and "out_black" not in dist.names
+    assert dist.sample(np.random.default_rng(1)).out_black == 0.0

@@ -40,7 +40,7 @@ MEAN_RANGES = {"exposure": (1e-4, 2.0), "cast_r": (0.2, 5.0), "cast_b": (0.2, 5.
                "illum_gamma": (0.05, 20.0)}
 # Parameters whose lower bound is "off" (no map, no black crush, no read noise, no sharpening): a fit at that
 # bound is a valid value, not a failed fit.
-OFF_AT_LOWER_BOUND = ("illum_alpha", "black_level", "read_sigma", "sharpen")
+OFF_AT_LOWER_BOUND = ("illum_alpha", "black_level", "read_sigma", "sharpen", "out_black")
 # Weight (per sqrt(pixel)) of the priors pulling alpha towards 0 and log(illum_gamma) towards 0: the map
 # is nearly degenerate with exposure and tone (alpha ~ 1 with a large g is another exposure), so among
 # (nearly) equal fits the one with the mildest map wins.
@@ -138,12 +138,14 @@ def fit_mean_v2(d: np.ndarray, b: np.ndarray, rng: np.random.Generator,
 
 # ============================================================================================ noise fit
 
-NOISE_NAMES = ("shot_gain", "read_sigma", "chroma_nr", "sharpen", "black_level")
+NOISE_NAMES = ("shot_gain", "read_sigma", "chroma_nr", "sharpen", "black_level", "out_black")
 # Lower bounds at what is invisible in an 8-bit dark image (read noise 1e-6 of full scale is far below the
-# shot noise of any visible signal; sharpening by 0.02 changes the noise by ~1 %).
+# shot noise of any visible signal; sharpening by 0.02 changes the noise by ~1 %; an output black point of
+# 1e-5 is 0.3 % of a level).
 NOISE_RANGES = {"shot_gain": (1e-8, 0.1), "read_sigma": (1e-6, 0.05), "chroma_nr": (1e-3, 0.999),
-                "sharpen": (0.02, 7.9), "black_level": (1e-5, 0.05)}
-NOISE_START = {"shot_gain": 1e-4, "read_sigma": 2e-4, "chroma_nr": 0.7, "sharpen": 0.5, "black_level": 1e-4}
+                "sharpen": (0.02, 7.9), "black_level": (1e-5, 0.05), "out_black": (1e-5, 0.02)}
+NOISE_START = {"shot_gain": 1e-4, "read_sigma": 2e-4, "chroma_nr": 0.7, "sharpen": 0.5, "black_level": 1e-4,
+               "out_black": 1e-3}
 NOISE_CROP = 256  # the noise fit simulates at most this many rows and columns of the pair (speed)
 MIN_BIN_PIXELS = 500
 # Finite-difference step (relative, unconstrained coordinates): wide enough to step over the small jumps
@@ -153,7 +155,7 @@ DIFF_STEP = 0.05
 PROFILE_SCALE = 0.05  # of log residual sd per bin (a 5 % miss)
 CORR_SCALE = 0.05
 BRIGHTNESS_SCALE = 0.05  # of log brightness
-CLIPPED_SCALE = 0.05
+CLIPPED_SCALE = 0.01  # a 1 % miss of the clipped fraction counts as a 5 % miss of the noise level
 
 
 @dataclass(frozen=True)

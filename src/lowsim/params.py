@@ -87,6 +87,9 @@ V2_PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("tone_gamma", "log", 0.0, math.inf, "output tone curve x^(1/tone_gamma) on linear values"),
     ParamSpec("downscale", "log", 0.0, math.inf,
               "sensor pixels per image pixel along a side: the camera's image was resized by this (>= 1)"),
+    ParamSpec("out_black", "logit", 0.0, 1.0,
+              "black point of the final (resized) image, fraction of full scale: (x - b) / (1 - b), darker "
+              "values crushed to 0 (the output tone curve's toe); 0 = off"),
 )
 V2_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in V2_PARAM_SPECS)
 
@@ -145,7 +148,7 @@ RECIPE_SPECS_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in (*UNPROCESS_PAR
 ALL_PARAM_NAMES: tuple[str, ...] = (*PARAM_NAMES, *[n for n in V2_PARAM_NAMES if n not in PARAM_NAMES],
                                     *RAW_PARAM_NAMES, *UNPROCESS_PARAM_NAMES,
                                     *(s.name for s in GENERIC_PARAM_SPECS), *GENERIC_APPLIED_NAMES)
-ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr", "sharpen",
+ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr", "sharpen", "out_black",
                 "read_noise", "row_noise", "adc_black", "albumentations_seed"}  # may be exactly 0 (off)
 
 
@@ -201,6 +204,9 @@ class _SchemaParams:
 
     _specs: ClassVar[tuple[ParamSpec, ...]] = ()
     _label: ClassVar[str] = ""  # names the parameters in the "missing" error
+    # Parameters added to a schema after files and manifests were written with it, with the value that turns
+    # their stage off: a mapping (row, params file) without one gets it, so what it made is made again.
+    _added: ClassVar[Mapping[str, float]] = {}
 
     def __post_init__(self) -> None:
         for spec in self._specs:
@@ -213,6 +219,7 @@ class _SchemaParams:
     def from_mapping(cls, values: Mapping[str, Any]) -> Any:
         """Build from any mapping (a manifest row, a JSON object); extra keys are ignored."""
         names = [s.name for s in cls._specs]
+        values = {**values, **{n: v for n, v in cls._added.items() if values.get(n) is None}}
         missing = [n for n in names if n not in values]
         if missing:
             raise LowsimError(f"missing {cls._label} parameters: {', '.join(missing)}")
@@ -263,10 +270,12 @@ class IspParams(_SchemaParams):
     sharpen: float = 0.0
     tone_gamma: float = 2.2
     downscale: float = 1.0
+    out_black: float = 0.0
 
     model = V2_MODEL
     _specs = V2_PARAM_SPECS
     _label = V2_MODEL
+    _added = {"out_black": 0.0}
 
     @property
     def cast(self) -> np.ndarray:
@@ -395,6 +404,9 @@ class ParamDistribution:
     jitter: float = 0.25  # empirical sampler: sd of the jitter, as a fraction of the normal's sd
 
     def __post_init__(self) -> None:
+        added = getattr(PARAMS_CLASSES.get(self.model), "_added", {})
+        # a file written before a parameter was added leaves it off (fixed), as every draw it made had it
+        self.fixed = {**self.fixed, **{n: v for n, v in added.items() if n not in self.names and n not in self.fixed}}
         self.mean = np.asarray(self.mean, dtype=np.float64)
         self.cov = np.asarray(self.cov, dtype=np.float64)
         if self.points is not None:

@@ -236,6 +236,13 @@ def resize_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if smaller else cv2.INTER_LINEAR)
 
 
+def apply_black_point(img: np.ndarray, black: float) -> np.ndarray:
+    """Output black point: (x − b)/(1 − b), clipped at 0, so values below b become black (white stays white)."""
+    if black == 0.0:
+        return img
+    return np.maximum((img - np.float32(black)) / np.float32(1.0 - black), 0.0).astype(img.dtype, copy=False)
+
+
 def quantize(img: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     """Round [0, 1] floats to unsigned integers of the given bit depth (8 or 16)."""
     if bit_depth not in (8, 16):

@@ -9,7 +9,8 @@ and made noisy there, and processed forward again as a camera would:
     rgb     = from_camera(demosaic(linear(codes)))         bilinear demosaic, white balance, colour matrix
     out     = chroma_nr(tone(max(rgb − black_level, 0); γ_tone); strength)
     out     = sharpen(out; amount)                         unsharp mask
-    dark    = quantize(resize(out; 1 / downscale))         the camera's image, made smaller
+    out     = resize(out; 1 / downscale)                   the camera's image, made smaller
+    dark    = quantize(black_point(out; out_black))        its darkest values crushed to 0 (0 = off)
 
 Channel- and space-correlated noise that peaks in the mid-tones then comes from the processing, as in a
 real camera: demosaicing spreads each site's noise over its neighbours, the colour matrix mixes channels,
@@ -116,7 +117,12 @@ def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.nda
     scene = stages.resize_to(clean, *sensor_shape(clean.shape, p.downscale))
     codes = sensor(raw_mosaic(scene, p), p, rng)
     out = process(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL), p)
-    return np.clip(stages.resize_to(out, *clean.shape[:2]), 0.0, 1.0)
+    return output(out, clean.shape, p)
+
+
+def output(out: np.ndarray, shape: tuple[int, ...], p: IspParams) -> np.ndarray:
+    """The processed image made the camera's output: resized to `shape`, clipped, its black point applied."""
+    return stages.apply_black_point(np.clip(stages.resize_to(out, *shape[:2]), 0.0, 1.0), p.out_black)
 
 
 def simulate_smooth(clean: np.ndarray, p: IspParams, normals: np.ndarray) -> np.ndarray:
@@ -124,7 +130,7 @@ def simulate_smooth(clean: np.ndarray, p: IspParams, normals: np.ndarray) -> np.
     sensor's shape (`sensor_shape`)."""
     scene = stages.resize_to(clean, *sensor_shape(clean.shape, p.downscale))
     out = process(sensor_surrogate(raw_mosaic(scene, p), p, normals), p)
-    return stages.resize_to(out, *clean.shape[:2])
+    return stages.apply_black_point(stages.resize_to(out, *clean.shape[:2]), p.out_black)
 
 
 def choose_sampler(dtype: np.dtype, p: IspParams, bit_depth: int = 8) -> str:
@@ -142,7 +148,10 @@ def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, 
 
 
 def expected_dark(clean: np.ndarray, p: IspParams) -> np.ndarray:
-    """The noiseless forward model (what the calibrator fits), pixelwise: tone(max(scene − bl, 0))."""
+    """The noiseless forward model (what the calibrator fits), pixelwise: tone(max(scene − bl, 0)).
+
+    Without the output black point: the calibrator sets it with the noise, and takes its effect on the mean
+    out with the noise's clipping bias (`calibrate_v2.noise_bias`)."""
     return expected_dark_of(stages.to_float(clean), p)
 
 
@@ -172,4 +181,5 @@ def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator) ->
     denoised = stages.chroma_denoise(toned, p.chroma_nr, CHROMA_SIGMA)
     yield "+ chroma NR", shown(denoised)
     sharpened = np.clip(stages.sharpen(denoised, p.sharpen, SHARPEN_SIGMA), 0.0, 1.0)
-    yield f"+ sharpening, resize 1/{p.downscale:g}", shown(sharpened)
+    label = f"+ sharpening, resize 1/{p.downscale:g}" + (", black point" if p.out_black else "")
+    yield label, stages.apply_black_point(shown(sharpened), p.out_black)

@@ -227,7 +227,7 @@ def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.nda
     demosaiced, low = demosaic_codes(adc(raw))
     out = chroma_denoise(to_toned(demosaiced, low, p), p.chroma_nr, v2.CHROMA_SIGMA)
     out = sharpen_clip(out, p.sharpen, v2.SHARPEN_SIGMA)
-    return np.clip(stages.resize_to(out, *clean.shape[:2]), 0.0, 1.0)
+    return v2.output(out, clean.shape, p)
 
 
 def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, bit_depth: int = 8,
