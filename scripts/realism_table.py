@@ -8,7 +8,9 @@ then `lowsim compare` against the real pairs' val split (never calibrated on); w
 OUT/NAME.png and prints one markdown table (medians, classifier accuracy with its 95% interval).
 `--pool-scenes` takes the sources from the bright images of the real pairs' pool split instead (the same kind
 of scenes as the real darks, none of the val scenes): the comparison then sees the degradation, not the
-difference between two photo collections.
+difference between two photo collections. The pool scenes are taken whole (600 x 400, as the real darks are
+measured: a 400-px crop has a higher residual sd than its whole image, +7 % on the real val darks); `--size`
+sets a crop side for either source (0: whole).
 """
 from __future__ import annotations
 
