@@ -79,28 +79,22 @@ def check_augment_options(params: Path | None, prob: float | None, mode: str, in
 def load_augment_params(params: Path) -> tuple[Any, Path]:
     """The distribution of --augment-params (a params file or a shipped name: lol) and its path; every problem is
     one TransferError naming the option and the file."""
-    from lowsim.generate import load_distribution
-    from lowsim.params import RAW_MODEL
     from lowsim.project import resolve_params
+    from transfer.onthefly import load_srgb_distribution
 
     try:
         path = resolve_params(Path(params))
-        dist = load_distribution(path, None, None)
-    except LowsimError as err:
+        return load_srgb_distribution(path, None, "noise augmentation makes sRGB dark images (use an sRGB "
+                                                  "calibration)"), path
+    except LowsimError as err:  # TransferError included: each one gets the option's name in front
         raise TransferError(f"--augment-params: {err}") from None
-    if dist.model == RAW_MODEL:
-        raise TransferError(f"--augment-params: {printable(path)}: the params file is for {dist.model}, which makes "
-                            "packed raw frames; noise augmentation makes sRGB dark images (use an sRGB calibration)")
-    return dist, path
 
 
 def describe_augment(dist: Any, path: Path, prob: float) -> dict[str, Any]:
     """config.json's and the fingerprint's description: what decides the augmented samples."""
-    from lowsim.degradation.registry import get_model
-    from lowsim.params import file_sha256
+    from transfer.onthefly import params_signature
 
-    decided = {"scheme": SCHEME, "params_sha256": file_sha256(path), "model": dist.model, "sampler": dist.sampler,
-               "noise_samplers": list(get_model(dist.model).samplers), "prob": prob}
+    decided = {"scheme": SCHEME, **params_signature(path, dist), "prob": prob}
     digest = hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()
     return {"params": printable(path), **decided, "sha256": digest}
 

@@ -83,26 +83,38 @@ def resolve_sources(src: Path, params: Path, sampler: str | None) -> OnTheFlySou
 
 def load_onthefly_params(params: Path, sampler: str | None) -> Any:
     """generate's distribution of a params file (--sampler overriding the file's); sRGB models only."""
+    return load_srgb_distribution(params, sampler, "on-the-fly pretraining makes sRGB pairs (generate a raw "
+                                                   "manifest and pass --manifest)")
+
+
+def load_srgb_distribution(params: Path, sampler: str | None, needs_srgb: str) -> Any:
+    """generate's distribution of a params file, refused when its model makes packed raw frames (`needs_srgb`
+    says what wants sRGB pairs instead)."""
     from lowsim.generate import load_distribution
     from lowsim.params import RAW_MODEL
 
     dist = load_distribution(Path(params), None, sampler)
     if dist.model == RAW_MODEL:
-        raise TransferError(f"the params file is for {dist.model}, which makes packed raw frames; on-the-fly "
-                            "pretraining makes sRGB pairs (generate a raw manifest and pass --manifest)", params)
+        raise TransferError(f"the params file is for {dist.model}, which makes packed raw frames; {needs_srgb}",
+                            params)
     return dist
+
+
+def params_signature(params: Path, dist: Any) -> dict[str, Any]:
+    """What of a params file decides synthetic samples: its bytes, model and sampler, and the model's noise
+    samplers, as in generate's run signature (a lowsim that renders otherwise refuses --resume)."""
+    from lowsim.degradation.registry import get_model
+    from lowsim.params import file_sha256
+
+    return {"params_sha256": file_sha256(params), "model": dist.model, "sampler": dist.sampler,
+            "noise_samplers": list(get_model(dist.model).samplers)}
 
 
 def describe_sources(root: Path, names: Sequence[str], params: Path, dist: Any) -> dict[str, Any]:
     """config.json's data description; its sha256 covers what decides the samples (photos, params, sampler)."""
-    from lowsim.degradation.registry import get_model
-    from lowsim.params import file_sha256
-
     listing = hashlib.sha256("\n".join(names).encode("utf-8", "surrogateescape")).hexdigest()
-    # the model's noise samplers, as in generate's run signature: a lowsim that renders otherwise refuses --resume
     decided = {"scheme": SCHEME, "sources_sha256": listing, "n_sources": len(names),
-               "params_sha256": file_sha256(params), "model": dist.model, "sampler": dist.sampler,
-               "noise_samplers": list(get_model(dist.model).samplers), "bit_depth": BIT_DEPTH}
+               **params_signature(params, dist), "bit_depth": BIT_DEPTH}
     digest = hashlib.sha256(json.dumps(decided, sort_keys=True).encode()).hexdigest()
     return {"kind": "onthefly", "src": printable(root), "params": printable(params), **decided, "sha256": digest}
 
