@@ -13,7 +13,7 @@ import pytest
 from transfer.experiment import (NOTES_MARKER, SECTION_END, SECTION_START, Budget, Experiment, ZooRow, kept_sections,
                                  read_zoo_csv, replace_section, slug, subset_csvs, write_pairs_csv, write_zoo_csv,
                                  zoo_section)
-from lowsim.pairs import Pair, find_pairs
+from lowsim.pairs import find_pairs
 from test_recipes import _stubbed_experiment as stubbed_experiment
 
 

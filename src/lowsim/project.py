@@ -15,10 +15,9 @@ one-line error naming the command to run first.
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from lowsim.errors import LowsimError
 
