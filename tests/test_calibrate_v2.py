@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from lowsim.calibrate import run_calibration
-from lowsim.calibrate_v2 import calibrate_arrays_v2
+from lowsim.calibrate import fit_distribution, run_calibration
+from lowsim.calibrate_v2 import JPEG_GRID, calibrate_arrays_v2, run_jpeg_quality
 from lowsim.degradation import v2
 from lowsim.errors import LowsimError
 from lowsim.imageio import write_png
@@ -100,3 +100,29 @@ def test_clipped_blacks_of_an_output_black_point_are_matched():
     assert row["match_clipped_real"] > 0.05  # the black point makes many of the dark values 0
     assert not row["excluded"], row["reason"]
     assert row["match_clipped_sim"] == pytest.approx(row["match_clipped_real"], abs=0.02)
+
+
+def test_fit_jpeg_picks_a_low_quality_for_jpeg_darks_and_off_without():
+    """Synthetic pairs made with v2 at JPEG quality 40 and without JPEG (the noise of TRUE, 256-px crops)."""
+    for quality, acceptable in ((40.0, lambda q: 0 < q <= 75), (0.0, lambda q: q == 0 or q >= 90)):
+        dark, clean = _pair(data.astronaut(), IspParams(**{**TRUE.to_dict(), "jpeg_quality": quality}))
+        row = calibrate_arrays_v2("pair", dark.astype(np.float32) / 255, clean.astype(np.float32) / 255,
+                                  np.random.SeedSequence(0), "", fit_jpeg=True)
+        assert not row["excluded"], row["reason"]
+        assert acceptable(row["jpeg_quality"]), (quality, row["jpeg_quality"], row)
+        costs = [row["jpeg_cost_off"], *(row[f"jpeg_cost_q{q}"] for q in JPEG_GRID if q)]
+        assert row["jpeg_cost"] == min(costs)
+        assert row["jpeg_cost_change"] < -0.5 if quality else row["jpeg_cost_change"] == 0.0
+
+
+def test_one_jpeg_quality_per_run_and_the_flag_is_for_isp_only(tmp_path: Path):
+    assert run_jpeg_quality([0.0, 0.0, 85.0]) == 0.0  # off is the mildest
+    assert run_jpeg_quality([40.0, 60.0, 95.0]) == 60.0
+    assert run_jpeg_quality([40.0, 60.0, 0.0, 95.0]) == 95.0  # even count: the milder of the middle two
+    assert run_jpeg_quality([]) == 0.0
+    rows = [{**IspParams(exposure=0.01 * (k + 1), jpeg_quality=q).to_dict(), "name": str(k), "excluded": False,
+             "reason": ""} for k, q in enumerate((60.0, 75.0, 60.0))]
+    dist = fit_distribution(rows, "isp", "test")
+    assert dist.fixed["jpeg_quality"] == 60.0 and "jpeg_quality" not in dist.names
+    with pytest.raises(LowsimError, match="JPEG quality goes with method isp"):
+        run_calibration(tmp_path, tmp_path / "out.json", method="joint", fit_jpeg=True)
