@@ -120,7 +120,8 @@ def test_one_jpeg_quality_per_run_and_the_flag_is_for_isp_only(tmp_path: Path):
     assert run_jpeg_quality([40.0, 60.0, 95.0]) == 60.0
     assert run_jpeg_quality([40.0, 60.0, 0.0, 95.0]) == 95.0  # even count: the milder of the middle two
     assert run_jpeg_quality([]) == 0.0
-    rows = [{**IspParams(exposure=0.01 * (k + 1), jpeg_quality=q).to_dict(), "name": str(k), "excluded": False,
+    on = dict(illum_alpha=0.1, black_level=1e-3, chroma_nr=0.5, sharpen=1.0, out_black=1e-3)  # logit: not 0
+    rows = [{**IspParams(exposure=0.01 * (k + 1), jpeg_quality=q, **on).to_dict(), "name": str(k), "excluded": False,
              "reason": ""} for k, q in enumerate((60.0, 75.0, 60.0))]
     dist = fit_distribution(rows, "isp", "test")
     assert dist.fixed["jpeg_quality"] == 60.0 and "jpeg_quality" not in dist.names
