@@ -76,8 +76,8 @@ def test_v2_distribution_keeps_its_pairs_for_the_empirical_sampler(tmp_path: Pat
     values = {n: [getattr(TRUE, n) * f for f in (0.8, 1.0, 1.25)] for n in IspParams.__dataclass_fields__
               if n not in ("row_sigma", "illum_alpha", "illum_gamma")}
     values.update(illum_alpha=[0.1, 0.2, 0.3], illum_gamma=[1.0, 1.5, 2.0])
-    dist = ParamDistribution.fit(values, fixed={"row_sigma": 0.0, "sharpen": 0.0, "downscale": 1.0, "out_black": 0.0},
-                                 model=v2.MODEL_NAME)
+    dist = ParamDistribution.fit(values, fixed={"row_sigma": 0.0, "sharpen": 0.0, "downscale": 1.0, "out_black": 0.0,
+                                                "jpeg_quality": 0.0}, model=v2.MODEL_NAME)
     path = dist.save(tmp_path / "v2.json")
     back = ParamDistribution.load(path).with_sampler("empirical")
     assert back.model == v2.MODEL_NAME and back.points.shape == (3, len(back.names))
