@@ -102,17 +102,24 @@ def test_clipped_blacks_of_an_output_black_point_are_matched():
     assert row["match_clipped_sim"] == pytest.approx(row["match_clipped_real"], abs=0.02)
 
 
-def test_fit_jpeg_picks_a_low_quality_for_jpeg_darks_and_off_without():
-    """Synthetic pairs made with v2 at JPEG quality 40 and without JPEG (the noise of TRUE, 256-px crops)."""
-    for quality, acceptable in ((40.0, lambda q: 0 < q <= 75), (0.0, lambda q: q == 0 or q >= 90)):
+def test_fit_jpeg_picks_a_low_quality_for_jpeg_darks_and_off_without(tmp_path: Path):
+    """A calibration run with fit_jpeg on two synthetic pairs made with v2 (the noise of TRUE, 256-px crops): one
+    at JPEG quality 40, one without JPEG. Each picks its own; the file fixes their median."""
+    root = tmp_path / "pairs"
+    for name, quality in (("q40", 40.0), ("off", 0.0)):
         dark, clean = _pair(data.astronaut(), IspParams(**{**TRUE.to_dict(), "jpeg_quality": quality}))
-        row = calibrate_arrays_v2("pair", dark.astype(np.float32) / 255, clean.astype(np.float32) / 255,
-                                  np.random.SeedSequence(0), "", fit_jpeg=True)
-        assert not row["excluded"], row["reason"]
-        assert acceptable(row["jpeg_quality"]), (quality, row["jpeg_quality"], row)
+        write_png(root / "low" / f"{name}.png", dark)
+        write_png(root / "high" / f"{name}.png", clean)
+    result = run_calibration(root, tmp_path / "p.json", method="isp", workers=1, downscale=1.0, fit_jpeg=True)
+    rows = {r["name"]: r for r in result.rows}
+    assert not any(r["excluded"] for r in rows.values()), [r["reason"] for r in rows.values()]
+    assert 0 < rows["q40"]["jpeg_quality"] <= 75 and rows["q40"]["jpeg_cost_change"] < -0.5
+    assert rows["off"]["jpeg_quality"] == 0 or rows["off"]["jpeg_quality"] >= 90
+    for row in rows.values():
         costs = [row["jpeg_cost_off"], *(row[f"jpeg_cost_q{q}"] for q in JPEG_GRID if q)]
         assert row["jpeg_cost"] == min(costs)
-        assert row["jpeg_cost_change"] < -0.5 if quality else row["jpeg_cost_change"] == 0.0
+    assert result.distribution.fixed["jpeg_quality"] == run_jpeg_quality([r["jpeg_quality"] for r in rows.values()])
+    assert sum(result.distribution.info["fit_jpeg"]["pairs_per_quality"].values()) == 2
 
 
 def test_one_jpeg_quality_per_run_and_the_flag_is_for_isp_only(tmp_path: Path):
