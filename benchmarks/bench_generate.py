@@ -16,6 +16,7 @@ on the same samples (same sources and crops):
            its reference sampler isp-reference/v2 (the stage functions literally; what rows made before
            isp-fast/v2 existed record).
 - v2-fast: the same with v2's default sampler isp-fast/v2 (lowsim.degradation.v2_fast).
+- v2-fast-jpeg: v2-fast with the camera's JPEG stage on (the v2 file's draws with jpeg_quality JPEG_QUALITY).
 - floor:   read the source, crop, write two PNGs (the clean crop and a dark-looking noisy image of the
            same size), nothing else: the I/O every generator of this dataset must do.
 
@@ -30,6 +31,7 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core per process, like the generator's workers
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -50,7 +52,8 @@ from lowsim.imageio import list_images, read_image, write_png  # noqa: E402
 from lowsim.degradation import v2 as V2, v2_fast as V2F  # noqa: E402
 from lowsim.params import V1_MODEL, V2_MODEL, IspParams, ParamDistribution  # noqa: E402
 
-PIPELINES = ("v1", "v1-ref", "v2-ref", "v2-fast", "floor")
+PIPELINES = ("v1", "v1-ref", "v2-ref", "v2-fast", "v2-fast-jpeg", "floor")
+JPEG_QUALITY = 75.0  # of the v2-fast-jpeg pipeline
 FORCED_SAMPLERS = {"v1-ref": REFERENCE_SAMPLER, "v2-ref": V2.SAMPLER}  # the others use the model's default
 
 
@@ -100,7 +103,7 @@ def _init(pipeline: str, spec: G.RunSpec, dist: ParamDistribution) -> None:
     if pipeline in FORCED_SAMPLERS:
         render, forced = GS.render_recorded, FORCED_SAMPLERS[pipeline]
         GS.render_recorded = lambda *a, sampler=None, **k: render(*a, sampler=forced, **k)
-    if pipeline == "v2-fast":
+    if pipeline.startswith("v2-fast"):
         V2F.poisson_grid_table()  # built once per worker (~1 s), like the first sample of a generate run
 
 
@@ -155,11 +158,13 @@ def degrade_timings(sources: list[Path], dists: dict[str, ParamDistribution], si
             crops.append(G.apply_geometry(image, G.draw_geometry(rng, *image.shape[:2], size)))
     v1_params = [dists["v1"].sample(rng) for _ in crops]
     v2_params = [dists["v2"].sample(rng) for _ in crops]
+    jpeg_params = [dataclasses.replace(p, jpeg_quality=JPEG_QUALITY) for p in v2_params]
     v1, v2 = get_model(V1_MODEL), get_model(V2_MODEL)
     cases = (("v1", v1_params, lambda c, p, r: v1.degrade_to_codes(c, p, r, 8, choose_sampler(c.dtype, p))),
              ("v1-ref", v1_params, lambda c, p, r: v1.degrade_to_codes(c, p, r, 8, REFERENCE_SAMPLER)),
              ("v2-ref", v2_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.SAMPLER)),
-             ("v2-fast", v2_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.FAST_SAMPLER)))
+             ("v2-fast", v2_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.FAST_SAMPLER)),
+             ("v2-fast-jpeg", jpeg_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.FAST_SAMPLER)))
     timings: dict[str, float] = {}
     for name, params, fn in cases:
         fn(crops[0], params[0], np.random.default_rng(0))
@@ -178,7 +183,7 @@ def sample_rates(root: str, names: tuple[str, ...], dists: dict[str, ParamDistri
     for round_ in range(args.rounds):
         for workers in [int(w) for w in args.workers.split(",")]:
             for pipeline in PIPELINES:
-                dist = dists["v2" if pipeline.startswith("v2") else "v1"]
+                dist = dists["v2-jpeg" if pipeline.endswith("jpeg") else "v2" if pipeline.startswith("v2") else "v1"]
                 spec = G.RunSpec(src_root=root, sources=names, params_path="-", params_sha256="-", seed=0,
                                  size=args.size, bit_depth=8, fractions=(("train", 1.0),),
                                  out=str(tmp / f"{pipeline}-{workers}-{round_}"), model=dist.model)
@@ -276,6 +281,7 @@ def main() -> int:
         default = G.default_params_path()
         dists = {"v1": load_model_params(args.params_v1, default.with_name("lol-v1.json"), V1_MODEL, tmp),
                  "v2": load_model_params(args.params_v2, default, V2_MODEL, tmp)}
+        dists["v2-jpeg"] = dataclasses.replace(dists["v2"], fixed={**dists["v2"].fixed, "jpeg_quality": JPEG_QUALITY})
         sources = list_images(clean)
         root = clean.resolve()
         print(f"{len(sources)} sources in {clean}; {args.size}x{args.size} crops; n={args.n} per run; "

@@ -388,3 +388,12 @@ def test_cli_on_a_missing_folder_exits_nonzero_with_one_line(tmp_path: Path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and str(missing) in lines[0]
     assert not (tmp_path / "x.json").exists()
+
+
+def test_cli_fit_jpeg_without_method_isp_is_one_line(tmp_path: Path):
+    proc = subprocess.run([sys.executable, "-m", "lowsim", "calibrate", "--pairs", str(tmp_path), "--method", "joint",
+                           "--fit-jpeg", "--out", str(tmp_path / "x.json")], capture_output=True, text=True,
+                          timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert lines == ["error: --fit-jpeg goes with --method isp (model v2); got --method joint"]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from lowsim.calibrate import run_calibration
-from lowsim.calibrate_v2 import calibrate_arrays_v2
+from lowsim.calibrate import fit_distribution, run_calibration
+from lowsim.calibrate_v2 import JPEG_GRID, calibrate_arrays_v2, run_jpeg_quality
 from lowsim.degradation import v2
 from lowsim.errors import LowsimError
 from lowsim.imageio import write_png
@@ -76,8 +76,8 @@ def test_v2_distribution_keeps_its_pairs_for_the_empirical_sampler(tmp_path: Pat
     values = {n: [getattr(TRUE, n) * f for f in (0.8, 1.0, 1.25)] for n in IspParams.__dataclass_fields__
               if n not in ("row_sigma", "illum_alpha", "illum_gamma")}
     values.update(illum_alpha=[0.1, 0.2, 0.3], illum_gamma=[1.0, 1.5, 2.0])
-    dist = ParamDistribution.fit(values, fixed={"row_sigma": 0.0, "sharpen": 0.0, "downscale": 1.0, "out_black": 0.0},
-                                 model=v2.MODEL_NAME)
+    dist = ParamDistribution.fit(values, fixed={"row_sigma": 0.0, "sharpen": 0.0, "downscale": 1.0, "out_black": 0.0,
+                                                "jpeg_quality": 0.0}, model=v2.MODEL_NAME)
     path = dist.save(tmp_path / "v2.json")
     back = ParamDistribution.load(path).with_sampler("empirical")
     assert back.model == v2.MODEL_NAME and back.points.shape == (3, len(back.names))
@@ -100,3 +100,37 @@ def test_clipped_blacks_of_an_output_black_point_are_matched():
     assert row["match_clipped_real"] > 0.05  # the black point makes many of the dark values 0
     assert not row["excluded"], row["reason"]
     assert row["match_clipped_sim"] == pytest.approx(row["match_clipped_real"], abs=0.02)
+
+
+def test_fit_jpeg_picks_a_low_quality_for_jpeg_darks_and_off_without(tmp_path: Path):
+    """A calibration run with fit_jpeg on two synthetic pairs made with v2 (the noise of TRUE, 256-px crops): one
+    at JPEG quality 40, one without JPEG. Each picks its own; the file fixes their median."""
+    root = tmp_path / "pairs"
+    for name, quality in (("q40", 40.0), ("off", 0.0)):
+        dark, clean = _pair(data.astronaut(), IspParams(**{**TRUE.to_dict(), "jpeg_quality": quality}))
+        write_png(root / "low" / f"{name}.png", dark)
+        write_png(root / "high" / f"{name}.png", clean)
+    result = run_calibration(root, tmp_path / "p.json", method="isp", workers=1, downscale=1.0, fit_jpeg=True)
+    rows = {r["name"]: r for r in result.rows}
+    assert not any(r["excluded"] for r in rows.values()), [r["reason"] for r in rows.values()]
+    assert 0 < rows["q40"]["jpeg_quality"] <= 75 and rows["q40"]["jpeg_cost_change"] < -0.5
+    assert rows["off"]["jpeg_quality"] == 0 or rows["off"]["jpeg_quality"] >= 90
+    for row in rows.values():
+        costs = [row["jpeg_cost_off"], *(row[f"jpeg_cost_q{q}"] for q in JPEG_GRID if q)]
+        assert row["jpeg_cost"] == min(costs)
+    assert result.distribution.fixed["jpeg_quality"] == run_jpeg_quality([r["jpeg_quality"] for r in rows.values()])
+    assert sum(result.distribution.info["fit_jpeg"]["pairs_per_quality"].values()) == 2
+
+
+def test_one_jpeg_quality_per_run_and_the_flag_is_for_isp_only(tmp_path: Path):
+    assert run_jpeg_quality([0.0, 0.0, 85.0]) == 0.0  # off is the mildest
+    assert run_jpeg_quality([40.0, 60.0, 95.0]) == 60.0
+    assert run_jpeg_quality([40.0, 60.0, 0.0, 95.0]) == 95.0  # even count: the milder of the middle two
+    assert run_jpeg_quality([]) == 0.0
+    on = dict(illum_alpha=0.1, black_level=1e-3, chroma_nr=0.5, sharpen=1.0, out_black=1e-3)  # logit: not 0
+    rows = [{**IspParams(exposure=0.01 * (k + 1), jpeg_quality=q, **on).to_dict(), "name": str(k), "excluded": False,
+             "reason": ""} for k, q in enumerate((60.0, 75.0, 60.0))]
+    dist = fit_distribution(rows, "isp", "test")
+    assert dist.fixed["jpeg_quality"] == 60.0 and "jpeg_quality" not in dist.names
+    with pytest.raises(LowsimError, match="JPEG quality goes with method isp"):
+        run_calibration(tmp_path, tmp_path / "out.json", method="joint", fit_jpeg=True)

@@ -117,3 +117,43 @@ def test_v2_output_black_point_adds_clipped_blacks_in_both_samplers():
 
         resized = dict(downscale=2.0, exposure=0.03)  # the resize averages most of the sensor's zeros away
         assert clipped(with_(out_black=2.0 / 255, **resized)) > clipped(with_(**resized)) + 0.03
+
+
+def block_edge_ratio(codes: np.ndarray) -> float:
+    """Mean squared step between columns across 8-px block edges over the same inside blocks: ~1 without JPEG."""
+    steps = np.diff(codes.astype(np.float64), axis=1) ** 2
+    at_edge = (np.arange(steps.shape[1]) % 8) == 7
+    return float(steps[:, at_edge].mean() / steps[:, ~at_edge].mean())
+
+
+def test_jpeg_stage_is_the_identity_off_and_makes_blocks_on():
+    noisy = np.clip(np.random.default_rng(0).normal(20, 4, (64, 96, 3)), 0, 255).astype(np.uint8)
+    assert stages.jpeg_compress(noisy, 0) is noisy  # off: the same array, so older rows' bytes are kept
+    compressed = stages.jpeg_compress(noisy, 40)
+    assert compressed.dtype == np.uint8 and compressed.shape == noisy.shape
+    assert block_edge_ratio(noisy) < 1.1 and block_edge_ratio(compressed) > 1.5
+    # red stays red: OpenCV's BGR order is undone on the way in and out
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 200
+    assert np.abs(stages.jpeg_compress(red, 95).astype(int) - red).max() <= 3
+    with pytest.raises(ValueError, match="8-bit RGB"):
+        stages.jpeg_compress(noisy.astype(np.uint16), 40)
+
+
+@pytest.mark.parametrize("sampler", [v2.SAMPLER, v2.FAST_SAMPLER])
+def test_v2_jpeg_is_the_last_stage_of_both_samplers_and_of_the_preview(sampler: str):
+    from lowsim.degradation import v2_fast
+
+    def codes(p: IspParams, bit_depth: int = 8) -> np.ndarray:
+        return v2_fast.degrade_to_codes(PHOTO, p, np.random.default_rng(6), bit_depth=bit_depth, sampler=sampler)
+
+    p = with_(exposure=0.04, shot_gain=4e-4, jpeg_quality=40)
+    off = codes(with_(exposure=0.04, shot_gain=4e-4))
+    np.testing.assert_array_equal(codes(p), stages.jpeg_compress(off, 40))  # same draws, then the camera's JPEG
+    assert block_edge_ratio(codes(p)) > 1.3 * block_edge_ratio(off)
+    with pytest.raises(LowsimError, match="jpeg_quality 40 makes 8-bit JPEG output, but uint16"):
+        codes(p, bit_depth=16)
+    if sampler == v2.SAMPLER:
+        panels = list(v2.degrade_stages(PHOTO, p, np.random.default_rng(6)))
+        assert panels[-1][0] == "+ JPEG q40"
+        np.testing.assert_array_equal(stages.quantize(panels[-1][1]), codes(p))

@@ -106,3 +106,30 @@ def test_model_and_sampler_mismatches_are_one_line_errors(tmp_path: Path, source
     code, err = _exit_code([*base, "--params", str(v2_params), "--sampler", "bootstrap"], capsys)
     assert code == 2 and "--sampler must be one of normal, empirical" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("dark"))
+
+
+def test_jpeg_rows_and_rows_from_before_jpeg_quality_regenerate_bit_exactly(tmp_path: Path, sources: Path,
+                                                                            v2_params: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    dist = ParamDistribution.load(v2_params)
+    jpeg_params = ParamDistribution(**{**dist.__dict__, "fixed": {**dist.fixed, "jpeg_quality": 60.0}})
+    jpeg = run_generate(sources, tmp_path / "jpeg", jpeg_params.save(tmp_path / "jpeg.json"), 1, bit_depth=8)
+    off = run_generate(sources, tmp_path / "off", v2_params, 1, bit_depth=8)
+    real_row = G.sample._manifest_row
+
+    def as_old_row(manifest: Path, wanted: str):  # the row as lowsim wrote it before jpeg_quality existed
+        row, meta = real_row(manifest, wanted)
+        return {k: v for k, v in row.items() if k != "jpeg_quality"}, meta
+
+    for result, quality in ((jpeg, 60.0), (off, 0.0)):
+        ok = read_manifest(result.manifest)[0].query("status == 'ok'")
+        assert list(ok["jpeg_quality"]) == [quality]
+        stored = cv2.imread(str(result.out / ok["dark_file_name"].iloc[0]), cv2.IMREAD_UNCHANGED)[..., ::-1]
+        np.testing.assert_array_equal(G.regenerate(result.manifest, ok["key"].iloc[0])[1], stored)
+    monkeypatch.setattr(G.sample, "_manifest_row", as_old_row)
+    np.testing.assert_array_equal(G.regenerate(off.manifest, ok["key"].iloc[0])[1], stored)
+    with pytest.raises(AssertionError):  # a JPEG row stripped of its quality is not the image it made
+        key = read_manifest(jpeg.manifest)[0]["key"].iloc[0]
+        jpeg_stored = cv2.imread(str(jpeg.out / read_manifest(jpeg.manifest)[0]["dark_file_name"].iloc[0]),
+                                 cv2.IMREAD_UNCHANGED)[..., ::-1]
+        np.testing.assert_array_equal(G.regenerate(jpeg.manifest, key)[1], jpeg_stored)

@@ -188,7 +188,7 @@ def test_a_row_or_file_from_before_out_black_leaves_it_off(tmp_path: Path):
     assert IspParams.from_mapping({**row, "out_black": None}).out_black == 0.0  # a null manifest cell
     with pytest.raises(LowsimError, match="missing .* exposure"):
         IspParams.from_mapping({k: v for k, v in row.items() if k != "exposure"})
-    names = [n for n in V2_PARAM_NAMES if n not in ("row_sigma", "downscale", "out_black")]
+    names = [n for n in V2_PARAM_NAMES if n not in ("row_sigma", "downscale", "out_black", "jpeg_quality")]
     rng = np.random.default_rng(0)
     samples = {n: list(np.exp(rng.normal(-3, 0.1, 8))) for n in names}
     data = ParamDistribution.fit(samples, fixed={"row_sigma": 0.0, "downscale": 1.0},
@@ -198,3 +198,34 @@ def test_a_row_or_file_from_before_out_black_leaves_it_off(tmp_path: Path):
     dist = ParamDistribution.load(tmp_path / "old.json")
     assert dist.fixed["out_black"] == 0.0 and "out_black" not in dist.names
     assert dist.sample(np.random.default_rng(1)).out_black == 0.0
+
+
+def test_a_row_or_file_from_before_jpeg_quality_leaves_it_off_and_it_is_never_sampled(tmp_path: Path):
+    """jpeg_quality was added after out_black: without it the JPEG stage is off; it takes whole numbers and a
+    params file may only fix it."""
+    from lowsim.params import V2_PARAM_NAMES, IspParams
+
+    row = IspParams(exposure=0.05, out_black=0.001).to_dict()
+    del row["jpeg_quality"]
+    assert IspParams.from_mapping(row).jpeg_quality == 0.0
+    assert IspParams.from_mapping({**row, "jpeg_quality": None}).jpeg_quality == 0.0
+    assert IspParams.from_mapping({**row, "jpeg_quality": 100}).jpeg_quality == 100.0
+    for bad in (75.5, 101, -1):
+        with pytest.raises(LowsimError, match="jpeg_quality"):
+            IspParams(exposure=0.05, jpeg_quality=bad)
+    names = [n for n in V2_PARAM_NAMES if n not in ("row_sigma", "downscale", "jpeg_quality")]
+    rng = np.random.default_rng(0)
+    samples = {n: list(np.exp(rng.normal(-3, 0.1, 8))) for n in names}
+    data = ParamDistribution.fit(samples, fixed={"row_sigma": 0.0, "downscale": 1.0},
+                                 model="lowsim.degrade/v2").to_json_dict()
+    assert data["fixed"]["jpeg_quality"] == 0.0
+    data["fixed"].pop("jpeg_quality")  # as a file written before the parameter existed
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    dist = ParamDistribution.load(tmp_path / "old.json")
+    assert dist.fixed["jpeg_quality"] == 0.0 and dist.sample(np.random.default_rng(1)).jpeg_quality == 0.0
+    data["fixed"]["jpeg_quality"] = 85
+    (tmp_path / "jpeg.json").write_text(json.dumps(data))
+    assert ParamDistribution.load(tmp_path / "jpeg.json").sample(np.random.default_rng(1)).jpeg_quality == 85.0
+    with pytest.raises(LowsimError, match="jpeg_quality.*whole numbers"):  # a normal would make it fractional
+        ParamDistribution.fit({**samples, "jpeg_quality": [85.0] * 8}, fixed={"row_sigma": 0.0, "downscale": 1.0},
+                              model="lowsim.degrade/v2")

@@ -41,7 +41,8 @@ from lowsim.pair_checks import (LSB, MAX_SATURATED_FRACTION, MIN_BLOCK_SPEARMAN,
                                 MIN_VALID_PIXELS, MISMATCH_BLOCK, SATURATED, PairChecks, block_means,
                                 block_spearman, exclusion_reason, pair_checks, sample_pixels, valid_mask)
 from lowsim.pairs import Pair, read_pair
-from lowsim.calibrate_v2 import FIXED_V2, RANGES_V2, calibrate_arrays_v2, choose_downscale
+from lowsim.calibrate_v2 import (FIXED_V2, RANGES_V2, calibrate_arrays_v2, choose_downscale,
+                                  run_jpeg_quality)
 from lowsim.params import ALL_PARAM_NAMES, PARAM_NAMES, V1_MODEL, V2_MODEL, V2_PARAM_NAMES, DegradationParams, ParamDistribution
 
 METHODS = ("isp", "joint", "paper")  # isp: model v2 (lowsim.calibrate_v2); joint, paper: v1
@@ -628,16 +629,16 @@ def _record_outcome(row: dict[str, Any], notes: list[str], checks: PairChecks, c
 
 
 def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: str,
-                     seed: int, downscale: float = 1.0) -> dict[str, Any]:
+                     seed: int, downscale: float = 1.0, fit_jpeg: bool = False) -> dict[str, Any]:
     """Everything calibration records about one pair (a flat row of the per-pair table).
 
     Both methods' fit quality is always measured (so they can be compared), and the joint noiseless fit
     always runs because the mismatch check compares the dark image with its prediction. The noise fit
-    runs for the joint method only (the paper's noise is fixed).
+    runs for the joint method only (the paper's noise is fixed). `fit_jpeg` (isp only): choose a JPEG quality.
     """
     _check_pair_arrays(name, dark, bright, method)
     if method == "isp":
-        return _calibrate_arrays_isp(name, dark, bright, seed, downscale)
+        return _calibrate_arrays_isp(name, dark, bright, seed, downscale, fit_jpeg)
     rng = np.random.default_rng(pair_seed(seed, name))
     # Whole-image measurements (estimators, quality, checks) on a strided view of very large images
     # (camera raw: 12+ Mpx) to bound memory; the fits sample pixels from the full images.
@@ -654,25 +655,27 @@ def calibrate_arrays(name: str, dark: np.ndarray, bright: np.ndarray, method: st
 
 
 def _calibrate_arrays_isp(name: str, dark: np.ndarray, bright: np.ndarray, seed: int,
-                          downscale: float) -> dict[str, Any]:
+                          downscale: float, fit_jpeg: bool = False) -> dict[str, Any]:
     """Method isp (model v2): the shared pair checks, then lowsim.calibrate_v2's fits."""
     checks = pair_checks(quality_view(dark), quality_view(bright))
-    row = calibrate_arrays_v2(name, dark, bright, pair_seed(seed, name), exclusion_reason(checks), downscale)
+    row = calibrate_arrays_v2(name, dark, bright, pair_seed(seed, name), exclusion_reason(checks), downscale,
+                              fit_jpeg)
     row.update({f"check_{k}": v for k, v in checks.__dict__.items()}, height=dark.shape[0], width=dark.shape[1])
     return row
 
 
-def calibrate_pair(pair: Pair, method: str, seed: int, downscale: float = 1.0) -> dict[str, Any]:
+def calibrate_pair(pair: Pair, method: str, seed: int, downscale: float = 1.0,
+                   fit_jpeg: bool = False) -> dict[str, Any]:
     """Read one pair and calibrate it (the unit of work of the process pool)."""
     started = time.perf_counter()
     dark, bright = read_pair(pair)
-    row = calibrate_arrays(pair.name, dark, bright, method, seed, downscale)
+    row = calibrate_arrays(pair.name, dark, bright, method, seed, downscale, fit_jpeg)
     row["dark_path"], row["bright_path"] = printable(pair.dark), printable(pair.bright)
     row["seconds"] = time.perf_counter() - started
     return row
 
 
-def _calibrate_pair_star(args: tuple[Pair, str, int, float]) -> dict[str, Any]:
+def _calibrate_pair_star(args: tuple[Pair, str, int, float, bool]) -> dict[str, Any]:
     return calibrate_pair(*args)
 
 
@@ -699,14 +702,14 @@ def _single_threaded_children() -> Iterator[None]:
 
 def calibrate_pairs(pairs: Sequence[Pair], method: str = "joint", seed: int = 0, workers: int = 1,
                     on_done: Callable[[dict[str, Any]], None] | None = None,
-                    downscale: float = 1.0) -> list[dict[str, Any]]:
+                    downscale: float = 1.0, fit_jpeg: bool = False) -> list[dict[str, Any]]:
     """Calibrate every pair in `workers` fresh processes; rows in the order of `pairs`.
 
     Always in spawned processes (even one) so every pair runs under the same single-threaded BLAS;
     each pair's random draws come from its own name-derived seed, so neither the worker count nor the
     order of completion changes any result.
     """
-    jobs = [(p, method, seed, downscale) for p in pairs]
+    jobs = [(p, method, seed, downscale, fit_jpeg) for p in pairs]
     rows: list[dict[str, Any]] = []
     if not jobs:
         return rows
@@ -722,8 +725,9 @@ def calibrate_pairs(pairs: Sequence[Pair], method: str = "joint", seed: int = 0,
 
 def fitted_names(method: str) -> tuple[list[str], dict[str, float]]:
     """(sampled parameter names, fixed values) of the distribution a method produces."""
-    if method == "isp":
-        return [n for n in V2_PARAM_NAMES if n not in FIXED_V2 and n != "downscale"], dict(FIXED_V2)
+    if method == "isp":  # downscale and the JPEG quality: one value for a run (fit_distribution)
+        return [n for n in V2_PARAM_NAMES if n not in FIXED_V2 and n not in ("downscale", "jpeg_quality")], \
+            dict(FIXED_V2)
     fixed = dict(PAPER_FIXED) if method == "paper" else {}
     return [n for n in PARAM_NAMES if n not in fixed], fixed
 
@@ -750,6 +754,8 @@ def fit_distribution(rows: Iterable[dict[str, Any]], method: str, source: str) -
     extra: dict[str, Any] = {}
     if method == "isp":
         fixed["downscale"] = float(used[0]["downscale"])  # one value for the whole calibration run
+        # a camera has one JPEG setting (and a whole number cannot live in the normal): the pairs' median
+        fixed["jpeg_quality"] = run_jpeg_quality([float(r.get("jpeg_quality", 0.0)) for r in used])
         # The empirical sampler is v2's default: on lol-dev it matched the real darks' spread better and
         # its pretrained U-Net scored 1.0 dB higher zero-shot than the normal's (docs/realism.md).
         extra["sampler"] = "empirical"
@@ -799,6 +805,16 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
                 out[f"{prefix}_{metric}_mean"] = float(np.mean(vals))
                 out[f"{prefix}_{metric}_median"] = float(np.median(vals))
     return out
+
+
+def jpeg_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What --fit-jpeg chose over the included pairs: how many chose each quality, the median cost change."""
+    used = [r for r in rows if not r["excluded"] and "jpeg_cost" in r]
+    chosen = [int(r["jpeg_quality"]) for r in used]
+    changes = [r["jpeg_cost_change"] for r in used if math.isfinite(r["jpeg_cost_change"])]
+    return {"pairs_per_quality": {str(q): chosen.count(q) for q in sorted(set(chosen))},
+            "median_cost_change": float(np.median(changes)) if changes else math.nan,
+            "run_quality": run_jpeg_quality([float(q) for q in chosen])}
 
 
 # ============================================================================================ whole run
@@ -884,10 +900,11 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
                     seed: int = 0, workers: int = 1, source: str = "",
                     on_start: Callable[[int], None] | None = None,
                     on_done: Callable[[dict[str, Any]], None] | None = None,
-                    downscale: float | None = None) -> CalibrationResult:
+                    downscale: float | None = None, fit_jpeg: bool = False) -> CalibrationResult:
     """Find pairs, calibrate each, fit the distribution, write params JSON, per-pair Parquet and report.
 
     `downscale` (isp only): how much the camera's images were resized; None chooses it from the pairs.
+    `fit_jpeg` (isp only): also choose each pair's JPEG quality (lowsim.calibrate_v2.fit_jpeg_v2).
     """
     from lowsim.pairs import find_pairs
     from lowsim.project import pairs_dir_entry
@@ -896,6 +913,8 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
     out = Path(out)
     if method not in METHODS:
         raise LowsimError(f"unknown calibration method {method!r}, expected one of {', '.join(METHODS)}")
+    if fit_jpeg and method != "isp":
+        raise LowsimError(f"fitting a JPEG quality goes with method isp (model v2), not {method}")
     found = find_pairs(pairs_root, layout=layout)
     pairs = select_split(found, split)
     if not pairs:
@@ -905,7 +924,7 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
     if on_start:
         on_start(len(pairs))
     rows = calibrate_pairs(pairs, method=method, seed=seed, workers=workers, on_done=on_done,
-                           downscale=downscale or 1.0)
+                           downscale=downscale or 1.0, fit_jpeg=fit_jpeg)
     summary = summarize(rows)
     dist = fit_distribution(rows, method, source or f"lowsim calibrate --pairs {pairs_root}")
     table = table_path_for(out)
@@ -916,6 +935,7 @@ def run_calibration(pairs_root: str | Path, out: str | Path, *, layout: str = "a
         "median_stderr": identifiability(rows),
         "pairs_at_bounds_low_high": count_at_bounds(rows, method),
         **({"downscale": downscale} if method == "isp" else {}),
+        **({"fit_jpeg": jpeg_summary(rows)} if fit_jpeg else {}),
         "checks": {"min_block_spearman": MIN_BLOCK_SPEARMAN, "max_saturated_fraction": MAX_SATURATED_FRACTION,
                    "min_dark_p99": MIN_DARK_P99, "min_valid_pixels": MIN_VALID_PIXELS},
     })

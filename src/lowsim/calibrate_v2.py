@@ -13,6 +13,9 @@ Per pair, two steps:
    correlation, the brightness and the clipped blacks. Tone and colour are then refitted with the noise's
    clipping bias taken out, and the noise fitted again (`refine_with_noise`). How well the final
    simulation matches is recorded per pair.
+3. **JPEG, opt-in** (`fit_jpeg_v2`, `lowsim calibrate --fit-jpeg`): the camera's JPEG quality is chosen from
+   `JPEG_GRID` by the same residual-match cost, each candidate with the fitted noise rescaled to its best
+   level (the refit of the noise at that quality). The per-pair costs are recorded.
 
 Fits that end at a bound of their search range are flagged: they are listed and left out of the
 distribution, which is fitted in the schema's coordinates (log exposure, log K, ...).
@@ -296,6 +299,89 @@ def _match_report(sim: ResidualStats, real: ResidualStats) -> dict[str, float]:
             "match_clipped_real": real.clipped_black, "match_clipped_sim": sim.clipped_black}
 
 
+# ============================================================================================ JPEG fit
+
+JPEG_GRID = (0, 95, 85, 75, 60, 40)  # candidate qualities of `fit_jpeg_v2`; 0 = no JPEG stage
+# Each candidate rescales the fitted noise's sd (shot variance by s², read sd by s) to its best level: the
+# noise fit without JPEG matched a JPEG's smoothed residual with far less noise (5-200x less on synthetic
+# quality-40 pairs), so that noise unchanged under a JPEG would favour "off". A least-squares refit of all six
+# noise parameters through the 8-bit codes stopped at its start (rounding and JPEG make the cost step-wise at
+# the finite-difference steps); this one-dimensional search does not need derivatives.
+JPEG_LOG_SCALE = (-1.0, 3.0)  # search range of log s: 0.37x to 20x
+JPEG_SCALE_EVALS = 12
+
+
+@dataclass
+class JpegFitV2:
+    """The chosen JPEG quality, the noise values that go with it, and the cost of every candidate."""
+
+    values: dict[str, float]
+    costs: dict[int, float]  # half the sum of squared misses per candidate, at its best noise scale
+    cost: float  # the chosen candidate's
+    noise: NoiseFitV2 | None  # the rescaled noise and its match, when a quality other than off was chosen
+
+    def report(self) -> dict[str, Any]:
+        """Columns of the per-pair table: the cost of each candidate and how much the chosen one improved on off."""
+        off = self.costs[0]
+        return {"jpeg_cost_off": off, "jpeg_cost": self.cost,
+                "jpeg_cost_change": self.cost / off - 1.0 if off > 0 else math.nan,
+                **{f"jpeg_cost_q{q}": c for q, c in self.costs.items() if q}}
+
+
+def _scaled_noise(values: dict[str, float], log_scale: float) -> dict[str, float]:
+    """The noise's sd scaled by exp(log_scale): shot variance (K) by s², read sd by s."""
+    s = math.exp(log_scale)
+    return {**values, "shot_gain": values["shot_gain"] * s * s, "read_sigma": values["read_sigma"] * s}
+
+
+def fit_jpeg_v2(dark: np.ndarray, bright: np.ndarray, values: dict[str, float],
+                rng: np.random.Generator) -> JpegFitV2:
+    """Choose the JPEG quality of JPEG_GRID whose simulation matches the real residual best (`match_residuals`).
+
+    `dark`: the real 8-bit codes; `values`: the pair's fitted parameters. Every candidate, off included, is
+    simulated as 8-bit codes with the same normals and its noise level rescaled to its best (JPEG_LOG_SCALE).
+    """
+    dark_c, bright_c = centre_crop(dark), centre_crop(bright)
+    real = ResidualStats.of(dark_c)
+    normals = rng.standard_normal((3, *v2.sensor_shape(bright_c.shape, values["downscale"])), dtype=np.float32)
+
+    def stats(candidate: dict[str, float]) -> ResidualStats:
+        return ResidualStats.of(v2.simulate_codes(bright_c, IspParams(**candidate), normals))
+
+    off = stats({**values, "jpeg_quality": 0.0})
+    bins = (real.counts >= MIN_BIN_PIXELS) & (off.counts >= MIN_BIN_PIXELS) & (real.profile > 0)
+
+    def cost(candidate: dict[str, float]) -> float:
+        return 0.5 * float(np.sum(match_residuals(stats(candidate), real, bins) ** 2))
+
+    best: dict[int, tuple[float, dict[str, float]]] = {}
+    for quality in JPEG_GRID:
+        search = optimize.minimize_scalar(
+            lambda t: cost(_scaled_noise({**values, "jpeg_quality": float(quality)}, t)),
+            bounds=JPEG_LOG_SCALE, method="bounded", options={"xatol": 0.03, "maxiter": JPEG_SCALE_EVALS})
+        best[quality] = (float(search.fun), _scaled_noise({**values, "jpeg_quality": float(quality)}, search.x))
+    costs = {q: c for q, (c, _) in best.items()}
+    chosen = min(JPEG_GRID, key=lambda q: costs[q])  # ties: the earlier (milder) candidate
+    if chosen == 0:
+        return JpegFitV2(values={"jpeg_quality": 0.0}, costs=costs, cost=costs[0], noise=None)
+    final = best[chosen][1]
+    lo = _noise_theta({n: r[0] for n, r in NOISE_RANGES.items()})
+    hi = _noise_theta({n: r[1] for n, r in NOISE_RANGES.items()})
+    noise = NoiseFitV2(values={n: final[n] for n in NOISE_NAMES}, match=_match_report(stats(final), real),
+                       at_bound=_at_bound(NOISE_NAMES, _noise_theta(final), lo, hi), cost=costs[chosen])
+    return JpegFitV2(values={"jpeg_quality": float(chosen), **noise.values}, costs=costs, cost=costs[chosen],
+                     noise=noise)
+
+
+def run_jpeg_quality(qualities: list[float]) -> float:
+    """One JPEG quality for a whole calibration (a camera has one setting): the median of the pairs' choices,
+    off counted as milder than 100; the upper middle one when their number is even."""
+    if not qualities:
+        return 0.0
+    mildest_first = sorted(qualities, key=lambda q: -(101.0 if q == 0 else q))
+    return float(mildest_first[(len(qualities) - 1) // 2])
+
+
 # ============================================================================================ per pair
 
 FIXED_V2 = {"row_sigma": 0.0}  # row noise cannot be told from scene texture in processed sRGB pairs
@@ -351,6 +437,15 @@ def refine_with_noise(dark: np.ndarray, bright: np.ndarray, d: np.ndarray, b: np
     return mean, noise
 
 
+def _record_jpeg_fit(row: dict[str, Any], values: dict[str, float], dark_codes: np.ndarray, bright: np.ndarray,
+                     rng: np.random.Generator) -> NoiseFitV2 | None:
+    """Choose the pair's JPEG quality into `values` and its costs into `row`; the noise refit, if any."""
+    jpeg = fit_jpeg_v2(dark_codes, bright, values, rng)
+    values.update(jpeg.values)
+    row.update(jpeg.report())
+    return jpeg.noise
+
+
 def choose_downscale(pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) -> float:
     """How much the camera's images were resized: the DOWNSCALES candidate whose noise fits match best.
 
@@ -376,11 +471,11 @@ def choose_downscale(pairs: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) 
 
 
 def calibrate_arrays_v2(name: str, dark: np.ndarray, bright: np.ndarray, seed_sequence: np.random.SeedSequence,
-                        checks_reason: str, downscale: float = 1.0) -> dict[str, Any]:
+                        checks_reason: str, downscale: float = 1.0, fit_jpeg: bool = False) -> dict[str, Any]:
     """Everything v2 calibration records about one pair (float images in [0, 1]): a flat table row.
 
     `checks_reason` is the shared pair checks' verdict (lowsim.pair_checks); a pair they reject is still
-    fitted when possible, so the table shows what it would have given.
+    fitted when possible, so the table shows what it would have given. `fit_jpeg`: choose a JPEG quality too.
     """
     rng = np.random.default_rng(seed_sequence)
     row: dict[str, Any] = {"name": name, "method": "isp", "model": V2_MODEL}
@@ -392,6 +487,8 @@ def calibrate_arrays_v2(name: str, dark: np.ndarray, bright: np.ndarray, seed_se
         mean, noise = refine_with_noise(dark, bright, d, b, mean, rng, downscale)
         values.update(mean.values)
         values.update(noise.values)
+        if fit_jpeg:  # after the noise fit, from the same rng: without the flag no draw changes
+            noise = _record_jpeg_fit(row, values, to_codes(dark), bright, rng) or noise
         row.update(noise.match)
         at_bound = list(mean.at_bound) + noise.at_bound
     params = IspParams(**values)

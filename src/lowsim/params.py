@@ -90,6 +90,9 @@ V2_PARAM_SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("out_black", "logit", 0.0, 1.0,
               "black point of the final (resized) image, fraction of full scale: (x - b) / (1 - b), darker "
               "values crushed to 0 (the output tone curve's toe); 0 = off"),
+    # 101 is the exclusive bound, so 100 is valid; whole numbers only and never sampled (INTEGER_VALUED)
+    ParamSpec("jpeg_quality", "logit", 0.0, 101.0,
+              "quality (1-100, libjpeg's scale) of the camera's JPEG of its 8-bit output image; 0 = off"),
 )
 V2_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in V2_PARAM_SPECS)
 
@@ -149,7 +152,12 @@ ALL_PARAM_NAMES: tuple[str, ...] = (*PARAM_NAMES, *[n for n in V2_PARAM_NAMES if
                                     *RAW_PARAM_NAMES, *UNPROCESS_PARAM_NAMES,
                                     *(s.name for s in GENERIC_PARAM_SPECS), *GENERIC_APPLIED_NAMES)
 ZERO_ALLOWED = {"read_sigma", "row_sigma", "illum_alpha", "black_level", "chroma_nr", "sharpen", "out_black",
-                "read_noise", "row_noise", "adc_black", "albumentations_seed"}  # may be exactly 0 (off)
+                "jpeg_quality", "read_noise", "row_noise", "adc_black", "albumentations_seed"}  # may be exactly 0 (off)
+
+
+# Whole-number settings (a JPEG quality): a normal or a jitter would make them fractional, so a params file
+# fixes them (one value for every draw, as a camera has one quality setting) and never samples them.
+INTEGER_VALUED = {"jpeg_quality"}
 
 
 def specs_of(model: str) -> dict[str, ParamSpec]:
@@ -168,6 +176,8 @@ def check_value(spec: ParamSpec, value: Any) -> float:
     if not ((value >= spec.low if zero_ok else value > spec.low) and value < spec.high):
         raise LowsimError(f"parameter {spec.name} must lie in {'[' if zero_ok else '('}"
                           f"{spec.low}, {spec.high}), got {value!r}")
+    if spec.name in INTEGER_VALUED and value != math.floor(value):
+        raise LowsimError(f"parameter {spec.name} must be a whole number, got {value!r}")
     return float(value)
 
 
@@ -271,11 +281,12 @@ class IspParams(_SchemaParams):
     tone_gamma: float = 2.2
     downscale: float = 1.0
     out_black: float = 0.0
+    jpeg_quality: float = 0.0
 
     model = V2_MODEL
     _specs = V2_PARAM_SPECS
     _label = V2_MODEL
-    _added = {"out_black": 0.0}
+    _added = {"out_black": 0.0, "jpeg_quality": 0.0}
 
     @property
     def cast(self) -> np.ndarray:
@@ -424,6 +435,10 @@ class ParamDistribution:
         if unknown:
             raise LowsimError(f"unknown parameter names {unknown} for {self.model}; "
                               f"expected some of {list(specs)}", path)
+        sampled_integers = sorted(INTEGER_VALUED & set(self.names))
+        if sampled_integers:
+            raise LowsimError(f"parameters {sampled_integers} take whole numbers: a params file fixes them "
+                              "('fixed'), it cannot sample them ('names')", path)
         both = set(self.names) & set(self.fixed)
         if both:
             raise LowsimError(f"parameters {sorted(both)} are both sampled and fixed", path)

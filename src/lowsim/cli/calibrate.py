@@ -16,12 +16,14 @@ from lowsim.project import default_params_out, describe_default
 
 
 def _command_line(pairs: Path, layout: str, method: str, out: Path, report: Path | None, split: str,
-                  seed: int) -> str:
+                  seed: int, fit_jpeg: bool = False) -> str:
     """The command as run (without --workers, which cannot change the result)."""
     args = ["lowsim", "calibrate", "--pairs", str(pairs), "--layout", layout, "--method", method,
             "--split", split, "--seed", str(seed), "--out", str(out)]
     if report is not None:
         args += ["--report", str(report)]
+    if fit_jpeg:
+        args += ["--fit-jpeg"]
     return shlex.join(args)
 
 
@@ -66,6 +68,16 @@ def _print_summary(result: Any) -> None:
                   + (f", {result.report_path}" if result.report_path else ""))
 
 
+def _print_jpeg_summary(summary: dict[str, Any]) -> None:
+    """What --fit-jpeg chose: pairs per quality (0 = off), the median cost change, the quality written."""
+    chosen = summary.get("pairs_per_quality", {})
+    counts = ", ".join(f"{'off' if q == '0' else 'q' + q}: {n}" for q, n in chosen.items())
+    change = summary.get("median_cost_change")
+    print(f"JPEG quality per pair ({counts}); median residual-match cost change against off "
+          f"{'n/a' if change is None else f'{100 * change:+.0f} %'}; params file: jpeg_quality "
+          f"{summary.get('run_quality', 0):g}")
+
+
 # Help texts of the longer options, kept here so the command's signature stays readable.
 METHOD_HELP = ("auto (raw for camera-raw pairs, else isp), raw (photon transfer on raw pairs: the raw noise model), "
                "isp (model v2: tone and colour fit, noise and processing by matching residual statistics), joint "
@@ -74,6 +86,8 @@ OUT_HELP = ("Params JSON to write [params/<pairs name>.json]; it records the pai
             "default --pairs.")
 DOWNSCALE_HELP = ("isp: how much the camera's images were resized (sensor pixels per image pixel along a side, "
                   ">= 1) [default: chosen from the dark images' noise].")
+FIT_JPEG_HELP = ("isp: also choose each pair's JPEG quality (off, 95, 85, 75, 60, 40) by the noise fit's residual "
+                 "match; the params file fixes the pairs' median.")
 MAX_PIXELS_HELP = ("Refuse images with more decoded pixels than this, from their header (decompression bombs) "
                    "[default: 100000000].")
 
@@ -149,6 +163,7 @@ def calibrate(
     workers: int = typer.Option(0, "--workers", help="Processes over pairs; 0 = one per CPU core."),
     downscale: Optional[float] = typer.Option(None, "--downscale", help=DOWNSCALE_HELP),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", help=MAX_PIXELS_HELP),
+    fit_jpeg: bool = typer.Option(False, "--fit-jpeg", help=FIT_JPEG_HELP),
 ) -> None:
     """Calibrate the degradation model on real pairs: params JSON + per-pair Parquet + report PNG."""
     from lowsim.calibrate import run_calibration
@@ -159,6 +174,8 @@ def calibrate(
     if workers < 0:
         raise LowsimError(f"--workers must be >= 0, got {workers}")
     method = resolve_method(pairs, layout, method)
+    if fit_jpeg and method != "isp":
+        raise LowsimError(f"--fit-jpeg goes with --method isp (model v2); got --method {method}")
     out = _params_out(pairs, out)
     n_workers = workers or os.cpu_count() or 1
     if method == "raw":
@@ -167,9 +184,11 @@ def calibrate(
         return
     _check_fit_options(method, split, downscale)
     report = _report_target(out, report)
-    source = _command_line(pairs, layout, method, out, report, split, seed)
+    source = _command_line(pairs, layout, method, out, report, split, seed, fit_jpeg)
     with _calibration_progress() as (on_start, on_done):
         result = run_calibration(pairs, out, layout=layout, method=method, report=report, split=split,
                                  seed=seed, workers=n_workers, source=source, on_start=on_start,
-                                 on_done=on_done, downscale=downscale)
+                                 on_done=on_done, downscale=downscale, fit_jpeg=fit_jpeg)
     _print_summary(result)
+    if fit_jpeg:
+        _print_jpeg_summary(result.distribution.info.get("fit_jpeg", {}))

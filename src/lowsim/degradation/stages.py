@@ -252,6 +252,30 @@ def quantize(img: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     return np.rint(np.clip(img, 0.0, 1.0) * top).astype(dtype)
 
 
+JPEG_OFF = 0  # the quality that means "no JPEG stage" (1-100 are libjpeg's qualities)
+
+
+def jpeg_compress(codes: np.ndarray, quality: int) -> np.ndarray:
+    """A camera's JPEG: 8-bit RGB codes through OpenCV's JPEG encoder at `quality` and back (identity at 0).
+
+    Baseline JPEG with libjpeg's standard luma and chroma tables scaled by `quality` (jpeg_set_quality) and
+    4:2:0 chroma subsampling, set explicitly so the bytes do not depend on OpenCV's default; decoded by the
+    libjpeg OpenCV bundles. OpenCV works in BGR, so the channels are reversed on the way in and out.
+    """
+    import cv2
+
+    if quality == JPEG_OFF:
+        return codes
+    if codes.dtype != np.uint8 or codes.ndim != 3 or codes.shape[2] != 3:
+        raise ValueError(f"JPEG needs 8-bit RGB codes (H, W, 3) uint8, got {codes.dtype} {codes.shape}")
+    flags = [cv2.IMWRITE_JPEG_QUALITY, int(quality),
+             cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(codes[..., ::-1]), flags)
+    if not ok:
+        raise ValueError(f"OpenCV could not JPEG-encode a {codes.shape} image at quality {quality}")
+    return np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1])
+
+
 def to_float(img: np.ndarray) -> np.ndarray:
     """uint8/uint16 → float32 in [0, 1]; float input is passed through as float32."""
     if img.dtype == np.uint8:

@@ -11,6 +11,7 @@ and made noisy there, and processed forward again as a camera would:
     out     = sharpen(out; amount)                         unsharp mask
     out     = resize(out; 1 / downscale)                   the camera's image, made smaller
     dark    = quantize(black_point(out; out_black))        its darkest values crushed to 0 (0 = off)
+    dark    = jpeg(dark; jpeg_quality)                     the camera's JPEG of its 8-bit image (0 = off)
 
 Channel- and space-correlated noise that peaks in the mid-tones then comes from the processing, as in a
 real camera: demosaicing spreads each site's noise over its neighbours, the colour matrix mixes channels,
@@ -26,6 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from lowsim.degradation import stages
+from lowsim.errors import LowsimError
 from lowsim.params import V2_MODEL, IspParams
 
 MODEL_NAME = V2_MODEL
@@ -125,12 +127,31 @@ def output(out: np.ndarray, shape: tuple[int, ...], p: IspParams) -> np.ndarray:
     return stages.apply_black_point(np.clip(stages.resize_to(out, *shape[:2]), 0.0, 1.0), p.out_black)
 
 
+def encode(codes: np.ndarray, p: IspParams) -> np.ndarray:
+    """The camera's encoding of its quantized image: JPEG at `p.jpeg_quality` (off at 0: the codes themselves).
+
+    JPEG is 8-bit: 16-bit codes with the stage on are refused (LowsimError), not silently made 8-bit.
+    """
+    if p.jpeg_quality == stages.JPEG_OFF:
+        return codes
+    if codes.dtype != np.uint8:
+        raise LowsimError(f"jpeg_quality {p.jpeg_quality:g} makes 8-bit JPEG output, but {codes.dtype} codes "
+                          "were asked for (--bit-depth 16); use --bit-depth 8 or a params file with "
+                          "jpeg_quality 0 (off)")
+    return stages.jpeg_compress(codes, int(p.jpeg_quality))
+
+
 def simulate_smooth(clean: np.ndarray, p: IspParams, normals: np.ndarray) -> np.ndarray:
     """The chain with `sensor_surrogate`: smooth in every parameter, for fitting with fixed normals of the
     sensor's shape (`sensor_shape`)."""
     scene = stages.resize_to(clean, *sensor_shape(clean.shape, p.downscale))
     out = process(sensor_surrogate(raw_mosaic(scene, p), p, normals), p)
     return stages.apply_black_point(stages.resize_to(out, *clean.shape[:2]), p.out_black)
+
+
+def simulate_codes(clean: np.ndarray, p: IspParams, normals: np.ndarray) -> np.ndarray:
+    """`simulate_smooth` as the camera stores it: quantized to 8 bits and encoded (JPEG when it is on)."""
+    return encode(stages.quantize(simulate_smooth(clean, p, normals), 8), p)
 
 
 def choose_sampler(dtype: np.dtype, p: IspParams, bit_depth: int = 8) -> str:
@@ -144,7 +165,7 @@ def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, 
     means it too); the registry's entry point, `v2_fast.degrade_to_codes`, also takes FAST_SAMPLER."""
     if sampler not in (None, SAMPLER):
         raise ValueError(f"unknown sampler {sampler!r} for {MODEL_NAME}, expected one of {SAMPLERS}")
-    return stages.quantize(degrade(clean, p, rng), bit_depth)
+    return encode(stages.quantize(degrade(clean, p, rng), bit_depth), p)
 
 
 def expected_dark(clean: np.ndarray, p: IspParams) -> np.ndarray:
@@ -163,7 +184,8 @@ def expected_dark_of(x: np.ndarray, p: IspParams) -> np.ndarray:
 def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> Iterator[tuple[str, np.ndarray]]:
     """Yield (label, sRGB-viewable image) after each step (for `lowsim preview`), at the clean image's size.
 
-    The same draws as `degrade` (same rng use); the last panel equals `degrade`'s output.
+    The same draws as `degrade` (same rng use); the last panel equals `degrade`'s output, or with the JPEG
+    stage on, `degrade_to_codes`' 8-bit output.
     """
     height, width = clean.shape[:2]
 
@@ -182,4 +204,7 @@ def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator) ->
     yield "+ chroma NR", shown(denoised)
     sharpened = np.clip(stages.sharpen(denoised, p.sharpen, SHARPEN_SIGMA), 0.0, 1.0)
     label = f"+ sharpening, resize 1/{p.downscale:g}" + (", black point" if p.out_black else "")
-    yield label, stages.apply_black_point(shown(sharpened), p.out_black)
+    out = stages.apply_black_point(shown(sharpened), p.out_black)
+    yield label, out
+    if p.jpeg_quality != stages.JPEG_OFF:
+        yield f"+ JPEG q{p.jpeg_quality:g}", stages.to_float(encode(stages.quantize(out, 8), p))

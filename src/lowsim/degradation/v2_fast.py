@@ -235,5 +235,5 @@ def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, 
     """Model v2's dark image at `bit_depth` by either sampler: this module's chain for FAST_SAMPLER, else v2's
     reference (None means the reference; an unknown name is refused there)."""
     if sampler == FAST_SAMPLER:
-        return stages.quantize(degrade(clean, p, rng), bit_depth)
+        return v2.encode(stages.quantize(degrade(clean, p, rng), bit_depth), p)
     return v2.degrade_to_codes(clean, p, rng, bit_depth, sampler)
