@@ -11,6 +11,7 @@ import pytest
 from lowsim import generate as G
 from lowsim.cli import main
 from lowsim.degradation import v2
+from lowsim.errors import LowsimError
 from lowsim.manifest import read_manifest
 from lowsim.params import IspParams, ParamDistribution, file_sha256
 from test_generate import run_generate, sources, write_params  # noqa: F401 (sources: a fixture)
@@ -133,3 +134,14 @@ def test_jpeg_rows_and_rows_from_before_jpeg_quality_regenerate_bit_exactly(tmp_
         jpeg_stored = cv2.imread(str(jpeg.out / read_manifest(jpeg.manifest)[0]["dark_file_name"].iloc[0]),
                                  cv2.IMREAD_UNCHANGED)[..., ::-1]
         np.testing.assert_array_equal(G.regenerate(jpeg.manifest, key)[1], jpeg_stored)
+
+
+def test_16_bit_output_of_a_jpeg_camera_is_refused_before_a_run_folder_exists(tmp_path: Path, sources: Path,
+                                                                             v2_params: Path):
+    dist = ParamDistribution.load(v2_params)
+    jpeg_params = ParamDistribution(**{**dist.__dict__, "fixed": {**dist.fixed, "jpeg_quality": 60.0}})
+    path = jpeg_params.save(tmp_path / "jpeg.json")
+    with pytest.raises(LowsimError, match=r"jpeg_quality 60 .*--bit-depth 16") as refused:
+        run_generate(sources, tmp_path / "run", path, 1, bit_depth=16)
+    assert "jpeg.json" in str(refused.value)
+    assert not (tmp_path / "run").exists()

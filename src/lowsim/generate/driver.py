@@ -58,6 +58,7 @@ def generate(*, src: Path | None, n: int, params: Path, out: Path, manifest: Pat
     _check_backend(backend, address, shard_size, max_retries)
     fractions = parse_fractions(split_fractions)
     dist = load_distribution(params, model, sampler)
+    _check_depth_for_jpeg(dist, bit_depth, params)
     root, sources = find_sources(src)
     out = Path(out)
     _check_printable_paths(out, manifest)
@@ -100,6 +101,14 @@ def _check_counts(n: int, size: int | None, workers: int, bit_depth: int, seed: 
         raise LowsimError(f"--bit-depth must be 8 or 16, got {bit_depth}")
     if seed < 0:
         raise LowsimError(f"--seed must be >= 0, got {seed}")
+
+
+def _check_depth_for_jpeg(dist: Any, bit_depth: int, params: Path) -> None:
+    """Refuse 16-bit output from a params file whose camera JPEG-encodes (8-bit), before any run folder exists."""
+    quality = getattr(dist, "fixed", {}).get("jpeg_quality", 0.0)  # a recipe has no fixed values
+    if quality and bit_depth != 8:
+        raise LowsimError(f"jpeg_quality {quality:g} makes 8-bit JPEG output, but --bit-depth {bit_depth} was "
+                          "asked for; use --bit-depth 8 or a params file with jpeg_quality 0 (off)", params)
 
 
 def _check_printable_paths(out: Path, manifest: Path | None) -> None:
