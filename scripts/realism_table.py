@@ -6,7 +6,7 @@
 For each NAME=PARAMS[:SAMPLER]: `lowsim generate` (200 crops of 400 px from ../shared/data/clean, seed 1),
 then `lowsim compare` against the real pairs' val split (never calibrated on); writes OUT/NAME.json and
 OUT/NAME.png and prints one markdown table (medians, classifier accuracy with its 95% interval).
-`--features` names the classifier's feature sets (`lowsim compare --features`; default laplacian): with more
+`--features A,B` names the classifier's feature sets (`lowsim compare --features`; default laplacian): with more
 than one, each set's images are measured once, the files are OUT/NAME-FEATURES.json / .png, and one table is
 printed per feature set. The tables of docs/realism.md before "Content leakage of compare's features" were
 made with the residual features (`--features residual`).
@@ -86,6 +86,16 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def feature_sets(text: str) -> list[str]:
+    """The comma-separated feature-set names of --features, each checked against FEATURE_SETS."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FEATURE_SETS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names of {', '.join(FEATURE_SETS)}, "
+                                         f"got {text!r}")
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--real", type=Path, required=True)
@@ -96,8 +106,9 @@ def main() -> None:
                         help="sources: the bright images of the real pairs' pool split (not --src)")
     parser.add_argument("--size", type=int, default=None,
                         help="crop side in px; 0: whole sources (default: 0 with --pool-scenes, else 400)")
-    parser.add_argument("--features", nargs="+", default=[DEFAULT_FEATURE_SET], choices=list(FEATURE_SETS),
-                        help="classifier feature sets (lowsim compare --features)")
+    parser.add_argument("--features", type=feature_sets, default=[DEFAULT_FEATURE_SET],
+                        help=f"classifier feature sets, comma-separated, of {', '.join(FEATURE_SETS)} "
+                             f"(lowsim compare --features; default {DEFAULT_FEATURE_SET})")
     parser.add_argument("sets", nargs="+", help="NAME=PARAMS[:SAMPLER]")
     args = parser.parse_args()
     src = pool_scenes(args.real, args.out / "pool-scenes") if args.pool_scenes else args.src

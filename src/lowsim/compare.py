@@ -10,9 +10,9 @@ noise-vs-intensity profile, and features of 64x64 patches. Three kinds of distan
 - a classifier two-sample test: a logistic regression on degradation features of patches (never pixel
   content) tries to tell real from synthetic. Two feature sets (FEATURE_SETS): "residual", statistics of the
   high-pass residual x - GaussianBlur(x, 1.5) and colour ratios, which also see the scene's fine texture and
-  colours (two synthetic sets with the same degradation on different photo collections are told apart at
-  0.67, docs/realism.md); and "laplacian" (the default), noise statistics of Immerkaer's Laplacian-difference
-  response, which cancels locally smooth shading (the same two sets: 0.50). Patches are matched in brightness first, so it must use
+  colours (two synthetic sets with the same degradation on different photo collections are told apart,
+  docs/realism.md "Content leakage of compare's features"); and "laplacian" (the default), noise statistics of
+  Immerkaer's Laplacian-difference response away from edges, which cancels locally smooth shading. Patches are matched in brightness first, so it must use
   the degradation at equal brightness. Images, not patches, are split into cross-validation folds (and
   identical images share a fold), so every prediction is held out. Accuracy 0.5 = indistinguishable.
   Its 95% interval is Wilson's on the effective number of patches: the patches of one image are
@@ -31,9 +31,9 @@ import numpy as np
 
 from lowsim.errors import LowsimError
 from lowsim.statistics import (IMMERKAER_GAIN, NOISE_BINS, STATISTICS, binned_sd, channel_correlation,
-                               degradation_mask, highpass_levels, laplacian_channel_sigmas,
+                               degradation_mask, flattest, highpass_levels, laplacian_channel_sigmas,
                                laplacian_levels, laplacian_sigma, pair_noise_profile, residual_statistics,
-                               to_levels)
+                               structure_levels, to_levels)
 
 REAL_SPLITS = ("all", "pool", "val")
 PATCH_SIZE = 64
@@ -43,6 +43,7 @@ PATCH_BINS = np.array([2.0, 6.0, 16.0, 48.0, 128.0])  # coarser than NOISE_BINS:
 BRIGHTNESS_EDGES = np.geomspace(0.25, 256.0, 16)     # patch mean in 8-bit levels, for matching
 MIN_MATCHED_PER_CLASS = 30      # fewer matched patches than this: use all patches, unmatched
 MAX_FOLDS = 5
+FLAT_FRACTION = 0.5             # laplacian features: the half of a patch's pixels farthest from edges
 Z95 = 1.959963984540054
 _BIN_NAMES = tuple(f"{lo:g}_{hi:g}" for lo, hi in zip(PATCH_BINS[:-1], PATCH_BINS[1:]))
 FEATURES: tuple[str, ...] = ("log_brightness", "log_residual_sd", "channel_corr", "spatial_corr",
@@ -89,11 +90,13 @@ def patch_features(levels: np.ndarray, residual: np.ndarray, blurred: np.ndarray
                      stats["clipped_black"], *(_log(v) for v in binned)], dtype=np.float64)
 
 
-def laplacian_patch_features(levels: np.ndarray, response: np.ndarray, blurred: np.ndarray) -> np.ndarray:
+def laplacian_patch_features(levels: np.ndarray, response: np.ndarray, blurred: np.ndarray,
+                             structure: np.ndarray) -> np.ndarray:
     """LAPLACIAN_FEATURES of one patch (parts cut from whole-image filters, so no border effects)."""
-    mask = degradation_mask(blurred)
+    flat = flattest(structure, FLAT_FRACTION)
+    mask = degradation_mask(blurred) & flat
     red, green, blue = laplacian_channel_sigmas(response, mask)
-    binned, _ = binned_sd(blurred, response, PATCH_BINS)
+    binned, _ = binned_sd(blurred[flat], response[flat], PATCH_BINS)
     ratio_ok = math.isfinite(green) and green > 0
     return np.array([_log(float(levels.mean()), 0.25), _log(laplacian_sigma(response[mask])),
                      *(_log(v / IMMERKAER_GAIN) for v in binned), channel_correlation(response, mask),
@@ -121,13 +124,13 @@ def measure_image(dark: np.ndarray, bright: np.ndarray | None = None, seed: int 
     """Statistics, noise profiles and patch features of one dark image (bright: its reference, if any)."""
     levels = to_levels(dark)
     residual, blurred = highpass_levels(levels)
-    response = laplacian_levels(levels)
+    response, structure = laplacian_levels(levels), structure_levels(levels)
     size = min(PATCH_SIZE, levels.shape[0], levels.shape[1])
     rng = np.random.default_rng(seed)
     corners = patch_corners(levels.shape[0], levels.shape[1], size, rng)
     cut = [(slice(y, y + size), slice(x, x + size)) for y, x in corners]
     features = {"residual": np.array([patch_features(levels[s], residual[s], blurred[s]) for s in cut]),
-                "laplacian": np.array([laplacian_patch_features(levels[s], response[s], blurred[s])
+                "laplacian": np.array([laplacian_patch_features(levels[s], response[s], blurred[s], structure[s])
                                        for s in cut])}
     brightness = np.array([float(levels[s].mean()) for s in cut])
     crops = [np.clip(np.round(levels[s]), 0, 255).astype(np.uint8) for s in cut[:CROPS_PER_IMAGE]]
