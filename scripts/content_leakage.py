@@ -1,4 +1,4 @@
-"""Content leakage of `lowsim compare`'s classifier: two synthetic sets with the same degradation, different scenes.
+"""Content leakage of `lowsim compare`'s classifier: two synthetic sets, one degradation, different scenes.
 
     PYTHONPATH=src .venv/bin/python scripts/content_leakage.py --real ../shared/data/lol-dev --out runs/leakage \\
         --params src/lowsim/data/params/lol.json:empirical --n 100
@@ -75,15 +75,11 @@ def measure_sets(manifests: dict[str, Path], n: int) -> dict[str, list]:
 
 def run_comparisons(measured: dict[str, list], seed: int) -> dict[str, dict[str, dict]]:
     """Classifier result (as JSON) of every comparison with every feature set: {feature set: {comparison: ...}}."""
-    from dataclasses import asdict
+    from lowsim.compare import FEATURE_SETS, classifier_test
 
-    from lowsim.compare import FEATURE_SETS, _json_safe, classifier_test
-
-    out: dict[str, dict[str, dict]] = {}
-    for feature_set in FEATURE_SETS:
-        out[feature_set] = {label: _json_safe(asdict(classifier_test(measured[a], measured[b], seed, feature_set)))
-                            for label, (a, b) in COMPARISONS.items()}
-    return out
+    return {feature_set: {label: classifier_test(measured[a], measured[b], seed, feature_set).to_json_dict()
+                          for label, (a, b) in COMPARISONS.items()}
+            for feature_set in FEATURE_SETS}
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:
@@ -97,16 +93,19 @@ def table(results: dict[str, dict[str, dict]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--real", type=Path, required=True, help="real pairs folder (its pool split's bright images)")
+    parser.add_argument("--real", type=Path, required=True,
+                        help="real pairs folder (the bright images of its pool split are the LOL scenes)")
     parser.add_argument("--src", type=Path, default=Path("../shared/data/clean"))
     parser.add_argument("--out", type=Path, default=Path("runs/leakage"))
     parser.add_argument("--params", default="src/lowsim/data/params/lol.json:empirical", help="PARAMS[:SAMPLER]")
     parser.add_argument("--n", type=int, default=100, help="images per set")
-    parser.add_argument("--noise-factor", type=float, default=2.0, help="noise variance factor of the sensitivity sets")
+    parser.add_argument("--noise-factor", type=float, default=2.0,
+                        help="noise variance factor of the sensitivity sets")
     parser.add_argument("--seed", type=int, default=0, help="classifier folds and brightness matching")
     args = parser.parse_args()
     params, _, sampler = args.params.partition(":")
-    manifests = generate_sets(args.real, args.src, args.out, Path(params), sampler or None, args.n, args.noise_factor)
+    manifests = generate_sets(args.real, args.src, args.out, Path(params), sampler or None, args.n,
+                              args.noise_factor)
     results = run_comparisons(measure_sets(manifests, args.n), args.seed)
     record = {"params": args.params, "n": args.n, "noise_factor": args.noise_factor, "seed": args.seed,
               "sets": {name: str(m) for name, m in manifests.items()}, "comparisons": COMPARISONS,

@@ -58,8 +58,8 @@ def test_the_same_degradation_on_sharp_and_smooth_scenes_is_not_told_apart(sharp
     smooth, sharp = sharp_and_smooth
     residual = classifier_test(smooth, sharp, seed=0, feature_set="residual")
     laplacian = classifier_test(smooth, sharp, seed=0, feature_set="laplacian")
-    print(f"sharp vs smooth scenes: residual {residual.accuracy:.3f} [{residual.ci_low:.2f}, {residual.ci_high:.2f}], "
-          f"laplacian {laplacian.accuracy:.3f} [{laplacian.ci_low:.2f}, {laplacian.ci_high:.2f}]")
+    print(f"sharp vs smooth scenes: residual {residual.accuracy:.3f} [{residual.ci_low:.2f}, "
+          f"{residual.ci_high:.2f}], laplacian {laplacian.accuracy:.3f} [{laplacian.ci_low:.2f}, {laplacian.ci_high:.2f}]")
     assert laplacian.brightness_matched
     # The residual features tell the scenes apart (so the scenes differ in a way a feature can see) ...
     assert residual.ci_low > 0.75

@@ -12,11 +12,11 @@ noise-vs-intensity profile, and features of 64x64 patches. Three kinds of distan
   high-pass residual x - GaussianBlur(x, 1.5) and colour ratios, which also see the scene's fine texture and
   colours (two synthetic sets with the same degradation on different photo collections are told apart,
   docs/realism.md "Content leakage of compare's features"); and "laplacian" (the default), noise statistics of
-  Immerkaer's Laplacian-difference response away from edges, which cancels locally smooth shading. Patches are matched in brightness first, so it must use
-  the degradation at equal brightness. Images, not patches, are split into cross-validation folds (and
-  identical images share a fold), so every prediction is held out. Accuracy 0.5 = indistinguishable.
-  Its 95% interval is Wilson's on the effective number of patches: the patches of one image are
-  correlated, so the patch count is deflated by the between-image variance of the hits.
+  Immerkaer's Laplacian-difference response away from edges, which cancels locally smooth shading. Patches
+  are matched in brightness first, so it must use the degradation at equal brightness. Images, not patches,
+  are split into cross-validation folds (and identical images share a fold), so every prediction is held out.
+  Accuracy 0.5 = indistinguishable. Its 95% interval is Wilson's on the effective number of patches: the
+  patches of one image are correlated, so the patch count is deflated by the between-image variance of the hits.
 """
 from __future__ import annotations
 
@@ -53,9 +53,9 @@ FEATURES: tuple[str, ...] = ("log_brightness", "log_residual_sd", "channel_corr"
 # same degradation: the colour ratios (scene colour), and every measure of the noise's spatial correlation
 # tried (lag-1 correlation of the residual or of the Laplacian response, robust or not, in the flattest
 # sub-blocks or not; a lag-2 / lag-1 step ratio): fine scene texture is spatially correlated too.
-LAPLACIAN_FEATURES: tuple[str, ...] = ("log_brightness", "log_noise_sd", *(f"log_noise_sd_{b}" for b in _BIN_NAMES),
-                                       "noise_channel_corr", "noise_red_green", "noise_blue_green",
-                                       "clipped_black")
+LAPLACIAN_FEATURES: tuple[str, ...] = ("log_brightness", "log_noise_sd",
+                                       *(f"log_noise_sd_{b}" for b in _BIN_NAMES), "noise_channel_corr",
+                                       "noise_red_green", "noise_blue_green", "clipped_black")
 FEATURE_SETS: dict[str, tuple[str, ...]] = {"residual": FEATURES, "laplacian": LAPLACIAN_FEATURES}
 DEFAULT_FEATURE_SET = "laplacian"
 
@@ -130,8 +130,8 @@ def measure_image(dark: np.ndarray, bright: np.ndarray | None = None, seed: int 
     corners = patch_corners(levels.shape[0], levels.shape[1], size, rng)
     cut = [(slice(y, y + size), slice(x, x + size)) for y, x in corners]
     features = {"residual": np.array([patch_features(levels[s], residual[s], blurred[s]) for s in cut]),
-                "laplacian": np.array([laplacian_patch_features(levels[s], response[s], blurred[s], structure[s])
-                                       for s in cut])}
+                "laplacian": np.array([laplacian_patch_features(levels[s], response[s], blurred[s],
+                                                                structure[s]) for s in cut])}
     brightness = np.array([float(levels[s].mean()) for s in cut])
     crops = [np.clip(np.round(levels[s]), 0, 255).astype(np.uint8) for s in cut[:CROPS_PER_IMAGE]]
     return ImageMeasurement(
@@ -179,6 +179,10 @@ class ClassifierResult:
     feature_set: str = DEFAULT_FEATURE_SET
     features: tuple[str, ...] = FEATURE_SETS[DEFAULT_FEATURE_SET]
     note: str = ""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """All fields, with NaN as null (strict JSON)."""
+        return _json_safe(asdict(self))
 
 
 @dataclass
@@ -390,7 +394,8 @@ def compare_measurements(real: Sequence[ImageMeasurement], synthetic: Sequence[I
     ks = [s.ks for s in stats if math.isfinite(s.ks)]
     return CompareResult(
         n_real=len(real), n_synthetic=len(synthetic), statistics=stats,
-        distance=float(np.mean(ks)) if ks else math.nan, classifier=classifier_test(real, synthetic, seed, feature_set),
+        distance=float(np.mean(ks)) if ks else math.nan,
+        classifier=classifier_test(real, synthetic, seed, feature_set),
         noise_bins=[float(b) for b in NOISE_BINS],
         real_noise_profile=median_profile([m.noise_profile for m in real]),
         synthetic_noise_profile=median_profile([m.noise_profile for m in synthetic]),
