@@ -14,7 +14,8 @@ import pytest
 
 from lowsim.compare import (
     BRIGHTNESS_EDGES,
-    FEATURES,
+    DEFAULT_FEATURE_SET,
+    FEATURE_SETS,
     capped,
     classifier_test,
     compare_images,
@@ -54,11 +55,22 @@ def with_extra_noise(img: np.ndarray, sd: float, seed: int) -> np.ndarray:
     return np.clip(np.round(img + sd * rng.standard_normal(img.shape)), 0, 255).astype(np.uint8)
 
 
+@pytest.fixture(scope="module")
+def lol_noisier(lol_lows: list[np.ndarray]) -> list:
+    """measure_image of each real dark image with 3 levels of extra Gaussian noise."""
+    return [measure_image(with_extra_noise(img, 3.0, seed=100 + i), seed=i) for i, img in enumerate(lol_lows)]
+
+
 # ---------------------------------------------------------------------------------------------- null and power
 
-def test_a_set_compared_with_itself_is_indistinguishable(lol_lows: list[np.ndarray]) -> None:
-    result = compare_images(lol_lows[:12], lol_lows[:12], seed=0)
+@pytest.mark.parametrize("feature_set", list(FEATURE_SETS))
+def test_a_set_compared_with_itself_is_indistinguishable(lol_lows: list[np.ndarray], lol_measured: list,
+                                                         feature_set: str) -> None:
+    # The default through compare_images; the others on the same measurements (seed 0: patch seeds 0..11).
+    result = (compare_images(lol_lows[:12], lol_lows[:12], seed=0) if feature_set == DEFAULT_FEATURE_SET else
+              compare_measurements(lol_measured[:12], lol_measured[:12], seed=0, feature_set=feature_set))
     c = result.classifier
+    assert c.feature_set == feature_set and c.features == FEATURE_SETS[feature_set]
     print(f"self-compare accuracy {c.accuracy:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]")
     assert result.distance == pytest.approx(0.0, abs=1e-12)
     assert all(s.ks == 0 and s.relative_median_diff == 0 for s in result.statistics)
@@ -67,17 +79,18 @@ def test_a_set_compared_with_itself_is_indistinguishable(lol_lows: list[np.ndarr
     assert c.brightness_matched and c.n_real_images == c.n_synthetic_images == 12
 
 
-def test_two_halves_of_the_real_set_are_indistinguishable(lol_measured: list) -> None:
+@pytest.mark.parametrize("feature_set", list(FEATURE_SETS))
+def test_two_halves_of_the_real_set_are_indistinguishable(lol_measured: list, feature_set: str) -> None:
     # Different images, same process: the honest null. Patches of one image never straddle folds.
-    result = compare_measurements(lol_measured[::2], lol_measured[1::2], seed=0)
+    result = compare_measurements(lol_measured[::2], lol_measured[1::2], seed=0, feature_set=feature_set)
     c = result.classifier
     print(f"halves accuracy {c.accuracy:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]")
     assert c.ci_low <= 0.5 <= c.ci_high
 
 
-def test_a_wrong_noise_level_is_detected(lol_lows: list[np.ndarray], lol_measured: list) -> None:
-    noisy = [measure_image(with_extra_noise(img, 3.0, seed=100 + i), seed=i) for i, img in enumerate(lol_lows)]
-    result = compare_measurements(lol_measured, noisy, seed=0)
+@pytest.mark.parametrize("feature_set", list(FEATURE_SETS))
+def test_a_wrong_noise_level_is_detected(lol_measured: list, lol_noisier: list, feature_set: str) -> None:
+    result = compare_measurements(lol_measured, lol_noisier, seed=0, feature_set=feature_set)
     c = result.classifier
     print(f"wrong-noise accuracy {c.accuracy:.3f} [{c.ci_low:.3f}, {c.ci_high:.3f}]")
     assert c.accuracy > 0.75 and c.ci_low > 0.6
@@ -127,11 +140,20 @@ def test_classifier_needs_two_images_a_side(lol_measured: list) -> None:
 def test_measure_image_features_and_float_input(lol_lows: list[np.ndarray]) -> None:
     as_uint8 = measure_image(lol_lows[0], seed=3)
     as_float = measure_image(lol_lows[0].astype(np.float32) / 255, seed=3)
-    assert as_uint8.patch_features.shape[1] == len(FEATURES)
-    np.testing.assert_allclose(as_uint8.patch_features, as_float.patch_features, rtol=1e-4, atol=1e-6)
+    assert set(as_uint8.patch_features) == set(FEATURE_SETS)
+    for name, features in as_uint8.patch_features.items():
+        assert features.shape == (len(as_uint8.patch_brightness), len(FEATURE_SETS[name]))
+        np.testing.assert_allclose(features, as_float.patch_features[name], rtol=1e-4, atol=1e-6)
     assert as_uint8.content_id == as_float.content_id
     small = measure_image(lol_lows[0][:40, :50], seed=0)  # smaller than a patch: one patch of 40x40
-    assert small.patch_features.shape[0] == 1 and small.crops[0].shape == (40, 40, 3)
+    assert small.patch_features["laplacian"].shape[0] == 1 and small.crops[0].shape == (40, 40, 3)
+
+
+def test_an_unknown_feature_set_is_refused(lol_measured: list) -> None:
+    from lowsim.errors import LowsimError
+
+    with pytest.raises(LowsimError, match="unknown feature set 'pixels', expected one of residual, laplacian"):
+        classifier_test(lol_measured[:3], lol_measured[3:6], feature_set="pixels")
 
 
 def test_real_splits_partition_the_pairs_like_calibrate(lol_dev: Path) -> None:
@@ -199,7 +221,7 @@ def tiny_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def cli_outputs(tiny_inputs: dict[str, Path]) -> dict[str, Path]:
-    """Two `lowsim compare` runs on the tiny inputs: PNG + JSON, then HTML; their outputs and stdout."""
+    """`lowsim compare` on the tiny inputs: PNG + JSON, HTML, JSON with --features residual; outputs, stdout."""
     import contextlib
     import io
 
@@ -210,8 +232,10 @@ def cli_outputs(tiny_inputs: dict[str, Path]) -> dict[str, Path]:
     with contextlib.redirect_stdout(stdout):
         assert run_cli([*common, "--report", str(out / "r.png"), "--json", str(out / "r.json")]) == 0
         assert run_cli([*common, "--report", str(out / "r.html")]) == 0
+        assert run_cli([*common, "--features", "residual", "--json", str(out / "residual.json")]) == 0
     (out / "stdout.txt").write_text(stdout.getvalue())
-    return {"png": out / "r.png", "json": out / "r.json", "html": out / "r.html", "stdout": out / "stdout.txt"}
+    return {"png": out / "r.png", "json": out / "r.json", "html": out / "r.html", "stdout": out / "stdout.txt",
+            "residual_json": out / "residual.json"}
 
 
 def test_cli_writes_png_html_and_json(cli_outputs: dict[str, Path]) -> None:
@@ -220,6 +244,12 @@ def test_cli_writes_png_html_and_json(cli_outputs: dict[str, Path]) -> None:
     data = json.loads(cli_outputs["json"].read_text())
     assert data["n_real"] == data["n_synthetic"] == 6
     assert data["classifier"]["patch_size"] == 64
+    # The feature set is recorded; the CLI's default is the library's.
+    assert data["classifier"]["feature_set"] == data["inputs"]["feature_set"] == DEFAULT_FEATURE_SET
+    assert data["classifier"]["features"] == list(FEATURE_SETS[DEFAULT_FEATURE_SET])
+    assert f"{DEFAULT_FEATURE_SET} features" in printed
+    residual = json.loads(cli_outputs["residual_json"].read_text())["classifier"]
+    assert residual["feature_set"] == "residual" and residual["features"] == list(FEATURE_SETS["residual"])
     png = read_image(cli_outputs["png"])
     assert png.shape[0] > 500 and png.std() > 10
     page = cli_outputs["html"].read_text()
@@ -260,6 +290,7 @@ def test_html_report_renders_in_chromium(cli_outputs: dict[str, Path], tmp_path:
     ({"--synthetic-split": "nosuch"}, "no ok samples in split"),
     ({"--real-split": "val"}, "no real pairs in split 'val'"),
     ({"--max-images": "0"}, "--max-images must be positive"),
+    ({"--features": "pixels"}, "unknown --features 'pixels', expected one of residual, laplacian"),
 ])
 def test_cli_bad_input_is_one_line(tiny_inputs: dict[str, Path], capsys: pytest.CaptureFixture,
                                    change: dict[str, str], pattern: str) -> None:

@@ -8,11 +8,15 @@ noise-vs-intensity profile, and features of 64x64 patches. Three kinds of distan
 - the median noise-vs-intensity profile of each set (and, when bright/clean images are given, the
   noise measured against them, which scene edges do not inflate);
 - a classifier two-sample test: a logistic regression on degradation features of patches (never pixel
-  content) tries to tell real from synthetic. Patches are matched in brightness first, so it must use
-  the degradation at equal brightness. Images, not patches, are split into cross-validation folds (and
-  identical images share a fold), so every prediction is held out. Accuracy 0.5 = indistinguishable.
-  Its 95% interval is Wilson's on the effective number of patches: the patches of one image are
-  correlated, so the patch count is deflated by the between-image variance of the hits.
+  content) tries to tell real from synthetic. Two feature sets (FEATURE_SETS): "residual", statistics of the
+  high-pass residual x - GaussianBlur(x, 1.5) and colour ratios, which also see the scene's fine texture and
+  colours (two synthetic sets with the same degradation on different photo collections are told apart,
+  docs/realism.md "Content leakage of compare's features"); and "laplacian" (the default), noise statistics of
+  Immerkaer's Laplacian-difference response away from edges, which cancels locally smooth shading. Patches
+  are matched in brightness first, so it must use the degradation at equal brightness. Images, not patches,
+  are split into cross-validation folds (and identical images share a fold), so every prediction is held out.
+  Accuracy 0.5 = indistinguishable. Its 95% interval is Wilson's on the effective number of patches: the
+  patches of one image are correlated, so the patch count is deflated by the between-image variance of the hits.
 """
 from __future__ import annotations
 
@@ -26,8 +30,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lowsim.errors import LowsimError
-from lowsim.statistics import (NOISE_BINS, STATISTICS, binned_sd, highpass_levels, pair_noise_profile,
-                               residual_statistics, to_levels)
+from lowsim.statistics import (IMMERKAER_GAIN, NOISE_BINS, STATISTICS, binned_sd, channel_correlation,
+                               degradation_mask, flattest, highpass_levels, laplacian_channel_sigmas,
+                               laplacian_levels, laplacian_sigma, pair_noise_profile, residual_statistics,
+                               structure_levels, to_levels)
 
 REAL_SPLITS = ("all", "pool", "val")
 PATCH_SIZE = 64
@@ -37,10 +43,21 @@ PATCH_BINS = np.array([2.0, 6.0, 16.0, 48.0, 128.0])  # coarser than NOISE_BINS:
 BRIGHTNESS_EDGES = np.geomspace(0.25, 256.0, 16)     # patch mean in 8-bit levels, for matching
 MIN_MATCHED_PER_CLASS = 30      # fewer matched patches than this: use all patches, unmatched
 MAX_FOLDS = 5
+FLAT_FRACTION = 0.5             # laplacian features: the half of a patch's pixels farthest from edges
 Z95 = 1.959963984540054
+_BIN_NAMES = tuple(f"{lo:g}_{hi:g}" for lo, hi in zip(PATCH_BINS[:-1], PATCH_BINS[1:]))
 FEATURES: tuple[str, ...] = ("log_brightness", "log_residual_sd", "channel_corr", "spatial_corr",
-                             "blue_ratio", "red_ratio", "clipped_black",
-                             *(f"log_sd_{lo:g}_{hi:g}" for lo, hi in zip(PATCH_BINS[:-1], PATCH_BINS[1:])))
+                             "blue_ratio", "red_ratio", "clipped_black", *(f"log_sd_{b}" for b in _BIN_NAMES))
+# Chosen by content leakage and sensitivity between synthetic sets only (scripts/content_leakage.py), never
+# by accuracy against real darks. Left out, because alone they told two photo collections apart under the
+# same degradation: the colour ratios (scene colour), and every measure of the noise's spatial correlation
+# tried (lag-1 correlation of the residual or of the Laplacian response, robust or not, in the flattest
+# sub-blocks or not; a lag-2 / lag-1 step ratio): fine scene texture is spatially correlated too.
+LAPLACIAN_FEATURES: tuple[str, ...] = ("log_brightness", "log_noise_sd",
+                                       *(f"log_noise_sd_{b}" for b in _BIN_NAMES), "noise_channel_corr",
+                                       "noise_red_green", "noise_blue_green", "clipped_black")
+FEATURE_SETS: dict[str, tuple[str, ...]] = {"residual": FEATURES, "laplacian": LAPLACIAN_FEATURES}
+DEFAULT_FEATURE_SET = "laplacian"
 
 
 # ---------------------------------------------------------------------------------------------- per image
@@ -52,7 +69,7 @@ class ImageMeasurement:
     statistics: dict[str, float]
     noise_profile: np.ndarray                  # residual sd per NOISE_BINS bin
     pair_profile: np.ndarray | None            # sd against the bright/clean image, when given
-    patch_features: np.ndarray                 # (n_patches, len(FEATURES))
+    patch_features: dict[str, np.ndarray]      # per FEATURE_SETS name: (n_patches, len(its features))
     patch_brightness: np.ndarray               # (n_patches,) mean in 8-bit levels
     crops: list[np.ndarray]                    # a few uint8 patches, for the report
     crop_brightness: list[float]
@@ -73,6 +90,27 @@ def patch_features(levels: np.ndarray, residual: np.ndarray, blurred: np.ndarray
                      stats["clipped_black"], *(_log(v) for v in binned)], dtype=np.float64)
 
 
+def laplacian_patch_features(levels: np.ndarray, response: np.ndarray, blurred: np.ndarray,
+                             structure: np.ndarray) -> np.ndarray:
+    """LAPLACIAN_FEATURES of one patch (parts cut from whole-image filters, so no border effects)."""
+    flat = flattest(structure, FLAT_FRACTION)
+    mask = degradation_mask(blurred) & flat
+    red, green, blue = laplacian_channel_sigmas(response, mask)
+    binned, _ = binned_sd(blurred[flat], response[flat], PATCH_BINS)
+    ratio_ok = math.isfinite(green) and green > 0
+    return np.array([_log(float(levels.mean()), 0.25), _log(laplacian_sigma(response[mask])),
+                     *(_log(v / IMMERKAER_GAIN) for v in binned), channel_correlation(response, mask),
+                     red / green if ratio_ok else math.nan, blue / green if ratio_ok else math.nan,
+                     float((levels < 0.5).mean())], dtype=np.float64)
+
+
+def feature_set_names(feature_set: str) -> tuple[str, ...]:
+    """The feature names of a FEATURE_SETS entry, or LowsimError naming the known sets."""
+    if feature_set not in FEATURE_SETS:
+        raise LowsimError(f"unknown feature set {feature_set!r}, expected one of {', '.join(FEATURE_SETS)}")
+    return FEATURE_SETS[feature_set]
+
+
 def patch_corners(height: int, width: int, size: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     """Up to PATCHES_PER_IMAGE random corners of non-overlapping size x size patches on a grid."""
     rows, cols = max(height // size, 1), max(width // size, 1)
@@ -86,11 +124,14 @@ def measure_image(dark: np.ndarray, bright: np.ndarray | None = None, seed: int 
     """Statistics, noise profiles and patch features of one dark image (bright: its reference, if any)."""
     levels = to_levels(dark)
     residual, blurred = highpass_levels(levels)
+    response, structure = laplacian_levels(levels), structure_levels(levels)
     size = min(PATCH_SIZE, levels.shape[0], levels.shape[1])
     rng = np.random.default_rng(seed)
     corners = patch_corners(levels.shape[0], levels.shape[1], size, rng)
     cut = [(slice(y, y + size), slice(x, x + size)) for y, x in corners]
-    features = np.array([patch_features(levels[s], residual[s], blurred[s]) for s in cut])
+    features = {"residual": np.array([patch_features(levels[s], residual[s], blurred[s]) for s in cut]),
+                "laplacian": np.array([laplacian_patch_features(levels[s], response[s], blurred[s],
+                                                                structure[s]) for s in cut])}
     brightness = np.array([float(levels[s].mean()) for s in cut])
     crops = [np.clip(np.round(levels[s]), 0, 255).astype(np.uint8) for s in cut[:CROPS_PER_IMAGE]]
     return ImageMeasurement(
@@ -135,8 +176,13 @@ class ClassifierResult:
     brightness_matched: bool
     patch_size: int
     model: str = "logistic regression on standardised degradation features (median-imputed)"
-    features: tuple[str, ...] = FEATURES
+    feature_set: str = DEFAULT_FEATURE_SET
+    features: tuple[str, ...] = FEATURE_SETS[DEFAULT_FEATURE_SET]
     note: str = ""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """All fields, with NaN as null (strict JSON)."""
+        return _json_safe(asdict(self))
 
 
 @dataclass
@@ -260,12 +306,12 @@ def match_brightness(brightness: np.ndarray, labels: np.ndarray, rng: np.random.
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
-def _pool_patches(real: Sequence[ImageMeasurement], synthetic: Sequence[ImageMeasurement]
+def _pool_patches(real: Sequence[ImageMeasurement], synthetic: Sequence[ImageMeasurement], feature_set: str
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(features, labels 1=synthetic, group per patch, brightness) of both sets' patches."""
     sets = [(0, m) for m in real] + [(1, m) for m in synthetic]
     ids = {cid: i for i, cid in enumerate(dict.fromkeys(m.content_id for _, m in sets))}
-    features = np.vstack([m.patch_features for _, m in sets])
+    features = np.vstack([m.patch_features[feature_set] for _, m in sets])
     labels = np.concatenate([np.full(len(m.patch_brightness), c) for c, m in sets])
     groups = np.concatenate([np.full(len(m.patch_brightness), ids[m.content_id]) for _, m in sets])
     brightness = np.concatenate([m.patch_brightness for _, m in sets])
@@ -288,9 +334,13 @@ def _held_out_predictions(features: np.ndarray, labels: np.ndarray, groups: np.n
 
 
 def classifier_test(real: Sequence[ImageMeasurement], synthetic: Sequence[ImageMeasurement],
-                    seed: int = 0) -> ClassifierResult:
-    """Held-out accuracy of a real-vs-synthetic patch classifier, brightness-matched where possible."""
-    features, labels, groups, brightness = _pool_patches(real, synthetic)
+                    seed: int = 0, feature_set: str = DEFAULT_FEATURE_SET) -> ClassifierResult:
+    """Held-out accuracy of a real-vs-synthetic patch classifier, brightness-matched where possible.
+
+    Any two measured sets can be given (two synthetic sets, for instance): "real" is just the label-0 side.
+    """
+    names = feature_set_names(feature_set)
+    features, labels, groups, brightness = _pool_patches(real, synthetic, feature_set)
     size = max((m.crops[0].shape[0] for m in [*real, *synthetic] if m.crops), default=0)
     keep = match_brightness(brightness, labels, np.random.default_rng([seed, 2]))
     matched = min((labels[keep] == c).sum() for c in (0, 1)) >= MIN_MATCHED_PER_CLASS
@@ -299,7 +349,8 @@ def classifier_test(real: Sequence[ImageMeasurement], synthetic: Sequence[ImageM
     images = [len(np.unique(groups[labels == c])) for c in (0, 1)]
     n_folds = min(MAX_FOLDS, *images)
     base = dict(n_patches=int(labels.size), n_real_images=len(real), n_synthetic_images=len(synthetic),
-                n_folds=n_folds, brightness_matched=bool(matched), patch_size=int(size))
+                n_folds=n_folds, brightness_matched=bool(matched), patch_size=int(size),
+                feature_set=feature_set, features=names)
     if n_folds < 2:
         return ClassifierResult(math.nan, math.nan, math.nan, n_effective=math.nan, **base,
                                 note="needs at least 2 distinct images on each side")
@@ -332,8 +383,9 @@ def matched_examples(real: Sequence[ImageMeasurement], synthetic: Sequence[Image
 
 
 def compare_measurements(real: Sequence[ImageMeasurement], synthetic: Sequence[ImageMeasurement],
-                         seed: int = 0, inputs: dict[str, Any] | None = None) -> CompareResult:
-    """CompareResult from measured images of both sets."""
+                         seed: int = 0, inputs: dict[str, Any] | None = None,
+                         feature_set: str = DEFAULT_FEATURE_SET) -> CompareResult:
+    """CompareResult from measured images of both sets (feature_set: the classifier's FEATURE_SETS entry)."""
     if not real or not synthetic:
         raise LowsimError(f"nothing to compare: {len(real)} real and {len(synthetic)} synthetic images")
     real_values = {k: [m.statistics[k] for m in real] for k in STATISTICS}
@@ -342,7 +394,8 @@ def compare_measurements(real: Sequence[ImageMeasurement], synthetic: Sequence[I
     ks = [s.ks for s in stats if math.isfinite(s.ks)]
     return CompareResult(
         n_real=len(real), n_synthetic=len(synthetic), statistics=stats,
-        distance=float(np.mean(ks)) if ks else math.nan, classifier=classifier_test(real, synthetic, seed),
+        distance=float(np.mean(ks)) if ks else math.nan,
+        classifier=classifier_test(real, synthetic, seed, feature_set),
         noise_bins=[float(b) for b in NOISE_BINS],
         real_noise_profile=median_profile([m.noise_profile for m in real]),
         synthetic_noise_profile=median_profile([m.noise_profile for m in synthetic]),
@@ -352,11 +405,12 @@ def compare_measurements(real: Sequence[ImageMeasurement], synthetic: Sequence[I
         examples=matched_examples(real, synthetic))
 
 
-def compare_images(real: list[np.ndarray], synthetic: list[np.ndarray], seed: int = 0) -> CompareResult:
+def compare_images(real: list[np.ndarray], synthetic: list[np.ndarray], seed: int = 0,
+                   feature_set: str = DEFAULT_FEATURE_SET) -> CompareResult:
     """compare on in-memory dark images (uint8/uint16, or float in [0, 1]), (H, W, 3) RGB each."""
     measured_real = [measure_image(img, seed=seed * 100003 + i) for i, img in enumerate(real)]
     measured_synthetic = [measure_image(img, seed=seed * 100003 + i) for i, img in enumerate(synthetic)]
-    return compare_measurements(measured_real, measured_synthetic, seed=seed)
+    return compare_measurements(measured_real, measured_synthetic, seed=seed, feature_set=feature_set)
 
 
 # ---------------------------------------------------------------------------------------------- from disk
@@ -422,11 +476,18 @@ def _read_synthetic(paths: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray]:
     return read_image(paths[0]), read_image(paths[1])
 
 
-def compare(real_root: str | Path, manifest: str | Path, *, real_split: str = "val",
-            synthetic_split: str | None = None, max_images: int = 200, seed: int = 0,
-            on_start: Callable[[int], None] | None = None,
-            on_image: Callable[[], None] | None = None) -> CompareResult:
-    """Compare the dark images of a real pairs folder (one split) with a generated dataset's."""
+def measure_manifest(manifest: str | Path, *, split: str | None = None, max_images: int = 200, seed: int = 0,
+                     on_image: Callable[[], None] | None = None) -> list[ImageMeasurement]:
+    """measure_image of a generated dataset's dark images (at most max_images, a seeded choice)."""
+    files = capped(synthetic_files(manifest, split), max_images, np.random.default_rng(seed))
+    return _measure_all(files, _read_synthetic, seed, on_image)
+
+
+def measure_inputs(real_root: str | Path, manifest: str | Path, *, real_split: str = "val",
+                   synthetic_split: str | None = None, max_images: int = 200, seed: int = 0,
+                   on_start: Callable[[int], None] | None = None, on_image: Callable[[], None] | None = None
+                   ) -> tuple[list[ImageMeasurement], list[ImageMeasurement], dict[str, Any]]:
+    """(real, synthetic, inputs): the measured images compare compares, so several feature sets can share them."""
     from lowsim.pairs import find_pairs, read_pair
 
     pairs = select_real_pairs(find_pairs(real_root), real_split)
@@ -441,4 +502,17 @@ def compare(real_root: str | Path, manifest: str | Path, *, real_split: str = "v
     synthetic = _measure_all(files, _read_synthetic, seed + 1, on_image)
     inputs = {"real_root": str(real_root), "manifest": str(manifest), "real_split": real_split,
               "synthetic_split": synthetic_split, "max_images": max_images, "seed": seed}
-    return compare_measurements(real, synthetic, seed=seed, inputs=inputs)
+    return real, synthetic, inputs
+
+
+def compare(real_root: str | Path, manifest: str | Path, *, real_split: str = "val",
+            synthetic_split: str | None = None, max_images: int = 200, seed: int = 0,
+            feature_set: str = DEFAULT_FEATURE_SET, on_start: Callable[[int], None] | None = None,
+            on_image: Callable[[], None] | None = None) -> CompareResult:
+    """Compare the dark images of a real pairs folder (one split) with a generated dataset's."""
+    feature_set_names(feature_set)  # an unknown name fails before any image is read
+    real, synthetic, inputs = measure_inputs(real_root, manifest, real_split=real_split,
+                                             synthetic_split=synthetic_split, max_images=max_images, seed=seed,
+                                             on_start=on_start, on_image=on_image)
+    return compare_measurements(real, synthetic, seed=seed, inputs={**inputs, "feature_set": feature_set},
+                                feature_set=feature_set)

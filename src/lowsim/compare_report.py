@@ -93,7 +93,7 @@ def summary_lines(result: CompareResult) -> list[str]:
              f"classifier accuracy: {c.accuracy:.3f}  95% CI [{c.ci_low:.3f}, {c.ci_high:.3f}]  "
              f"({classifier_verdict(result)})",
              f"  {c.n_patches} patches of {c.patch_size}px, n_eff {c.n_effective:.0f}, {c.n_folds}-fold by image, "
-             f"brightness {'matched' if c.brightness_matched else 'NOT matched'}"]
+             f"brightness {'matched' if c.brightness_matched else 'NOT matched'}, {c.feature_set} features"]
     if c.note:
         lines.append(f"  note: {c.note}")
     return lines

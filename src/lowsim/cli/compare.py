@@ -63,12 +63,16 @@ def compare(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the full result as JSON."),
     max_images: int = typer.Option(200, "--max-images", help="At most this many images per side (seeded)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the image choice, patches and classifier folds."),
+    features: str = typer.Option("laplacian", "--features",
+                                 help="Classifier features: laplacian (noise statistics that scene texture and "
+                                      "colour barely move) or residual (the high-pass residual's statistics "
+                                      "and colour ratios, as before; they also tell photo collections apart)."),
 ) -> None:
     """Compare synthetic dark images with real ones: statistics, noise profile, classifier test."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lowsim.compare import REAL_SPLITS, compare as run
+    from lowsim.compare import FEATURE_SETS, REAL_SPLITS, compare as run
     from lowsim.compare_report import write_compare_report
     from lowsim.safe_io import atomic_write_text
 
@@ -76,6 +80,8 @@ def compare(
         raise LowsimError(f"unknown --real-split {real_split!r}, expected one of {', '.join(REAL_SPLITS)}")
     if max_images <= 0:
         raise LowsimError(f"--max-images must be positive, got {max_images}")
+    if features not in FEATURE_SETS:
+        raise LowsimError(f"unknown --features {features!r}, expected one of {', '.join(FEATURE_SETS)}")
     _check_outputs(report, json_path)
     progress = Progress(TextColumn("measuring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=Console(stderr=True), transient=True)
@@ -88,7 +94,7 @@ def compare(
 
     try:
         result = run(real, synthetic, real_split=real_split, synthetic_split=synthetic_split,
-                     max_images=max_images, seed=seed, on_start=on_start,
+                     max_images=max_images, seed=seed, feature_set=features, on_start=on_start,
                      on_image=lambda: progress.advance(task))
     finally:
         if progress.live.is_started:
