@@ -225,7 +225,6 @@ def laplacian_channel_sigmas(response: np.ndarray, mask: np.ndarray) -> list[flo
     return [laplacian_sigma(pixels[:, c]) for c in range(pixels.shape[1])]
 
 
-
 def structure_levels(levels: np.ndarray) -> np.ndarray:
     """(H, W) float32 edge strength: Sobel gradient magnitude of the grey image blurred by STRUCTURE_SIGMA."""
     grey = cv2.GaussianBlur(levels.mean(axis=2, dtype=np.float32), (0, 0), STRUCTURE_SIGMA)
