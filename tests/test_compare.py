@@ -16,6 +16,7 @@ from lowsim.compare import (
     BRIGHTNESS_EDGES,
     DEFAULT_FEATURE_SET,
     FEATURE_SETS,
+    PIXEL_NOISE_STATISTICS,
     capped,
     classifier_test,
     compare_images,
@@ -101,6 +102,24 @@ def test_a_wrong_noise_level_is_detected(lol_measured: list, lol_noisier: list, 
     assert result.distance > 0.15
 
 
+def test_pixel_noise_statistics_see_the_colour_of_the_noise(lol_lows: list[np.ndarray], lol_measured: list) -> None:
+    # Extra noise in the red channel only: red/green rises, blue/green does not; the distance keeps its 7.
+    def redder(img: np.ndarray, seed: int) -> np.ndarray:
+        noisy = img.copy()
+        noisy[..., 0] = with_extra_noise(img[..., :1], 2.0, seed)[..., 0]
+        return noisy
+
+    measured = [measure_image(redder(img, 200 + i), seed=i) for i, img in enumerate(lol_lows[:12])]
+    result = compare_measurements(lol_measured[:12], measured, seed=0)
+    assert [s.name for s in result.pixel_noise] == list(PIXEL_NOISE_STATISTICS)
+    assert len(result.statistics) == len(STATISTICS)
+    assert result.statistic("noise_red_green").relative_median_diff > 0.3
+    assert abs(result.statistic("noise_blue_green").relative_median_diff) < 0.05
+    assert result.statistic("noise_sd").relative_median_diff > 0.05
+    same = compare_measurements(lol_measured[:12], lol_measured[:12], seed=0)
+    assert all(s.ks == 0 and s.relative_median_diff == 0 for s in same.pixel_noise)
+
+
 # ---------------------------------------------------------------------------------------------- pieces
 
 def test_wilson_interval_known_values() -> None:
@@ -181,6 +200,7 @@ def test_json_dict_is_strict_json(lol_measured: list) -> None:
     result = compare_measurements(lol_measured[:3], lol_measured[3:6], seed=1)
     data = json.loads(json.dumps(result.to_json_dict(), allow_nan=False))
     assert [s["name"] for s in data["statistics"]] == list(STATISTICS)
+    assert [s["name"] for s in data["pixel_noise"]] == list(PIXEL_NOISE_STATISTICS)
     assert set(data["classifier"]) >= {"accuracy", "ci_low", "ci_high", "n_effective"}
     assert "examples" not in data and len(data["real_values"]["residual_sd"]) == 3
 
@@ -240,7 +260,7 @@ def cli_outputs(tiny_inputs: dict[str, Path]) -> dict[str, Path]:
 
 def test_cli_writes_png_html_and_json(cli_outputs: dict[str, Path]) -> None:
     printed = cli_outputs["stdout"].read_text()
-    assert "residual_sd" in printed and "classifier accuracy" in printed
+    assert "residual_sd" in printed and "noise_blue_green" in printed and "classifier accuracy" in printed
     data = json.loads(cli_outputs["json"].read_text())
     assert data["n_real"] == data["n_synthetic"] == 6
     assert data["classifier"]["patch_size"] == 64
@@ -253,6 +273,7 @@ def test_cli_writes_png_html_and_json(cli_outputs: dict[str, Path]) -> None:
     png = read_image(cli_outputs["png"])
     assert png.shape[0] > 500 and png.std() > 10
     page = cli_outputs["html"].read_text()
+    assert "noise_red_green" in page and "Noise at the pixel scale" in page
     assert page.count("data:image/png;base64,") == 2 and "http" not in page.replace("http-equiv", "")
 
 

@@ -58,6 +58,10 @@ LAPLACIAN_FEATURES: tuple[str, ...] = ("log_brightness", "log_noise_sd",
                                        "noise_red_green", "noise_blue_green", "clipped_black")
 FEATURE_SETS: dict[str, tuple[str, ...]] = {"residual": FEATURES, "laplacian": LAPLACIAN_FEATURES}
 DEFAULT_FEATURE_SET = "laplacian"
+# Per-image statistics of the noise at the pixel scale (Immerkaer, the flattest half of the image): reported
+# beside STATISTICS so a user sees what the laplacian features see, but not part of the distance (mean KS over
+# STATISTICS), so that number means what it meant before.
+PIXEL_NOISE_STATISTICS: tuple[str, ...] = ("noise_sd", "noise_red_green", "noise_blue_green")
 
 
 # ---------------------------------------------------------------------------------------------- per image
@@ -74,6 +78,7 @@ class ImageMeasurement:
     crops: list[np.ndarray]                    # a few uint8 patches, for the report
     crop_brightness: list[float]
     content_id: str                            # hash of the pixels: identical images share a fold
+    pixel_noise: dict[str, float] = field(default_factory=dict)  # PIXEL_NOISE_STATISTICS of the whole image
 
 
 def _log(value: float, floor: float = 1e-3) -> float:
@@ -102,6 +107,16 @@ def laplacian_patch_features(levels: np.ndarray, response: np.ndarray, blurred: 
                      *(_log(v / IMMERKAER_GAIN) for v in binned), channel_correlation(response, mask),
                      red / green if ratio_ok else math.nan, blue / green if ratio_ok else math.nan,
                      float((levels < 0.5).mean())], dtype=np.float64)
+
+
+def pixel_noise_statistics(response: np.ndarray, blurred: np.ndarray, structure: np.ndarray) -> dict[str, float]:
+    """PIXEL_NOISE_STATISTICS of a whole image: Immerkaer's sd pooled and as red/green, blue/green ratios."""
+    mask = degradation_mask(blurred) & flattest(structure, FLAT_FRACTION)
+    red, green, blue = laplacian_channel_sigmas(response, mask)
+    ratio_ok = math.isfinite(green) and green > 0
+    return {"noise_sd": laplacian_sigma(response[mask]),
+            "noise_red_green": red / green if ratio_ok else math.nan,
+            "noise_blue_green": blue / green if ratio_ok else math.nan}
 
 
 def feature_set_names(feature_set: str) -> tuple[str, ...]:
@@ -140,7 +155,8 @@ def measure_image(dark: np.ndarray, bright: np.ndarray | None = None, seed: int 
         pair_profile=None if bright is None else pair_noise_profile(dark, bright)[0],
         patch_features=features, patch_brightness=brightness, crops=crops,
         crop_brightness=[float(b) for b in brightness[:CROPS_PER_IMAGE]],
-        content_id=hashlib.sha1(np.ascontiguousarray(levels).tobytes()).hexdigest())
+        content_id=hashlib.sha1(np.ascontiguousarray(levels).tobytes()).hexdigest(),
+        pixel_noise=pixel_noise_statistics(response, blurred, structure))
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -202,11 +218,12 @@ class CompareResult:
     real_values: dict[str, list[float]] = field(default_factory=dict)       # per image, for histograms
     synthetic_values: dict[str, list[float]] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
+    pixel_noise: list[StatisticComparison] = field(default_factory=list)  # PIXEL_NOISE_STATISTICS, not in distance
     examples: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
 
     def statistic(self, name: str) -> StatisticComparison:
-        """The comparison of one statistic by name."""
-        return next(s for s in self.statistics if s.name == name)
+        """The comparison of one statistic (STATISTICS or PIXEL_NOISE_STATISTICS) by name."""
+        return next(s for s in [*self.statistics, *self.pixel_noise] if s.name == name)
 
     def to_json_dict(self) -> dict[str, Any]:
         """Everything but the example crops, with NaN as null (strict JSON)."""
@@ -392,6 +409,9 @@ def compare_measurements(real: Sequence[ImageMeasurement], synthetic: Sequence[I
     synthetic_values = {k: [m.statistics[k] for m in synthetic] for k in STATISTICS}
     stats = [compare_statistic(k, real_values[k], synthetic_values[k]) for k in STATISTICS]
     ks = [s.ks for s in stats if math.isfinite(s.ks)]
+    for k in PIXEL_NOISE_STATISTICS:
+        real_values[k] = [m.pixel_noise.get(k, math.nan) for m in real]
+        synthetic_values[k] = [m.pixel_noise.get(k, math.nan) for m in synthetic]
     return CompareResult(
         n_real=len(real), n_synthetic=len(synthetic), statistics=stats,
         distance=float(np.mean(ks)) if ks else math.nan,
@@ -402,6 +422,7 @@ def compare_measurements(real: Sequence[ImageMeasurement], synthetic: Sequence[I
         real_pair_profile=median_profile([m.pair_profile for m in real]),
         synthetic_pair_profile=median_profile([m.pair_profile for m in synthetic]),
         real_values=real_values, synthetic_values=synthetic_values, inputs=dict(inputs or {}),
+        pixel_noise=[compare_statistic(k, real_values[k], synthetic_values[k]) for k in PIXEL_NOISE_STATISTICS],
         examples=matched_examples(real, synthetic))
 
 

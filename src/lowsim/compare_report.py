@@ -102,9 +102,9 @@ def summary_lines(result: CompareResult) -> list[str]:
 def _summary(ax: Any, result: CompareResult) -> None:
     """Headline numbers and a per-statistic table, as text."""
     ax.axis("off")
-    rows = [f"{'statistic':<14}{'real median':>12}{'synthetic':>11}{'rel diff':>10}{'KS':>7}"]
-    for s in result.statistics:
-        rows.append(f"{s.name:<14}{s.real_median:>12.4g}{s.synthetic_median:>11.4g}"
+    rows = [f"{'statistic':<17}{'real median':>12}{'synthetic':>11}{'rel diff':>10}{'KS':>7}"]
+    for s in [*result.statistics, *result.pixel_noise]:
+        rows.append(f"{s.name:<17}{s.real_median:>12.4g}{s.synthetic_median:>11.4g}"
                     f"{s.relative_median_diff:>+10.1%}{s.ks:>7.2f}")
     text = "\n".join(summary_lines(result) + [""] + rows)
     ax.text(0.0, 1.0, text, family="monospace", fontsize=8.5, va="top", ha="left", transform=ax.transAxes)
@@ -156,17 +156,18 @@ def statistics_figure(result: CompareResult, with_summary: bool = True) -> bytes
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = 3 if with_summary else 2
+    rows = 4 if with_summary else 3
     fig = plt.figure(figsize=(17, 3.9 * rows))
     grid = fig.add_gridspec(rows, 4, hspace=0.4, wspace=0.2)
-    for i, stat in enumerate(result.statistics[:7]):
-        _histogram(fig.add_subplot(grid[i // 4, i % 4]), stat, result.real_values.get(stat.name, []),
+    cells = [grid[i // 4, i % 4] for i in range(7)] + [grid[2, i] for i in range(3)]  # row 3: pixel noise
+    for cell, stat in zip(cells, [*result.statistics[:7], *result.pixel_noise[:3]]):
+        _histogram(fig.add_subplot(cell), stat, result.real_values.get(stat.name, []),
                    result.synthetic_values.get(stat.name, []))
     _profile(fig.add_subplot(grid[1, 3]), result)
     if with_summary:
-        _summary(fig.add_subplot(grid[2, :2]), result)
-        _crops(fig, grid[2, 2:], result)
-        fig.suptitle("real vs synthetic dark images", fontsize=13, y=0.93)  # the HTML page has its own
+        _summary(fig.add_subplot(grid[3, :2]), result)
+        _crops(fig, grid[3, 2:], result)
+        fig.suptitle("real vs synthetic dark images", fontsize=13, y=0.92)  # the HTML page has its own
     return _figure_png(fig)
 
 
@@ -194,13 +195,19 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _row(s: StatisticComparison) -> tuple[str, ...]:
+    """One statistic as table cells: medians, 10th-90th percentiles, relative difference, KS and its p."""
+    return (s.name, f"{s.real_median:.4g}", f"{s.real_p10:.4g} – {s.real_p90:.4g}", f"{s.synthetic_median:.4g}",
+            f"{s.synthetic_p10:.4g} – {s.synthetic_p90:.4g}", f"{s.relative_median_diff:+.1%}", f"{s.ks:.3f}",
+            f"{s.ks_pvalue:.2g}")
+
+
 def html_page(result: CompareResult) -> str:
     """Self-contained HTML: summary, per-statistic table, the figures as embedded PNGs."""
-    rows = [(s.name, f"{s.real_median:.4g}", f"{s.real_p10:.4g} – {s.real_p90:.4g}", f"{s.synthetic_median:.4g}",
-             f"{s.synthetic_p10:.4g} – {s.synthetic_p90:.4g}", f"{s.relative_median_diff:+.1%}", f"{s.ks:.3f}",
-             f"{s.ks_pvalue:.2g}") for s in result.statistics]
-    table = _table(("statistic", "real median", "real 10–90%", "synthetic median", "synthetic 10–90%",
-                    "relative diff", "KS", "KS p"), rows)
+    header = ("statistic", "real median", "real 10–90%", "synthetic median", "synthetic 10–90%", "relative diff",
+              "KS", "KS p")
+    table, noise_table = (_table(header, [_row(s) for s in group]) for group in (result.statistics,
+                                                                                 result.pixel_noise))
     summary = "".join(f"<li>{html.escape(line.strip())}</li>" for line in summary_lines(result))
     style = ("body{font-family:sans-serif;margin:24px;color:#222;background:#fff}"
              "table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #bbb;padding:4px 8px;"
@@ -208,6 +215,8 @@ def html_page(result: CompareResult) -> str:
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>lowsim compare</title>"
             f"<style>{style}</style></head><body><h1>Real vs synthetic dark images</h1><ul>{summary}</ul>"
             f"<h2>Statistics per image</h2>{table}"
+            "<h2>Noise at the pixel scale (Immerkær's estimator, flattest half; not in the distance)</h2>"
+            f"{noise_table}"
             f"{_img_tag(statistics_figure(result, with_summary=False), 'histograms and noise profile')}"
             "<h2>Crops at matched brightness (one gain per column)</h2>"
             f"{_img_tag(crops_figure(result), 'real and synthetic crops')}</body></html>")

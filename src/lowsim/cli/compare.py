@@ -42,9 +42,11 @@ def _print_table(result: Any) -> None:
     table = Table(title=f"{result.n_real} real vs {result.n_synthetic} synthetic dark images")
     for column in ("statistic", "real median", "synthetic median", "rel diff", "KS"):
         table.add_column(column, justify="left" if column == "statistic" else "right")
-    for s in result.statistics:
-        table.add_row(s.name, _number(s.real_median), _number(s.synthetic_median),
-                      _number(s.relative_median_diff, "+.1%"), _number(s.ks, ".2f"))
+    for group in (result.statistics, result.pixel_noise):  # the second: pixel-scale noise, not in the distance
+        for s in group:
+            table.add_row(s.name, _number(s.real_median), _number(s.synthetic_median),
+                          _number(s.relative_median_diff, "+.1%"), _number(s.ks, ".2f"))
+        table.add_section()
     console = Console()
     console.print(table)
     for line in summary_lines(result):
