@@ -22,7 +22,8 @@ import argparse
 import json
 from pathlib import Path
 
-from lowsim.compare import DEFAULT_FEATURE_SET, FEATURE_SETS, compare_measurements, measure_inputs
+from lowsim.compare import (DEFAULT_FEATURE_SET, FEATURE_SETS, PIXEL_NOISE_STATISTICS, compare_measurements,
+                            measure_inputs)
 from lowsim.compare_report import write_compare_report
 from lowsim.generate import generate
 from lowsim.statistics import STATISTICS
@@ -68,17 +69,21 @@ def pool_scenes(real: Path, folder: Path) -> Path:
 
 
 def table(results: dict[str, dict]) -> str:
-    """Markdown: one row per statistic (real and each set's median) plus the classifier row."""
+    """Markdown: one row per statistic and pixel-noise statistic (real and each set's median), the classifier
+    row and the distance (over STATISTICS only)."""
     names = list(results)
     first = next(iter(results.values()))
     lines = ["| statistic | real (val) | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
-    for stat in STATISTICS:
-        real = next(s for s in first["statistics"] if s["name"] == stat)["real_median"]
-        cells = []
-        for name in names:
-            s = next(s for s in results[name]["statistics"] if s["name"] == stat)
-            cells.append(f"{s['synthetic_median']:.3g} ({s['relative_median_diff']:+.0%})")
-        lines.append(f"| {stat} | {real:.3g} | " + " | ".join(cells) + " |")
+    for group, stats in (("statistics", STATISTICS), ("pixel_noise", PIXEL_NOISE_STATISTICS)):
+        for stat in stats:
+            if not all(group in r for r in results.values()):  # JSON written before pixel_noise existed
+                continue
+            real = next(s for s in first[group] if s["name"] == stat)["real_median"]
+            cells = []
+            for name in names:
+                s = next(s for s in results[name][group] if s["name"] == stat)
+                cells.append(f"{s['synthetic_median']:.3g} ({s['relative_median_diff']:+.0%})")
+            lines.append(f"| {stat} | {real:.3g} | " + " | ".join(cells) + " |")
     acc = [f"{r['classifier']['accuracy']:.2f} [{r['classifier']['ci_low']:.2f}, {r['classifier']['ci_high']:.2f}]"
            for r in results.values()]
     lines.append("| classifier accuracy [95% CI] | 0.5 | " + " | ".join(acc) + " |")
