@@ -225,7 +225,6 @@ def laplacian_channel_sigmas(response: np.ndarray, mask: np.ndarray) -> list[flo
     return [laplacian_sigma(pixels[:, c]) for c in range(pixels.shape[1])]
 
 
-
 def structure_levels(levels: np.ndarray) -> np.ndarray:
     """(H, W) float32 edge strength: Sobel gradient magnitude of the grey image blurred by STRUCTURE_SIGMA."""
     grey = cv2.GaussianBlur(levels.mean(axis=2, dtype=np.float32), (0, 0), STRUCTURE_SIGMA)
@@ -235,3 +234,14 @@ def structure_levels(levels: np.ndarray) -> np.ndarray:
 def flattest(structure: np.ndarray, fraction: float) -> np.ndarray:
     """(H, W) bool: the pixels of lowest structure, fraction of them (ties all kept)."""
     return structure <= np.quantile(structure, fraction)
+
+
+NOISE_COLOUR_FLAT_FRACTION = 0.5  # as compare's laplacian features: the half of the pixels farthest from edges
+
+
+def flat_channel_sigmas(levels: np.ndarray, blurred: np.ndarray,
+                        fraction: float = NOISE_COLOUR_FLAT_FRACTION) -> list[float]:
+    """Immerkaer's noise sd of each channel (8-bit levels) over the mid-dark pixels (`degradation_mask` of the
+    `blurred` image) among the `fraction` of pixels farthest from edges (`structure_levels`)."""
+    mask = degradation_mask(blurred) & flattest(structure_levels(levels), fraction)
+    return laplacian_channel_sigmas(laplacian_levels(levels), mask)
