@@ -166,13 +166,19 @@ PROFILE_SCALE = 0.05  # of log residual sd per bin (a 5 % miss)
 CORR_SCALE = 0.05
 BRIGHTNESS_SCALE = 0.05  # of log brightness
 CLIPPED_SCALE = 0.01  # a 1 % miss of the clipped fraction counts as a 5 % miss of the noise level
+# Blurred levels (every channel) where the noise's colour is compared, two ranges: above 8 levels it is not
+# clipped at black and no output black point reaches it (one range over 2-128 let a fit trade a blue gain at
+# its bound against the black point); below, the level dependence tells read noise (scaled by a gain) from
+# shot noise (by its square root), which the gains otherwise trade off against.
+NOISE_COLOUR_RANGES = ((2.0, 8.0), (8.0, 128.0))
 NOISE_COLOUR_SCALE = 0.05  # of log(red / green) and log(blue / green) noise sd: a 5 % miss
 
 
 @dataclass(frozen=True)
 class ResidualStats:
     """What the noise fit matches: residual sd per intensity bin, channel correlation, brightness, clipping,
-    and the noise's colour (red / green and blue / green noise sd, Immerkaer's estimator away from edges)."""
+    and the noise's colour (red / green and blue / green noise sd per NOISE_COLOUR_RANGES entry, Immerkaer's
+    estimator away from edges)."""
 
     profile: np.ndarray
     counts: np.ndarray
@@ -180,8 +186,8 @@ class ResidualStats:
     spatial_corr: float
     brightness: float
     clipped_black: float
-    red_green: float = math.nan
-    blue_green: float = math.nan
+    red_green: np.ndarray = field(default_factory=lambda: np.full(len(NOISE_COLOUR_RANGES), math.nan))
+    blue_green: np.ndarray = field(default_factory=lambda: np.full(len(NOISE_COLOUR_RANGES), math.nan))
 
     @classmethod
     def of(cls, img: np.ndarray) -> "ResidualStats":
@@ -198,19 +204,23 @@ class ResidualStats:
                    red_green, blue_green)
 
 
-def noise_colour(levels: np.ndarray, blurred: np.ndarray, rounded: bool) -> tuple[float, float]:
-    """(red / green, blue / green) noise sd of an image in 8-bit levels; NaN where green has none.
+def noise_colour(levels: np.ndarray, blurred: np.ndarray, rounded: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(red / green, blue / green) noise sd of an image in 8-bit levels, one per NOISE_COLOUR_RANGES entry; NaN
+    where green has none.
 
     An unrounded simulation (`rounded` False) gets the 8-bit rounding's variance 1/12 added per channel, as
     the real image has it: at LOL's ~1.6-level noise it would otherwise pull both ratios towards 1 unequally.
     """
-    sigmas = np.array(flat_channel_sigmas(levels, blurred), dtype=np.float64)
-    if not rounded:
-        sigmas = np.sqrt(sigmas ** 2 + 1.0 / 12.0)
-    red, green, blue = sigmas
-    if not (math.isfinite(green) and green > 0):
-        return math.nan, math.nan
-    return float(red / green), float(blue / green)
+    red_green, blue_green = [], []
+    for levels_range in NOISE_COLOUR_RANGES:
+        sigmas = np.array(flat_channel_sigmas(levels, blurred, levels_range), dtype=np.float64)
+        if not rounded:
+            sigmas = np.sqrt(sigmas ** 2 + 1.0 / 12.0)
+        red, green, blue = sigmas
+        defined = math.isfinite(green) and green > 0
+        red_green.append(red / green if defined else math.nan)
+        blue_green.append(blue / green if defined else math.nan)
+    return np.array(red_green), np.array(blue_green)
 
 
 def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -> np.ndarray:
@@ -226,8 +236,8 @@ def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -
         (sim.spatial_corr - real.spatial_corr) / CORR_SCALE,
         math.log(max(sim.brightness, 1e-6) / max(real.brightness, 1e-6)) / BRIGHTNESS_SCALE,
         (sim.clipped_black - real.clipped_black) / CLIPPED_SCALE,
-        _log_ratio(sim.red_green, real.red_green) / NOISE_COLOUR_SCALE,
-        _log_ratio(sim.blue_green, real.blue_green) / NOISE_COLOUR_SCALE]])
+        *(_log_ratio(a, b) / NOISE_COLOUR_SCALE for a, b in zip(sim.red_green, real.red_green)),
+        *(_log_ratio(a, b) / NOISE_COLOUR_SCALE for a, b in zip(sim.blue_green, real.blue_green))]])
     return np.nan_to_num(misses, nan=0.0, posinf=0.0, neginf=0.0)  # a statistic too few pixels define
 
 
@@ -334,8 +344,10 @@ def _match_report(sim: ResidualStats, real: ResidualStats) -> dict[str, float]:
             "match_spatial_corr_real": real.spatial_corr, "match_spatial_corr_sim": sim.spatial_corr,
             "match_brightness_real": real.brightness, "match_brightness_sim": sim.brightness,
             "match_clipped_real": real.clipped_black, "match_clipped_sim": sim.clipped_black,
-            "match_red_green_real": real.red_green, "match_red_green_sim": sim.red_green,
-            "match_blue_green_real": real.blue_green, "match_blue_green_sim": sim.blue_green}
+            "match_red_green_real": real.red_green[-1], "match_red_green_sim": sim.red_green[-1],
+            "match_blue_green_real": real.blue_green[-1], "match_blue_green_sim": sim.blue_green[-1],
+            "match_red_green_dark_real": real.red_green[0], "match_red_green_dark_sim": sim.red_green[0],
+            "match_blue_green_dark_real": real.blue_green[0], "match_blue_green_dark_sim": sim.blue_green[0]}
 
 
 # ============================================================================================ JPEG fit
