@@ -11,9 +11,9 @@ Per pair, two steps:
    black level and the white-balance gains are chosen by least squares so that the simulated dark image's
    high-pass residual matches the real one's (`lowsim.statistics`): its level per intensity bin, its
    cross-channel and spatial correlation, the brightness, the clipped blacks, and the colour of the noise
-   (red and blue noise sd relative to green, Immerkaer's estimator away from edges). Tone and colour are then refitted with the noise's
-   clipping bias taken out, and the noise fitted again (`refine_with_noise`). How well the final
-   simulation matches is recorded per pair.
+   (red and blue noise sd relative to green, Immerkaer's estimator away from edges). Tone and colour are
+   then refitted with the noise's clipping bias taken out, and the noise fitted again
+   (`refine_with_noise`). How well the final simulation matches is recorded per pair.
 3. **JPEG, opt-in** (`fit_jpeg_v2`, `lowsim calibrate --fit-jpeg`): the camera's JPEG quality is chosen from
    `JPEG_GRID` by the same residual-match cost, each candidate with the fitted noise rescaled to its best
    level (the refit of the noise at that quality). The per-pair costs are recorded.
@@ -209,7 +209,8 @@ def noise_colour(levels: np.ndarray, blurred: np.ndarray, rounded: bool) -> tupl
     where green has none.
 
     An unrounded simulation (`rounded` False) gets the 8-bit rounding's variance 1/12 added per channel, as
-    the real image has it: at LOL's ~1.6-level noise it would otherwise pull both ratios towards 1 unequally.
+    the real image has it: the same variance in every channel pulls the real ratios towards 1 (by a few per
+    cent at LOL's ~1.6-level noise), and the simulation's must be pulled alike.
     """
     red_green, blue_green = [], []
     for levels_range in NOISE_COLOUR_RANGES:

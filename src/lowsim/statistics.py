@@ -245,4 +245,5 @@ def flat_channel_sigmas(levels: np.ndarray, blurred: np.ndarray, levels_range: t
     `levels_range` in every channel, among the `fraction` of pixels farthest from edges (`structure_levels`)."""
     low, high = levels_range
     inside = ((blurred >= low) & (blurred < high)).all(axis=2)
-    return laplacian_channel_sigmas(laplacian_levels(levels), inside & flattest(structure_levels(levels), fraction))
+    flat = flattest(structure_levels(levels), fraction)
+    return laplacian_channel_sigmas(laplacian_levels(levels), inside & flat)
