@@ -93,8 +93,9 @@ def test_registry_knows_both_models_and_refuses_a_mismatch():
         check_params_model("lowsim.degrade/v1", "v2")
 
 
-def test_preview_stages_end_in_what_degrade_makes():
-    p = with_(downscale=2.0, sharpen=1.0, chroma_nr=0.5)
+@pytest.mark.parametrize("white_balance", [{}, {"wb_red": 3.0, "wb_blue": 1.2}])
+def test_preview_stages_end_in_what_degrade_makes(white_balance: dict):
+    p = with_(downscale=2.0, sharpen=1.0, chroma_nr=0.5, **white_balance)
     panels = list(v2.degrade_stages(PHOTO, p, np.random.default_rng(4)))
     assert all(img.shape == PHOTO.shape for _, img in panels)
     np.testing.assert_allclose(panels[-1][1], v2.degrade(PHOTO, p, np.random.default_rng(4)), atol=1e-6)
@@ -157,3 +158,28 @@ def test_v2_jpeg_is_the_last_stage_of_both_samplers_and_of_the_preview(sampler: 
         panels = list(v2.degrade_stages(PHOTO, p, np.random.default_rng(6)))
         assert panels[-1][0] == "+ JPEG q40"
         np.testing.assert_array_equal(stages.quantize(panels[-1][1]), codes(p))
+
+
+@pytest.mark.parametrize("sampler", [v2.SAMPLER, v2.FAST_SAMPLER])
+def test_white_balance_gains_keep_the_mean_colour_and_amplify_red_and_blue_noise(sampler: str):
+    """The inverse gains on the way in and the gains on the way out cancel in a flat patch's mean colour, but
+    the raw R and B noise is amplified with the signal: their output noise sd rises with their gain."""
+    from lowsim.degradation import v2_fast
+
+    flat = np.ones((128, 128, 3), np.uint8) * np.array([170, 150, 130], np.uint8)
+    gains = ((1.2, 1.0), (2.0, 1.6), (3.0, 2.4), (4.0, 3.6))  # the default, (2.0, 1.6), second
+
+    def dark(wb_red: float, wb_blue: float) -> np.ndarray:
+        p = with_(exposure=0.05, wb_red=wb_red, wb_blue=wb_blue)
+        return v2_fast.degrade(flat, p, np.random.default_rng(5)) if sampler == v2.FAST_SAMPLER \
+            else v2.degrade(flat, p, np.random.default_rng(5))
+
+    darks = [dark(*g).reshape(-1, 3).astype(np.float64) * 255 for g in gains]
+    means, sds = np.array([d.mean(axis=0) for d in darks]), np.array([d.std(axis=0) for d in darks])
+    assert means[1].min() > 20  # far above black: no clipping that would move the mean
+    # within 1 %: more noise through the concave tone curve lowers the mean a little (0.4 % here, Jensen); a
+    # missing inverse gain would move it by the gains' ratios (1.5x and more)
+    np.testing.assert_allclose(means, np.broadcast_to(means[1], means.shape), rtol=0.01)
+    assert np.all(np.diff(sds[:, 0]) > 0.05) and np.all(np.diff(sds[:, 2]) > 0.05)  # red, blue: rising
+    assert sds[-1, 0] > 1.5 * sds[0, 0] and sds[-1, 2] > 1.5 * sds[0, 2]
+    assert sds[:, 1].max() < 1.25 * sds[:, 1].min()  # green moves only through the colour matrix's mixing

@@ -136,6 +136,34 @@ def test_jpeg_rows_and_rows_from_before_jpeg_quality_regenerate_bit_exactly(tmp_
         np.testing.assert_array_equal(G.regenerate(jpeg.manifest, key)[1], jpeg_stored)
 
 
+def test_white_balance_rows_and_rows_from_before_the_gains_regenerate_bit_exactly(tmp_path: Path, sources: Path,
+                                                                                 v2_params: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch):
+    dist = ParamDistribution.load(v2_params)
+    assert (dist.fixed["wb_red"], dist.fixed["wb_blue"]) == (2.0, 1.6)  # a file without them reads the constants
+    tungsten = ParamDistribution(**{**dist.__dict__, "fixed": {**dist.fixed, "wb_red": 1.3, "wb_blue": 3.0}})
+    warm = run_generate(sources, tmp_path / "warm", tungsten.save(tmp_path / "warm.json"), 1, bit_depth=8)
+    default = run_generate(sources, tmp_path / "default", v2_params, 1, bit_depth=8)
+    real_row = G.sample._manifest_row
+
+    def as_old_row(manifest: Path, wanted: str):  # the row as lowsim wrote it before the gains were parameters
+        row, meta = real_row(manifest, wanted)
+        return {k: v for k, v in row.items() if k not in ("wb_red", "wb_blue")}, meta
+
+    stored = {}
+    for name, result, gains in (("warm", warm, [1.3, 3.0]), ("default", default, [2.0, 1.6])):
+        ok = read_manifest(result.manifest)[0].query("status == 'ok'")
+        assert ok[["wb_red", "wb_blue"]].iloc[0].tolist() == gains
+        stored[name] = cv2.imread(str(result.out / ok["dark_file_name"].iloc[0]), cv2.IMREAD_UNCHANGED)[..., ::-1]
+        np.testing.assert_array_equal(G.regenerate(result.manifest, ok["key"].iloc[0])[1], stored[name])
+    monkeypatch.setattr(G.sample, "_manifest_row", as_old_row)
+    key = read_manifest(default.manifest)[0]["key"].iloc[0]
+    np.testing.assert_array_equal(G.regenerate(default.manifest, key)[1], stored["default"])
+    with pytest.raises(AssertionError):  # a row of other gains stripped of them is not the image it made
+        key = read_manifest(warm.manifest)[0]["key"].iloc[0]
+        np.testing.assert_array_equal(G.regenerate(warm.manifest, key)[1], stored["warm"])
+
+
 def test_16_bit_output_of_a_jpeg_camera_is_refused_before_a_run_folder_exists(tmp_path: Path, sources: Path,
                                                                              v2_params: Path):
     dist = ParamDistribution.load(v2_params)

@@ -229,3 +229,48 @@ def test_a_row_or_file_from_before_jpeg_quality_leaves_it_off_and_it_is_never_sa
     with pytest.raises(LowsimError, match="jpeg_quality.*whole numbers"):  # a normal would make it fractional
         ParamDistribution.fit({**samples, "jpeg_quality": [85.0] * 8}, fixed={"row_sigma": 0.0, "downscale": 1.0},
                               model="lowsim.degrade/v2")
+
+
+def test_a_row_or_file_from_before_the_white_balance_gains_reads_the_former_constants(tmp_path: Path):
+    """wb_red and wb_blue replaced v2's constant gains [2.0, 1, 1.6]: a row or params file without them reads
+    those, so it draws what it drew; a file that fits them samples them like any other parameter."""
+    from lowsim.params import V2_PARAM_NAMES, IspParams
+
+    row = IspParams(exposure=0.05, jpeg_quality=0).to_dict()
+    for name in ("wb_red", "wb_blue"):
+        del row[name]
+    old = IspParams.from_mapping(row)
+    assert (old.wb_red, old.wb_blue) == (2.0, 1.6)
+    assert IspParams.from_mapping({**row, "wb_red": None}).wb_red == 2.0  # a null manifest cell
+    assert IspParams.from_mapping({**row, "wb_red": 3.5}).white_balance.tolist() == [3.5, 1.0, 1.6]
+    with pytest.raises(LowsimError, match="wb_blue"):
+        IspParams(exposure=0.05, wb_blue=0.0)
+    names = [n for n in V2_PARAM_NAMES if n not in ("row_sigma", "downscale", "jpeg_quality", "wb_red", "wb_blue")]
+    rng = np.random.default_rng(0)
+    samples = {n: list(np.exp(rng.normal(-3, 0.1, 8))) for n in names}
+    data = ParamDistribution.fit(samples, fixed={"row_sigma": 0.0, "downscale": 1.0},
+                                 model="lowsim.degrade/v2").to_json_dict()
+    for name in ("wb_red", "wb_blue"):
+        data["fixed"].pop(name)  # as a file written before the parameters existed
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    dist = ParamDistribution.load(tmp_path / "old.json")
+    assert (dist.fixed["wb_red"], dist.fixed["wb_blue"]) == (2.0, 1.6) and "wb_red" not in dist.names
+    draw = dist.sample(np.random.default_rng(1))
+    assert (draw.wb_red, draw.wb_blue) == (2.0, 1.6)
+    gains = {"wb_red": list(np.exp(rng.normal(1.0, 0.2, 8))), "wb_blue": list(np.exp(rng.normal(0.8, 0.2, 8)))}
+    fitted = ParamDistribution.fit({**samples, **gains}, fixed={"row_sigma": 0.0, "downscale": 1.0},
+                                   model="lowsim.degrade/v2")
+    assert {"wb_red", "wb_blue"} <= set(fitted.names)
+    draws = [fitted.with_sampler(s).sample(np.random.default_rng(k)) for s in ("normal", "empirical")
+             for k in range(20)]
+    assert len({d.wb_red for d in draws}) == len(draws) and 1.5 < np.median([d.wb_red for d in draws]) < 4.0
+
+
+def test_the_shipped_v2_files_draw_the_former_white_balance():
+    """The shipped params files predate the gains: every draw has the former constants."""
+    import lowsim
+
+    for name in ("lol.json", "lol-v2b.json"):
+        dist = ParamDistribution.load(Path(lowsim.__file__).parent / "data" / "params" / name)
+        draw = dist.sample(np.random.default_rng(0))
+        assert (draw.wb_red, draw.wb_blue) == (2.0, 1.6), name

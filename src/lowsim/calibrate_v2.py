@@ -7,12 +7,13 @@ Per pair, two steps:
    pixel subsample, in the schema's unconstrained coordinates, with a weak prior that keeps the
    illumination map off unless the data need it.
 2. **Noise and processing** (`fit_noise_v2`): the pair's fit is simulated through the whole v2 chain (a
-   smooth surrogate of the sensor with fixed normals) and K, read noise, chroma noise reduction, sharpening
-   and black level are chosen by least squares so that the simulated dark image's high-pass residual
-   matches the real one's (`lowsim.statistics`): its level per intensity bin, its cross-channel and spatial
-   correlation, the brightness and the clipped blacks. Tone and colour are then refitted with the noise's
-   clipping bias taken out, and the noise fitted again (`refine_with_noise`). How well the final
-   simulation matches is recorded per pair.
+   smooth surrogate of the sensor with fixed normals) and K, read noise, chroma noise reduction, sharpening,
+   black level and the white-balance gains are chosen by least squares so that the simulated dark image's
+   high-pass residual matches the real one's (`lowsim.statistics`): its level per intensity bin, its
+   cross-channel and spatial correlation, the brightness, the clipped blacks, and the colour of the noise
+   (red and blue noise sd relative to green, Immerkaer's estimator away from edges). Tone and colour are
+   then refitted with the noise's clipping bias taken out, and the noise fitted again
+   (`refine_with_noise`). How well the final simulation matches is recorded per pair.
 3. **JPEG, opt-in** (`fit_jpeg_v2`, `lowsim calibrate --fit-jpeg`): the camera's JPEG quality is chosen from
    `JPEG_GRID` by the same residual-match cost, each candidate with the fitted noise rescaled to its best
    level (the refit of the noise at that quality). The per-pair costs are recorded.
@@ -32,7 +33,8 @@ from scipy import optimize
 from lowsim.degradation import v2
 from lowsim.pair_checks import exclusion_reason, pair_checks, sample_pixels, valid_mask
 from lowsim.params import V2_MODEL, IspParams, from_unconstrained, to_unconstrained
-from lowsim.statistics import binned_sd, highpass_gain, highpass_levels, residual_statistics, to_levels
+from lowsim.statistics import (binned_sd, flat_channel_sigmas, highpass_gain, highpass_levels,
+                               residual_statistics, to_levels)
 
 MEAN_NAMES = ("exposure", "cast_r", "cast_b", "black_level", "tone_gamma", "illum_alpha", "illum_gamma")
 # Search ranges of the mean fit (natural units); a fit that ends on one is flagged and not used.
@@ -141,14 +143,19 @@ def fit_mean_v2(d: np.ndarray, b: np.ndarray, rng: np.random.Generator,
 
 # ============================================================================================ noise fit
 
-NOISE_NAMES = ("shot_gain", "read_sigma", "chroma_nr", "sharpen", "black_level", "out_black")
+NOISE_NAMES = ("shot_gain", "read_sigma", "chroma_nr", "sharpen", "black_level", "out_black", "wb_red", "wb_blue")
 # Lower bounds at what is invisible in an 8-bit dark image (read noise 1e-6 of full scale is far below the
 # shot noise of any visible signal; sharpening by 0.02 changes the noise by ~1 %; an output black point of
-# 1e-5 is 0.3 % of a level).
+# 1e-5 is 0.3 % of a level). White-balance gains: 1 (raw R or B as sensitive as G) to 8, beyond a real camera's
+# (~2 red, ~1.6 blue in daylight; tungsten raises blue's to ~3): with the chroma NR that LOL's channel
+# correlation asks for, a flat grey field needs gains of ~4-5 to reach LOL's red / green noise ratio 1.7, so
+# the gains also stand in for what else makes R and B noisier (a stronger colour matrix); a bound of 4 would
+# cut those fits off.
 NOISE_RANGES = {"shot_gain": (1e-8, 0.1), "read_sigma": (1e-6, 0.05), "chroma_nr": (1e-3, 0.999),
-                "sharpen": (0.02, 7.9), "black_level": (1e-5, 0.05), "out_black": (1e-5, 0.02)}
+                "sharpen": (0.02, 7.9), "black_level": (1e-5, 0.05), "out_black": (1e-5, 0.02),
+                "wb_red": (1.0, 8.0), "wb_blue": (1.0, 8.0)}
 NOISE_START = {"shot_gain": 1e-4, "read_sigma": 2e-4, "chroma_nr": 0.7, "sharpen": 0.5, "black_level": 1e-4,
-               "out_black": 1e-3}
+               "out_black": 1e-3, "wb_red": 2.0, "wb_blue": 1.6}  # the gains: the former constants
 NOISE_CROP = 256  # the noise fit simulates at most this many rows and columns of the pair (speed)
 MIN_BIN_PIXELS = 500
 # Finite-difference step (relative, unconstrained coordinates): wide enough to step over the small jumps
@@ -159,11 +166,19 @@ PROFILE_SCALE = 0.05  # of log residual sd per bin (a 5 % miss)
 CORR_SCALE = 0.05
 BRIGHTNESS_SCALE = 0.05  # of log brightness
 CLIPPED_SCALE = 0.01  # a 1 % miss of the clipped fraction counts as a 5 % miss of the noise level
+# Blurred levels (every channel) where the noise's colour is compared, two ranges: above 8 levels it is not
+# clipped at black and no output black point reaches it (one range over 2-128 let a fit trade a blue gain at
+# its bound against the black point); below, the level dependence tells read noise (scaled by a gain) from
+# shot noise (by its square root), which the gains otherwise trade off against.
+NOISE_COLOUR_RANGES = ((2.0, 8.0), (8.0, 128.0))
+NOISE_COLOUR_SCALE = 0.05  # of log(red / green) and log(blue / green) noise sd: a 5 % miss
 
 
 @dataclass(frozen=True)
 class ResidualStats:
-    """What the noise fit matches: residual sd per intensity bin, channel correlation, brightness, clipping."""
+    """What the noise fit matches: residual sd per intensity bin, channel correlation, brightness, clipping,
+    and the noise's colour (red / green and blue / green noise sd per NOISE_COLOUR_RANGES entry, Immerkaer's
+    estimator away from edges)."""
 
     profile: np.ndarray
     counts: np.ndarray
@@ -171,6 +186,8 @@ class ResidualStats:
     spatial_corr: float
     brightness: float
     clipped_black: float
+    red_green: np.ndarray = field(default_factory=lambda: np.full(len(NOISE_COLOUR_RANGES), math.nan))
+    blue_green: np.ndarray = field(default_factory=lambda: np.full(len(NOISE_COLOUR_RANGES), math.nan))
 
     @classmethod
     def of(cls, img: np.ndarray) -> "ResidualStats":
@@ -181,8 +198,30 @@ class ResidualStats:
         if img.dtype.kind == "f":  # add the 8-bit rounding the real image has (uniform, variance 1/12)
             profile = np.sqrt(profile ** 2 + highpass_gain() ** 2 / 12.0)
         s = residual_statistics(levels, residual, blurred)
+        red_green, blue_green = noise_colour(levels, blurred, rounded=img.dtype.kind != "f")
         return cls(profile, np.asarray(counts, float), float(s["channel_corr"]),
-                   float(s["spatial_corr"]), float(s["brightness"]), float(s["clipped_black"]))
+                   float(s["spatial_corr"]), float(s["brightness"]), float(s["clipped_black"]),
+                   red_green, blue_green)
+
+
+def noise_colour(levels: np.ndarray, blurred: np.ndarray, rounded: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(red / green, blue / green) noise sd of an image in 8-bit levels, one per NOISE_COLOUR_RANGES entry; NaN
+    where green has none.
+
+    An unrounded simulation (`rounded` False) gets the 8-bit rounding's variance 1/12 added per channel, as
+    the real image has it: the same variance in every channel pulls the real ratios towards 1 (by a few per
+    cent at LOL's ~1.6-level noise), and the simulation's must be pulled alike.
+    """
+    red_green, blue_green = [], []
+    for levels_range in NOISE_COLOUR_RANGES:
+        sigmas = np.array(flat_channel_sigmas(levels, blurred, levels_range), dtype=np.float64)
+        if not rounded:
+            sigmas = np.sqrt(sigmas ** 2 + 1.0 / 12.0)
+        red, green, blue = sigmas
+        defined = math.isfinite(green) and green > 0
+        red_green.append(red / green if defined else math.nan)
+        blue_green.append(blue / green if defined else math.nan)
+    return np.array(red_green), np.array(blue_green)
 
 
 def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -> np.ndarray:
@@ -197,8 +236,17 @@ def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -
         (sim.channel_corr - real.channel_corr) / CORR_SCALE,
         (sim.spatial_corr - real.spatial_corr) / CORR_SCALE,
         math.log(max(sim.brightness, 1e-6) / max(real.brightness, 1e-6)) / BRIGHTNESS_SCALE,
-        (sim.clipped_black - real.clipped_black) / CLIPPED_SCALE]])
+        (sim.clipped_black - real.clipped_black) / CLIPPED_SCALE,
+        *(_log_ratio(a, b) / NOISE_COLOUR_SCALE for a, b in zip(sim.red_green, real.red_green)),
+        *(_log_ratio(a, b) / NOISE_COLOUR_SCALE for a, b in zip(sim.blue_green, real.blue_green))]])
     return np.nan_to_num(misses, nan=0.0, posinf=0.0, neginf=0.0)  # a statistic too few pixels define
+
+
+def _log_ratio(sim: float, real: float) -> float:
+    """log(sim / real) of two positive statistics; NaN when either is undefined (no miss, see above)."""
+    if not (sim > 0 and real > 0):  # also False for NaN
+        return math.nan
+    return math.log(sim / real)
 
 
 def _profile_log_ratio(sim: ResidualStats, real: ResidualStats) -> np.ndarray:
@@ -232,8 +280,8 @@ def _noise_theta(values: dict[str, float]) -> np.ndarray:
 
 def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
                  rng: np.random.Generator, start_values: dict[str, float] | None = None) -> NoiseFitV2:
-    """Choose K, read noise, chroma NR, sharpening and black level so the simulated residual matches the real
-    one. `mean`: the tone-and-colour values plus the fixed ones (row_sigma, downscale).
+    """Choose K, read noise, chroma NR, sharpening, black levels and white balance so the simulated residual
+    matches the real one. `mean`: the tone-and-colour values plus the fixed ones (row_sigma, downscale).
 
     Simulates v2 with its smooth sensor surrogate and fixed normals (common random numbers), so the
     misses are smooth in the parameters and a least-squares fit with finite differences converges.
@@ -296,7 +344,11 @@ def _match_report(sim: ResidualStats, real: ResidualStats) -> dict[str, float]:
             "match_channel_corr_real": real.channel_corr, "match_channel_corr_sim": sim.channel_corr,
             "match_spatial_corr_real": real.spatial_corr, "match_spatial_corr_sim": sim.spatial_corr,
             "match_brightness_real": real.brightness, "match_brightness_sim": sim.brightness,
-            "match_clipped_real": real.clipped_black, "match_clipped_sim": sim.clipped_black}
+            "match_clipped_real": real.clipped_black, "match_clipped_sim": sim.clipped_black,
+            "match_red_green_real": real.red_green[-1], "match_red_green_sim": sim.red_green[-1],
+            "match_blue_green_real": real.blue_green[-1], "match_blue_green_sim": sim.blue_green[-1],
+            "match_red_green_dark_real": real.red_green[0], "match_red_green_dark_sim": sim.red_green[0],
+            "match_blue_green_dark_real": real.blue_green[0], "match_blue_green_dark_sim": sim.blue_green[0]}
 
 
 # ============================================================================================ JPEG fit

@@ -93,6 +93,10 @@ V2_PARAM_SPECS: tuple[ParamSpec, ...] = (
     # 101 is the exclusive bound, so 100 is valid; whole numbers only and never sampled (INTEGER_VALUED)
     ParamSpec("jpeg_quality", "logit", 0.0, 101.0,
               "quality (1-100, libjpeg's scale) of the camera's JPEG of its 8-bit output image; 0 = off"),
+    # Per shot, as an auto-white-balance camera sets them: they amplify the raw R and B noise with the signal
+    ParamSpec("wb_red", "log", 0.0, math.inf,
+              "white-balance gain the ISP applies to raw red (green = 1); the inverse is applied on the way in"),
+    ParamSpec("wb_blue", "log", 0.0, math.inf, "white-balance gain the ISP applies to raw blue (green = 1)"),
 )
 V2_PARAM_NAMES: tuple[str, ...] = tuple(s.name for s in V2_PARAM_SPECS)
 
@@ -187,7 +191,7 @@ def check_value(spec: ParamSpec, value: Any) -> float:
 PLAUSIBLE_MAX: dict[str, float] = {
     "gain_r": 1e4, "gain_g": 1e4, "gain_b": 1e4, "exposure": 1e4, "cast_r": 1e4, "cast_b": 1e4,
     "photon_scale": 1e12, "shot_gain": 1e3, "read_sigma": 10.0, "row_sigma": 10.0,
-    "illum_gamma": 1e3, "gamma": 1e3, "tone_gamma": 1e3, "downscale": 64.0,
+    "illum_gamma": 1e3, "gamma": 1e3, "tone_gamma": 1e3, "downscale": 64.0, "wb_red": 1e3, "wb_blue": 1e3,
 }
 
 
@@ -215,7 +219,8 @@ class _SchemaParams:
     _specs: ClassVar[tuple[ParamSpec, ...]] = ()
     _label: ClassVar[str] = ""  # names the parameters in the "missing" error
     # Parameters added to a schema after files and manifests were written with it, with the value that turns
-    # their stage off: a mapping (row, params file) without one gets it, so what it made is made again.
+    # their stage off (or the constant it replaced): a mapping (row, params file) without one gets it, so what
+    # it made is made again.
     _added: ClassVar[Mapping[str, float]] = {}
 
     def __post_init__(self) -> None:
@@ -282,16 +287,24 @@ class IspParams(_SchemaParams):
     downscale: float = 1.0
     out_black: float = 0.0
     jpeg_quality: float = 0.0
+    wb_red: float = 2.0
+    wb_blue: float = 1.6
 
     model = V2_MODEL
     _specs = V2_PARAM_SPECS
     _label = V2_MODEL
-    _added = {"out_black": 0.0, "jpeg_quality": 0.0}
+    # the white-balance gains were the camera constants [2.0, 1, 1.6] before they became parameters
+    _added = {"out_black": 0.0, "jpeg_quality": 0.0, "wb_red": 2.0, "wb_blue": 1.6}
 
     @property
     def cast(self) -> np.ndarray:
         """Per-channel gains after white balance, green = 1: [cast_r, 1, cast_b]."""
         return np.array([self.cast_r, 1.0, self.cast_b], dtype=np.float64)
+
+    @property
+    def white_balance(self) -> np.ndarray:
+        """The ISP's white-balance gains on raw R, G, B: [wb_red, 1, wb_blue]."""
+        return np.array([self.wb_red, 1.0, self.wb_blue], dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -234,3 +234,16 @@ def structure_levels(levels: np.ndarray) -> np.ndarray:
 def flattest(structure: np.ndarray, fraction: float) -> np.ndarray:
     """(H, W) bool: the pixels of lowest structure, fraction of them (ties all kept)."""
     return structure <= np.quantile(structure, fraction)
+
+
+NOISE_COLOUR_FLAT_FRACTION = 0.5  # as compare's laplacian features: the half of the pixels farthest from edges
+
+
+def flat_channel_sigmas(levels: np.ndarray, blurred: np.ndarray, levels_range: tuple[float, float] = MASK_LEVELS,
+                        fraction: float = NOISE_COLOUR_FLAT_FRACTION) -> list[float]:
+    """Immerkaer's noise sd of each channel (8-bit levels) over the pixels whose `blurred` value lies in
+    `levels_range` in every channel, among the `fraction` of pixels farthest from edges (`structure_levels`)."""
+    low, high = levels_range
+    inside = ((blurred >= low) & (blurred < high)).all(axis=2)
+    flat = flattest(structure_levels(levels), fraction)
+    return laplacian_channel_sigmas(laplacian_levels(levels), inside & flat)

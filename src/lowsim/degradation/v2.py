@@ -3,10 +3,10 @@ and made noisy there, and processed forward again as a camera would:
 
     linear  = srgb_to_linear(clean)                       inverse tone curve
     scene   = illumination(linear; α, g) · exposure · [cast_r, 1, cast_b]
-    raw     = mosaic(SCENE_TO_CAMERA · scene)             inverse colour matrix and white balance, Bayer RGGB
+    raw     = mosaic(scene_to_camera(p) · scene)          inverse colour matrix and white balance, Bayer RGGB
     raw     = row(read(shot(raw; K); σ_read); σ_row)      raw-domain noise
     codes   = digitize(raw; 14 bits, pedestal)            the ADC
-    rgb     = from_camera(demosaic(linear(codes)))         bilinear demosaic, white balance, colour matrix
+    rgb     = from_camera(demosaic(linear(codes)); p)      bilinear demosaic, white balance, colour matrix
     out     = chroma_nr(tone(max(rgb − black_level, 0); γ_tone); strength)
     out     = sharpen(out; amount)                         unsharp mask
     out     = resize(out; 1 / downscale)                   the camera's image, made smaller
@@ -16,8 +16,10 @@ and made noisy there, and processed forward again as a camera would:
 Channel- and space-correlated noise that peaks in the mid-tones then comes from the processing, as in a
 real camera: demosaicing spreads each site's noise over its neighbours, the colour matrix mixes channels,
 chroma noise reduction correlates them, sharpening decorrelates neighbours, and the tone curve shapes the
-level. The camera constants (colour
-matrix, white balance, ADC) are fixed parts of the model's definition (changing them is a new version).
+level. The white-balance gains (wb_red, wb_blue; green = 1) are parameters, as an auto-white-balance camera
+sets them per shot: the inverse gains on the way in and the gains on the way out cancel in the mean colour,
+but the gains amplify the raw R and B noise, which sets the noise's colour. The other camera constants (colour
+matrix, ADC) are fixed parts of the model's definition (changing them is a new version).
 Every draw comes from the one `rng`, in a fixed order: shot, read, row.
 """
 from __future__ import annotations
@@ -35,14 +37,37 @@ SAMPLER = "isp-reference/v2"  # this module's chain literally; rows written with
 FAST_SAMPLER = "isp-fast/v2"  # lowsim.degradation.v2_fast: the same model, cheaper noise draws; new rows' default
 SAMPLERS = (SAMPLER, FAST_SAMPLER)
 # A typical daylight camera: camera RGB → linear sRGB (rows sum to 1, so grey stays grey) and the white
-# balance gains that the ISP applies before it.
+# balance gains that the ISP applies before it (the parameters' defaults, IspParams.wb_red and wb_blue).
 CAMERA_TO_SRGB = np.array([[1.80, -0.62, -0.18],
                            [-0.25, 1.62, -0.37],
                            [0.03, -0.55, 1.52]])
 SRGB_TO_CAMERA = np.linalg.inv(CAMERA_TO_SRGB)
 WHITE_BALANCE = np.array([2.0, 1.0, 1.6])
-SCENE_TO_CAMERA = np.diag(1.0 / WHITE_BALANCE) @ SRGB_TO_CAMERA  # inverse colour matrix, then inverse WB
-CAMERA_TO_SCENE = CAMERA_TO_SRGB @ np.diag(WHITE_BALANCE)  # white balance, then the colour matrix
+
+
+def scene_to_camera_of(white_balance: np.ndarray) -> np.ndarray:
+    """Linear sRGB → camera RGB: the inverse colour matrix, then the inverse white balance."""
+    return np.diag(1.0 / white_balance) @ SRGB_TO_CAMERA
+
+
+def camera_to_scene_of(white_balance: np.ndarray) -> np.ndarray:
+    """Camera RGB → linear sRGB: the white balance, then the colour matrix."""
+    return CAMERA_TO_SRGB @ np.diag(white_balance)
+
+
+def scene_to_camera(p: IspParams) -> np.ndarray:
+    """The scene → camera matrix of a draw (its white balance)."""
+    return scene_to_camera_of(p.white_balance)
+
+
+def camera_to_scene(p: IspParams) -> np.ndarray:
+    """The camera → scene matrix of a draw (its white balance)."""
+    return camera_to_scene_of(p.white_balance)
+
+
+# The default camera's matrices (the raw model, lowsim.raw.synthesize, uses this camera)
+SCENE_TO_CAMERA = scene_to_camera_of(WHITE_BALANCE)
+CAMERA_TO_SCENE = camera_to_scene_of(WHITE_BALANCE)
 SENSOR_BITS = 14
 PEDESTAL = 512  # black code of the ADC (SID's Sony A7S2 uses 512 at 14 bits): room for negative noise
 QUANTIZATION_SD = 1.0 / ((1 << SENSOR_BITS) - 1) / np.sqrt(12.0)  # of the ADC's rounding, full scale 1
@@ -67,9 +92,9 @@ def _scene_light(x: np.ndarray, p: IspParams) -> np.ndarray:
     return stages.apply_channel_gains(x, p.exposure * p.cast)
 
 
-def from_camera(cam: np.ndarray) -> np.ndarray:
-    """Camera RGB → linear sRGB: white balance, then the colour matrix."""
-    return stages.apply_colour_matrix(cam, CAMERA_TO_SCENE)
+def from_camera(cam: np.ndarray, p: IspParams | None = None) -> np.ndarray:
+    """Camera RGB → linear sRGB: white balance (p's, the default camera's without p), then the colour matrix."""
+    return stages.apply_colour_matrix(cam, CAMERA_TO_SCENE if p is None else camera_to_scene(p))
 
 
 def sensor(raw: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
@@ -92,7 +117,7 @@ def sensor_surrogate(raw: np.ndarray, p: IspParams, normals: np.ndarray) -> np.n
 def process(raw: np.ndarray, p: IspParams) -> np.ndarray:
     """The camera's processing of the linear raw mosaic: demosaic, colour, black level, tone, chroma NR,
     sharpening."""
-    rgb = from_camera(stages.demosaic(raw))
+    rgb = from_camera(stages.demosaic(raw), p)
     out = stages.apply_gamma(stages.subtract_black_level(rgb, p.black_level), p.tone_gamma)
     out = stages.chroma_denoise(out, p.chroma_nr, CHROMA_SIGMA)
     return np.clip(stages.sharpen(out, p.sharpen, SHARPEN_SIGMA), 0.0, 1.0)
@@ -101,7 +126,7 @@ def process(raw: np.ndarray, p: IspParams) -> np.ndarray:
 def raw_mosaic(clean: np.ndarray, p: IspParams) -> np.ndarray:
     """The noiseless raw mosaic of the dark scene (linear, full scale 1): inverse colour matrix and white
     balance (clipped at 0), computed for the one channel each site keeps."""
-    return np.maximum(stages.mosaic(scene_light(clean, p), matrix=SCENE_TO_CAMERA), 0.0)
+    return np.maximum(stages.mosaic(scene_light(clean, p), matrix=scene_to_camera(p)), 0.0)
 
 
 def sensor_shape(shape: tuple[int, ...], downscale: float) -> tuple[int, int]:
@@ -195,8 +220,8 @@ def degrade_stages(clean: np.ndarray, p: IspParams, rng: np.random.Generator) ->
     yield "original", stages.to_float(clean)
     light = scene_light(stages.resize_to(clean, *sensor_shape(clean.shape, p.downscale)), p)
     yield "+ illumination, exposure, cast", shown(stages.apply_gamma(light, 2.2))
-    codes = sensor(np.maximum(stages.mosaic(light, matrix=SCENE_TO_CAMERA), 0.0), p, rng)
-    noisy = from_camera(stages.demosaic(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL)))
+    codes = sensor(np.maximum(stages.mosaic(light, matrix=scene_to_camera(p)), 0.0), p, rng)
+    noisy = from_camera(stages.demosaic(stages.codes_to_linear(codes, SENSOR_BITS, PEDESTAL)), p)
     yield "+ raw noise, demosaic", shown(stages.apply_gamma(noisy, 2.2))
     toned = stages.apply_gamma(stages.subtract_black_level(noisy, p.black_level), p.tone_gamma)
     yield "+ black level, tone", shown(toned)

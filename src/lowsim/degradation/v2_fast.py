@@ -67,8 +67,9 @@ def raw_mosaic(scene: np.ndarray, p: IspParams) -> np.ndarray:
     light = v2._scene_light(levels, p).astype(np.float32)  # the reference's own table
     out = np.empty(scene.shape[:2], dtype=np.float32)
     ones = np.ones((1, 3), dtype=np.float32)
+    matrix = v2.scene_to_camera(p)
     for row, col, channel in stages.BAYER_OFFSETS["RGGB"]:
-        table = (light * v2.SCENE_TO_CAMERA[channel].astype(np.float32)).reshape(256, 1, 3)
+        table = (light * matrix[channel].astype(np.float32)).reshape(256, 1, 3)
         site = cv2.LUT(bayer_site(scene, row, col), table)
         out[row::2, col::2] = cv2.transform(site, ones)
     return np.maximum(out, 0.0, out=out)
@@ -175,8 +176,9 @@ def to_toned(demosaiced: np.ndarray, low: int, p: IspParams) -> np.ndarray:
     """Scaled demosaiced codes → tone(max(from_camera(linear) − black level, 0)): one affine map, clip, power."""
     import cv2
 
-    scale = v2.CAMERA_TO_SCENE / (_DEMOSAIC_SCALE * _WHITE)
-    offset = v2.CAMERA_TO_SCENE.sum(axis=1) * (low - v2.PEDESTAL) / _WHITE - p.black_level
+    matrix = v2.camera_to_scene(p)
+    scale = matrix / (_DEMOSAIC_SCALE * _WHITE)
+    offset = matrix.sum(axis=1) * (low - v2.PEDESTAL) / _WHITE - p.black_level
     affine = np.hstack([scale, offset[:, None]]).astype(np.float32)
     rgb = cv2.transform(np.ascontiguousarray(demosaiced, dtype=np.float32), affine)
     return tone_curve(rgb, p.tone_gamma)
