@@ -38,8 +38,8 @@ from scipy import optimize, special
 from lowsim.degrade import expected_dark
 from lowsim.errors import LowsimError, printable
 from lowsim.pair_checks import (LSB, MAX_SATURATED_FRACTION, MIN_BLOCK_SPEARMAN, MIN_DARK_P99,
-                                MIN_VALID_PIXELS, MISMATCH_BLOCK, SATURATED, PairChecks, block_means,
-                                block_spearman, exclusion_reason, pair_checks, sample_pixels, valid_mask)
+                                MIN_VALID_PIXELS, PairChecks, block_means, exclusion_reason, pair_checks,
+                                sample_pixels, valid_mask)
 from lowsim.pairs import Pair, read_pair
 from lowsim.calibrate_v2 import (FIXED_V2, RANGES_V2, calibrate_arrays_v2, choose_downscale,
                                   run_jpeg_quality)
