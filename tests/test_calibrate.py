@@ -397,3 +397,11 @@ def test_cli_fit_jpeg_without_method_isp_is_one_line(tmp_path: Path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert lines == ["error: --fit-jpeg goes with --method isp (model v2); got --method joint"]
+
+
+def test_the_recorded_command_carries_every_option_that_changes_the_fit():
+    from lowsim.cli.calibrate import _command_line
+
+    line = _command_line(Path("pairs"), "auto", "isp", Path("p.json"), None, "pool", 3, fit_jpeg=True, downscale=3.0)
+    assert line.endswith("--split pool --seed 3 --out p.json --downscale 3 --fit-jpeg")
+    assert "--downscale" not in _command_line(Path("pairs"), "auto", "isp", Path("p.json"), None, "pool", 3)

@@ -16,12 +16,14 @@ from lowsim.project import default_params_out, describe_default
 
 
 def _command_line(pairs: Path, layout: str, method: str, out: Path, report: Path | None, split: str,
-                  seed: int, fit_jpeg: bool = False) -> str:
+                  seed: int, fit_jpeg: bool = False, downscale: float | None = None) -> str:
     """The command as run (without --workers, which cannot change the result)."""
     args = ["lowsim", "calibrate", "--pairs", str(pairs), "--layout", layout, "--method", method,
             "--split", split, "--seed", str(seed), "--out", str(out)]
     if report is not None:
         args += ["--report", str(report)]
+    if downscale is not None:  # it changes every v2 fit: the command must carry it to be re-run
+        args += ["--downscale", f"{downscale:g}"]
     if fit_jpeg:
         args += ["--fit-jpeg"]
     return shlex.join(args)
@@ -184,7 +186,7 @@ def calibrate(
         return
     _check_fit_options(method, split, downscale)
     report = _report_target(out, report)
-    source = _command_line(pairs, layout, method, out, report, split, seed, fit_jpeg)
+    source = _command_line(pairs, layout, method, out, report, split, seed, fit_jpeg, downscale)
     with _calibration_progress() as (on_start, on_done):
         result = run_calibration(pairs, out, layout=layout, method=method, report=report, split=split,
                                  seed=seed, workers=n_workers, source=source, on_start=on_start,
