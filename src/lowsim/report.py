@@ -97,7 +97,7 @@ def _residual_match(ax: Any, used: Sequence[dict[str, Any]]) -> None:
     rms = [r.get("match_profile_rms_log", math.nan) for r in used]
     ax.set_xlabel("real dark image")
     ax.set_ylabel("simulated from the pair's fit")
-    ax.set_title(f"residual match per pair (noise-level miss: median {np.nanmedian(rms):.2f} in log sd)",
+    ax.set_title(f"residual match per pair\n(noise-level miss: median {np.nanmedian(rms):.2f} in log sd)",
                  fontsize=9)
     ax.legend(fontsize=7)
 
@@ -163,7 +163,7 @@ def write_report(path: str | Path, rows: Sequence[dict[str, Any]], dist: ParamDi
     excluded = len(rows) - len(used)
     fig.suptitle(title or f"lowsim calibrate ({dist.method}): {len(used)} pairs used, {excluded} excluded",
                  fontsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.45 / fig.get_figheight()))  # room for the title: 0.45 inch
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
