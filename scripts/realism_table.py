@@ -22,8 +22,8 @@ import argparse
 import json
 from pathlib import Path
 
-from lowsim.compare import (DEFAULT_FEATURE_SET, FEATURE_SETS, PIXEL_NOISE_STATISTICS, compare_measurements,
-                            measure_inputs)
+from lowsim.compare import (DEFAULT_FEATURE_SET, FEATURE_SETS, PIXEL_NOISE_STATISTICS, REAL_SPLITS,
+                            compare_measurements, measure_inputs)
 from lowsim.compare_report import write_compare_report
 from lowsim.generate import generate
 from lowsim.statistics import STATISTICS
@@ -68,12 +68,12 @@ def pool_scenes(real: Path, folder: Path) -> Path:
     return folder
 
 
-def table(results: dict[str, dict]) -> str:
+def table(results: dict[str, dict], real_split: str = "val") -> str:
     """Markdown: one row per statistic and pixel-noise statistic (real and each set's median), the classifier
     row and the distance (over STATISTICS only)."""
     names = list(results)
     first = next(iter(results.values()))
-    lines = ["| statistic | real (val) | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+    lines = [f"| statistic | real ({real_split}) | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
     for group, stats in (("statistics", STATISTICS), ("pixel_noise", PIXEL_NOISE_STATISTICS)):
         for stat in stats:
             if not all(group in r for r in results.values()):  # JSON written before pixel_noise existed
@@ -114,6 +114,9 @@ def main() -> None:
     parser.add_argument("--features", type=feature_sets, default=[DEFAULT_FEATURE_SET],
                         help=f"classifier feature sets, comma-separated, of {', '.join(FEATURE_SETS)} "
                              f"(lowsim compare --features; default {DEFAULT_FEATURE_SET})")
+    parser.add_argument("--real-split", choices=REAL_SPLITS, default="val",
+                        help="the real darks compared against (val: never calibrated on; pool: for choices "
+                             "made on the calibration split)")
     parser.add_argument("sets", nargs="+", help="NAME=PARAMS[:SAMPLER]")
     args = parser.parse_args()
     src = pool_scenes(args.real, args.out / "pool-scenes") if args.pool_scenes else args.src
@@ -123,7 +126,7 @@ def main() -> None:
         name, rest = spec.split("=", 1)
         params, _, sampler = rest.partition(":")
         manifest = make_set(name, Path(params), sampler or None, src, args.out, args.n, size or None)
-        real, synthetic, inputs = measure_inputs(args.real, manifest, real_split="val", max_images=args.n, seed=0)
+        real, synthetic, inputs = measure_inputs(args.real, manifest, real_split=args.real_split, max_images=args.n, seed=0)
         for features in args.features:
             stem = name if len(args.features) == 1 else f"{name}-{features}"
             result = compare_measurements(real, synthetic, seed=0, inputs={**inputs, "feature_set": features},
@@ -133,7 +136,7 @@ def main() -> None:
             (args.out / f"{stem}.json").write_text(json.dumps(results[features][name], indent=2))
             print(f"{name} ({features} features): accuracy {result.classifier.accuracy:.3f}", flush=True)
     for features, by_set in results.items():
-        print(f"\n{features} features:\n{table(by_set)}")
+        print(f"\n{features} features:\n{table(by_set, args.real_split)}")
 
 
 if __name__ == "__main__":
