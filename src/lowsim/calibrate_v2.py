@@ -33,8 +33,9 @@ from scipy import optimize
 from lowsim.degradation import v2
 from lowsim.pair_checks import exclusion_reason, pair_checks, sample_pixels, valid_mask
 from lowsim.params import V2_MODEL, IspParams, from_unconstrained, to_unconstrained
-from lowsim.statistics import (binned_sd, flat_channel_sigmas, highpass_gain, highpass_levels,
-                               residual_statistics, to_levels)
+from lowsim.statistics import (FLAT_FRACTION, binned_sd, degradation_mask, flattest, highpass_gain,
+                               highpass_levels, laplacian_channel_sigmas, laplacian_levels, noise_colour_ratios,
+                               residual_statistics, structure_levels, to_levels)
 
 MEAN_NAMES = ("exposure", "cast_r", "cast_b", "black_level", "tone_gamma", "illum_alpha", "illum_gamma")
 # Search ranges of the mean fit (natural units); a fit that ends on one is flagged and not used.
@@ -212,15 +213,13 @@ def noise_colour(levels: np.ndarray, blurred: np.ndarray, rounded: bool) -> tupl
     the real image has it: the same variance in every channel pulls the real ratios towards 1 (by a few per
     cent at LOL's ~1.6-level noise), and the simulation's must be pulled alike.
     """
-    red_green, blue_green = [], []
+    response, flat = laplacian_levels(levels), flattest(structure_levels(levels), FLAT_FRACTION)  # once per image
+    ratios = []
     for levels_range in NOISE_COLOUR_RANGES:
-        sigmas = np.array(flat_channel_sigmas(levels, blurred, levels_range), dtype=np.float64)
-        if not rounded:
-            sigmas = np.sqrt(sigmas ** 2 + 1.0 / 12.0)
-        red, green, blue = sigmas
-        defined = math.isfinite(green) and green > 0
-        red_green.append(red / green if defined else math.nan)
-        blue_green.append(blue / green if defined else math.nan)
+        sigmas = np.array(laplacian_channel_sigmas(response, degradation_mask(blurred, levels_range) & flat),
+                          dtype=np.float64)
+        ratios.append(noise_colour_ratios(sigmas if rounded else np.sqrt(sigmas ** 2 + 1.0 / 12.0)))
+    red_green, blue_green = zip(*ratios)
     return np.array(red_green), np.array(blue_green)
 
 

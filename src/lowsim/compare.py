@@ -30,10 +30,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lowsim.errors import LowsimError
-from lowsim.statistics import (IMMERKAER_GAIN, NOISE_BINS, STATISTICS, binned_sd, channel_correlation,
-                               degradation_mask, flattest, highpass_levels, laplacian_channel_sigmas,
-                               laplacian_levels, laplacian_sigma, pair_noise_profile, residual_statistics,
-                               structure_levels, to_levels)
+from lowsim.statistics import (FLAT_FRACTION, IMMERKAER_GAIN, NOISE_BINS, STATISTICS, binned_sd,
+                               channel_correlation, degradation_mask, flattest, highpass_levels,
+                               laplacian_channel_sigmas, laplacian_levels, laplacian_sigma, noise_colour_ratios,
+                               pair_noise_profile, residual_statistics, structure_levels, to_levels)
 
 REAL_SPLITS = ("all", "pool", "val")
 PATCH_SIZE = 64
@@ -43,7 +43,6 @@ PATCH_BINS = np.array([2.0, 6.0, 16.0, 48.0, 128.0])  # coarser than NOISE_BINS:
 BRIGHTNESS_EDGES = np.geomspace(0.25, 256.0, 16)     # patch mean in 8-bit levels, for matching
 MIN_MATCHED_PER_CLASS = 30      # fewer matched patches than this: use all patches, unmatched
 MAX_FOLDS = 5
-FLAT_FRACTION = 0.5             # laplacian features: the half of a patch's pixels farthest from edges
 Z95 = 1.959963984540054
 _BIN_NAMES = tuple(f"{lo:g}_{hi:g}" for lo, hi in zip(PATCH_BINS[:-1], PATCH_BINS[1:]))
 FEATURES: tuple[str, ...] = ("log_brightness", "log_residual_sd", "channel_corr", "spatial_corr",
@@ -100,23 +99,19 @@ def laplacian_patch_features(levels: np.ndarray, response: np.ndarray, blurred: 
     """LAPLACIAN_FEATURES of one patch (parts cut from whole-image filters, so no border effects)."""
     flat = flattest(structure, FLAT_FRACTION)
     mask = degradation_mask(blurred) & flat
-    red, green, blue = laplacian_channel_sigmas(response, mask)
     binned, _ = binned_sd(blurred[flat], response[flat], PATCH_BINS)
-    ratio_ok = math.isfinite(green) and green > 0
     return np.array([_log(float(levels.mean()), 0.25), _log(laplacian_sigma(response[mask])),
                      *(_log(v / IMMERKAER_GAIN) for v in binned), channel_correlation(response, mask),
-                     red / green if ratio_ok else math.nan, blue / green if ratio_ok else math.nan,
+                     *noise_colour_ratios(laplacian_channel_sigmas(response, mask)),
                      float((levels < 0.5).mean())], dtype=np.float64)
 
 
 def pixel_noise_statistics(response: np.ndarray, blurred: np.ndarray, structure: np.ndarray) -> dict[str, float]:
     """PIXEL_NOISE_STATISTICS of a whole image: Immerkaer's sd pooled and as red/green, blue/green ratios."""
     mask = degradation_mask(blurred) & flattest(structure, FLAT_FRACTION)
-    red, green, blue = laplacian_channel_sigmas(response, mask)
-    ratio_ok = math.isfinite(green) and green > 0
-    return {"noise_sd": laplacian_sigma(response[mask]),
-            "noise_red_green": red / green if ratio_ok else math.nan,
-            "noise_blue_green": blue / green if ratio_ok else math.nan}
+    red_green, blue_green = noise_colour_ratios(laplacian_channel_sigmas(response, mask))
+    return {"noise_sd": laplacian_sigma(response[mask]), "noise_red_green": red_green,
+            "noise_blue_green": blue_green}
 
 
 def feature_set_names(feature_set: str) -> tuple[str, ...]:

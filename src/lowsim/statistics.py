@@ -34,6 +34,7 @@ and the same on the channel-mean residual (0.26); blue_ratio over masked pixels 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -51,6 +52,7 @@ IMMERKAER_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 IMMERKAER_SCALE = math.sqrt(math.pi / 2.0) / 6.0
 IMMERKAER_GAIN = 6.0
 STRUCTURE_SIGMA = 2.0  # blur before the edge measure: it damps the noise ~7x, so edges, not noise, choose
+FLAT_FRACTION = 0.5  # the Laplacian statistics use the half of the pixels farthest from edges (`flattest`)
 
 
 def to_levels(img: np.ndarray) -> np.ndarray:
@@ -87,9 +89,9 @@ def highpass_gain() -> float:
     return float(math.sqrt(1.0 - 2.0 * kernel[size // 2, size // 2] + (kernel ** 2).sum()))
 
 
-def degradation_mask(blurred: np.ndarray) -> np.ndarray:
-    """(H, W) bool: every channel's blurred value in MASK_LEVELS."""
-    low, high = MASK_LEVELS
+def degradation_mask(blurred: np.ndarray, levels_range: tuple[float, float] = MASK_LEVELS) -> np.ndarray:
+    """(H, W) bool: every channel's blurred value in `levels_range` (MASK_LEVELS unless given)."""
+    low, high = levels_range
     return ((blurred >= low) & (blurred < high)).all(axis=2)
 
 
@@ -236,14 +238,9 @@ def flattest(structure: np.ndarray, fraction: float) -> np.ndarray:
     return structure <= np.quantile(structure, fraction)
 
 
-NOISE_COLOUR_FLAT_FRACTION = 0.5  # as compare's laplacian features: the half of the pixels farthest from edges
-
-
-def flat_channel_sigmas(levels: np.ndarray, blurred: np.ndarray, levels_range: tuple[float, float] = MASK_LEVELS,
-                        fraction: float = NOISE_COLOUR_FLAT_FRACTION) -> list[float]:
-    """Immerkaer's noise sd of each channel (8-bit levels) over the pixels whose `blurred` value lies in
-    `levels_range` in every channel, among the `fraction` of pixels farthest from edges (`structure_levels`)."""
-    low, high = levels_range
-    inside = ((blurred >= low) & (blurred < high)).all(axis=2)
-    flat = flattest(structure_levels(levels), fraction)
-    return laplacian_channel_sigmas(laplacian_levels(levels), inside & flat)
+def noise_colour_ratios(sigmas: Sequence[float]) -> tuple[float, float]:
+    """(red / green, blue / green) of per-channel noise sds; NaN where green has none."""
+    red, green, blue = sigmas
+    if not (math.isfinite(green) and green > 0):
+        return math.nan, math.nan
+    return red / green, blue / green
