@@ -277,6 +277,12 @@ def _noise_theta(values: dict[str, float]) -> np.ndarray:
     return np.array([float(to_unconstrained(n, values[n])) for n in NOISE_NAMES])
 
 
+def _noise_theta_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """NOISE_RANGES in the noise fit's unconstrained coordinates: (lower, upper)."""
+    return (_noise_theta({n: r[0] for n, r in NOISE_RANGES.items()}),
+            _noise_theta({n: r[1] for n, r in NOISE_RANGES.items()}))
+
+
 def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
                  rng: np.random.Generator, start_values: dict[str, float] | None = None) -> NoiseFitV2:
     """Choose K, read noise, chroma NR, sharpening, black levels and white balance so the simulated residual
@@ -288,8 +294,7 @@ def fit_noise_v2(dark: np.ndarray, bright: np.ndarray, mean: dict[str, float],
     dark_c, bright_c = centre_crop(dark), centre_crop(bright)
     real = ResidualStats.of(dark_c)
     normals = rng.standard_normal((3, *v2.sensor_shape(bright_c.shape, mean["downscale"])), dtype=np.float32)
-    lo = _noise_theta({n: r[0] for n, r in NOISE_RANGES.items()})
-    hi = _noise_theta({n: r[1] for n, r in NOISE_RANGES.items()})
+    lo, hi = _noise_theta_bounds()
 
     def simulate(theta: np.ndarray) -> np.ndarray:
         noise = {n: float(from_unconstrained(n, t)) for n, t in zip(NOISE_NAMES, theta)}
@@ -416,8 +421,7 @@ def fit_jpeg_v2(dark: np.ndarray, bright: np.ndarray, values: dict[str, float],
     if chosen == 0:
         return JpegFitV2(values={"jpeg_quality": 0.0}, costs=costs, cost=costs[0], noise=None)
     final = best[chosen][1]
-    lo = _noise_theta({n: r[0] for n, r in NOISE_RANGES.items()})
-    hi = _noise_theta({n: r[1] for n, r in NOISE_RANGES.items()})
+    lo, hi = _noise_theta_bounds()
     noise = NoiseFitV2(values={n: final[n] for n in NOISE_NAMES}, match=_match_report(stats(final), real),
                        at_bound=_at_bound(NOISE_NAMES, _noise_theta(final), lo, hi), cost=costs[chosen])
     return JpegFitV2(values={"jpeg_quality": float(chosen), **noise.values}, costs=costs, cost=costs[chosen],
