@@ -15,7 +15,7 @@ import pytest
 from skimage import data
 
 from lowsim.calibrate import fit_distribution, run_calibration
-from lowsim.calibrate_v2 import JPEG_GRID, calibrate_arrays_v2, run_jpeg_quality
+from lowsim.calibrate_v2 import JPEG_GRID, ResidualStats, calibrate_arrays_v2, centre_crop, run_jpeg_quality
 from lowsim.degradation import v2
 from lowsim.errors import LowsimError
 from lowsim.imageio import write_png
@@ -47,6 +47,8 @@ def test_recovers_the_curve_the_chroma_nr_and_the_residual_level():
     assert row["match_profile_rms_log"] < 0.1  # residual sd per bin within ~10 %
     assert row["match_channel_corr_sim"] == pytest.approx(row["match_channel_corr_real"], abs=0.05)
     assert row["match_brightness_sim"] == pytest.approx(row["match_brightness_real"], rel=0.05)
+    assert row["match_pixel_sd_sim"] == pytest.approx(row["match_pixel_sd_real"], rel=0.1)
+    assert row["match_pixel_corr_sim"] == pytest.approx(row["match_pixel_corr_real"], abs=0.1)
 
 
 def test_swapped_and_identical_pairs_are_excluded_with_a_reason():
@@ -156,3 +158,36 @@ def test_one_jpeg_quality_per_run_and_the_flag_is_for_isp_only(tmp_path: Path):
     assert dist.fixed["jpeg_quality"] == 60.0 and "jpeg_quality" not in dist.names
     with pytest.raises(LowsimError, match="JPEG quality goes with method isp"):
         run_calibration(tmp_path, tmp_path / "out.json", method="joint", fit_jpeg=True)
+
+
+def _noisy_grey(shared: float, seed: int = 0) -> np.ndarray:
+    """A flat 20-level image whose noise (sd 2 levels) is a mix of one plane shared by all channels and
+    independent planes: channel correlation `shared`."""
+    rng = np.random.default_rng(seed)
+    common, own = rng.standard_normal((256, 256, 1)), rng.standard_normal((256, 256, 3))
+    noise = np.sqrt(shared) * common + np.sqrt(1 - shared) * own
+    return (20.0 + 2.0 * noise).astype(np.float32) / 255.0
+
+
+def test_pixel_scale_noise_statistics_measure_level_and_channel_correlation():
+    """The noise fit's pixel-scale statistics: the correlation follows how much noise the channels share, the
+    level follows the noise sd, and an unrounded simulation reads as its 8-bit rounded self (the rounding's
+    variance is added, not ignored)."""
+    independent, shared = ResidualStats.of(_noisy_grey(0.0)), ResidualStats.of(_noisy_grey(0.8))
+    assert abs(independent.pixel_corr) < 0.05
+    assert shared.pixel_corr == pytest.approx(0.8 * 4 / (4 + 1 / 12), abs=0.05)
+    assert shared.pixel_sd[-1] == pytest.approx(np.hypot(2.0, np.sqrt(1 / 12)), rel=0.05)
+    assert np.isnan(shared.pixel_sd[0])  # no pixel below 8 levels
+    sim = _noisy_grey(0.8, seed=1)
+    rounded = ResidualStats.of(np.round(sim * 255).astype(np.uint8))
+    assert ResidualStats.of(sim).pixel_corr == pytest.approx(rounded.pixel_corr, abs=0.02)
+    assert ResidualStats.of(sim).pixel_sd[-1] == pytest.approx(rounded.pixel_sd[-1], rel=0.02)
+
+
+def test_pixel_scale_statistics_tell_grainy_from_fine_noise_of_the_same_residual():
+    """Two v2 darks of the same photo whose chroma noise reduction differs: the pixel-scale channel correlation
+    tells them apart by far more than its scale in the fit."""
+    low, high = (ResidualStats.of(centre_crop(_pair(data.astronaut(), IspParams(**{**TRUE.to_dict(),
+                                                                                  "chroma_nr": c}))[0]))
+                 for c in (0.1, 0.9))
+    assert high.pixel_corr - low.pixel_corr > 0.3

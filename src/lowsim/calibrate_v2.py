@@ -10,10 +10,10 @@ Per pair, two steps:
    smooth surrogate of the sensor with fixed normals) and K, read noise, chroma noise reduction, sharpening,
    black level and the white-balance gains are chosen by least squares so that the simulated dark image's
    high-pass residual matches the real one's (`lowsim.statistics`): its level per intensity bin, its
-   cross-channel and spatial correlation, the brightness, the clipped blacks, and the colour of the noise
-   (red and blue noise sd relative to green, Immerkaer's estimator away from edges). Tone and colour are
-   then refitted with the noise's clipping bias taken out, and the noise fitted again
-   (`refine_with_noise`). How well the final simulation matches is recorded per pair.
+   cross-channel and spatial correlation, the brightness, the clipped blacks, and the noise at the pixel scale
+   (Immerkaer's estimator away from edges: its level, its colour as red and blue sd relative to green, and its
+   cross-channel correlation). Tone and colour are then refitted with the noise's clipping bias taken out,
+   and the noise fitted again (`refine_with_noise`). How well the final simulation matches is recorded per pair.
 3. **JPEG, opt-in** (`fit_jpeg_v2`, `lowsim calibrate --fit-jpeg`): the camera's JPEG quality is chosen from
    `JPEG_GRID` by the same residual-match cost, each candidate with the fitted noise rescaled to its best
    level (the refit of the noise at that quality). The per-pair costs are recorded.
@@ -33,9 +33,9 @@ from scipy import optimize
 from lowsim.degradation import v2
 from lowsim.pair_checks import exclusion_reason, pair_checks, sample_pixels, valid_mask
 from lowsim.params import V2_MODEL, IspParams, from_unconstrained, to_unconstrained
-from lowsim.statistics import (FLAT_FRACTION, binned_sd, degradation_mask, flattest, highpass_gain,
-                               highpass_levels, laplacian_channel_sigmas, laplacian_levels, noise_colour_ratios,
-                               residual_statistics, structure_levels, to_levels)
+from lowsim.statistics import (FLAT_FRACTION, IMMERKAER_MASK, MIN_PIXELS, binned_sd, degradation_mask, flattest,
+                               highpass_gain, highpass_levels, laplacian_channel_sigmas, laplacian_levels,
+                               noise_colour_ratios, residual_statistics, structure_levels, to_levels)
 
 MEAN_NAMES = ("exposure", "cast_r", "cast_b", "black_level", "tone_gamma", "illum_alpha", "illum_gamma")
 # Search ranges of the mean fit (natural units); a fit that ends on one is flagged and not used.
@@ -173,6 +173,13 @@ CLIPPED_SCALE = 0.01  # a 1 % miss of the clipped fraction counts as a 5 % miss 
 # shot noise (by its square root), which the gains otherwise trade off against.
 NOISE_COLOUR_RANGES = ((2.0, 8.0), (8.0, 128.0))
 NOISE_COLOUR_SCALE = 0.05  # of log(red / green) and log(blue / green) noise sd: a 5 % miss
+# The noise at the pixel scale (Immerkaer's estimator, flattest half; what `lowsim compare`'s classifier sees):
+# its level per NOISE_COLOUR_RANGES entry and its cross-channel correlation over MASK_LEVELS. The residual above
+# mixes fine noise with scene texture; without these a fit could match the residual with noise too white or too
+# grainy (per-pair fits missed the pixel-scale channel correlation by up to 0.9).
+PIXEL_SD_SCALE = 0.05  # of log pixel-scale noise sd
+PIXEL_CORR_SCALE = 0.05
+ROUNDING_RESPONSE_VARIANCE = float((IMMERKAER_MASK.astype(np.float64) ** 2).sum()) / 12.0  # 8-bit rounding's
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,8 @@ class ResidualStats:
     clipped_black: float
     red_green: np.ndarray = field(default_factory=lambda: np.full(len(NOISE_COLOUR_RANGES), math.nan))
     blue_green: np.ndarray = field(default_factory=lambda: np.full(len(NOISE_COLOUR_RANGES), math.nan))
+    pixel_sd: np.ndarray = field(default_factory=lambda: np.full(len(NOISE_COLOUR_RANGES), math.nan))
+    pixel_corr: float = math.nan
 
     @classmethod
     def of(cls, img: np.ndarray) -> "ResidualStats":
@@ -199,28 +208,44 @@ class ResidualStats:
         if img.dtype.kind == "f":  # add the 8-bit rounding the real image has (uniform, variance 1/12)
             profile = np.sqrt(profile ** 2 + highpass_gain() ** 2 / 12.0)
         s = residual_statistics(levels, residual, blurred)
-        red_green, blue_green = noise_colour(levels, blurred, rounded=img.dtype.kind != "f")
+        pixel = pixel_noise(levels, blurred, rounded=img.dtype.kind != "f")
         return cls(profile, np.asarray(counts, float), float(s["channel_corr"]),
-                   float(s["spatial_corr"]), float(s["brightness"]), float(s["clipped_black"]),
-                   red_green, blue_green)
+                   float(s["spatial_corr"]), float(s["brightness"]), float(s["clipped_black"]), *pixel)
 
 
-def noise_colour(levels: np.ndarray, blurred: np.ndarray, rounded: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(red / green, blue / green) noise sd of an image in 8-bit levels, one per NOISE_COLOUR_RANGES entry; NaN
-    where green has none.
+def pixel_noise(levels: np.ndarray, blurred: np.ndarray, rounded: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The noise at the pixel scale of an image in 8-bit levels, away from edges: (red / green, blue / green,
+    sd of all channels) per NOISE_COLOUR_RANGES entry, and the cross-channel correlation over MASK_LEVELS; NaN
+    where too few pixels define them.
 
-    An unrounded simulation (`rounded` False) gets the 8-bit rounding's variance 1/12 added per channel, as
-    the real image has it: the same variance in every channel pulls the real ratios towards 1 (by a few per
-    cent at LOL's ~1.6-level noise), and the simulation's must be pulled alike.
+    An unrounded simulation (`rounded` False) gets the 8-bit rounding the real image has: variance 1/12 per
+    channel, independent across channels (it pulls the real ratios towards 1 by a few per cent at LOL's
+    ~1.6-level noise, and lowers the correlation; the simulation's must be pulled alike).
     """
     response, flat = laplacian_levels(levels), flattest(structure_levels(levels), FLAT_FRACTION)  # once per image
-    ratios = []
+    ratios, sds = [], []
     for levels_range in NOISE_COLOUR_RANGES:
         sigmas = np.array(laplacian_channel_sigmas(response, degradation_mask(blurred, levels_range) & flat),
                           dtype=np.float64)
-        ratios.append(noise_colour_ratios(sigmas if rounded else np.sqrt(sigmas ** 2 + 1.0 / 12.0)))
+        sigmas = sigmas if rounded else np.sqrt(sigmas ** 2 + 1.0 / 12.0)
+        ratios.append(noise_colour_ratios(sigmas))
+        sds.append(float(np.sqrt(np.mean(sigmas ** 2))))
     red_green, blue_green = zip(*ratios)
-    return np.array(red_green), np.array(blue_green)
+    corr = rounded_channel_correlation(response[degradation_mask(blurred) & flat],
+                                       0.0 if rounded else ROUNDING_RESPONSE_VARIANCE)
+    return np.array(red_green), np.array(blue_green), np.array(sds), corr
+
+
+def rounded_channel_correlation(pixels: np.ndarray, added_variance: float) -> float:
+    """Mean pairwise channel correlation of (n, 3) filter responses after independent noise of `added_variance`
+    per channel is added (0: Pearson's, as `lowsim.statistics.channel_correlation`)."""
+    if len(pixels) < MIN_PIXELS:
+        return math.nan
+    cov = np.cov(pixels.astype(np.float64), rowvar=False)
+    var = np.diag(cov) + added_variance
+    pairs = [cov[i, j] / math.sqrt(var[i] * var[j]) for i, j in ((0, 1), (0, 2), (1, 2)) if var[i] * var[j] > 0]
+    return float(np.mean(pairs)) if pairs else math.nan
 
 
 def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -> np.ndarray:
@@ -237,7 +262,9 @@ def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -
         math.log(max(sim.brightness, 1e-6) / max(real.brightness, 1e-6)) / BRIGHTNESS_SCALE,
         (sim.clipped_black - real.clipped_black) / CLIPPED_SCALE,
         *(_log_ratio(a, b) / NOISE_COLOUR_SCALE for a, b in zip(sim.red_green, real.red_green)),
-        *(_log_ratio(a, b) / NOISE_COLOUR_SCALE for a, b in zip(sim.blue_green, real.blue_green))]])
+        *(_log_ratio(a, b) / NOISE_COLOUR_SCALE for a, b in zip(sim.blue_green, real.blue_green)),
+        *(_log_ratio(a, b) / PIXEL_SD_SCALE for a, b in zip(sim.pixel_sd, real.pixel_sd)),
+        (sim.pixel_corr - real.pixel_corr) / PIXEL_CORR_SCALE]])
     return np.nan_to_num(misses, nan=0.0, posinf=0.0, neginf=0.0)  # a statistic too few pixels define
 
 
@@ -352,7 +379,10 @@ def _match_report(sim: ResidualStats, real: ResidualStats) -> dict[str, float]:
             "match_red_green_real": real.red_green[-1], "match_red_green_sim": sim.red_green[-1],
             "match_blue_green_real": real.blue_green[-1], "match_blue_green_sim": sim.blue_green[-1],
             "match_red_green_dark_real": real.red_green[0], "match_red_green_dark_sim": sim.red_green[0],
-            "match_blue_green_dark_real": real.blue_green[0], "match_blue_green_dark_sim": sim.blue_green[0]}
+            "match_blue_green_dark_real": real.blue_green[0], "match_blue_green_dark_sim": sim.blue_green[0],
+            "match_pixel_sd_real": real.pixel_sd[-1], "match_pixel_sd_sim": sim.pixel_sd[-1],
+            "match_pixel_sd_dark_real": real.pixel_sd[0], "match_pixel_sd_dark_sim": sim.pixel_sd[0],
+            "match_pixel_corr_real": real.pixel_corr, "match_pixel_corr_sim": sim.pixel_corr}
 
 
 # ============================================================================================ JPEG fit

@@ -89,10 +89,14 @@ def _fit_quality(ax: Any, rows: Sequence[dict[str, Any]]) -> None:
 
 def _residual_match(ax: Any, used: Sequence[dict[str, Any]]) -> None:
     """v2: the real vs simulated residual statistics of every included pair (how well the noise fit matched)."""
-    for stat, colour in (("channel_corr", "#0077bb"), ("spatial_corr", "#ee7733")):
+    for stat, colour, label in (("channel_corr", "#0077bb", "channel corr"),
+                                ("spatial_corr", "#ee7733", "spatial corr"),
+                                ("pixel_corr", "#009988", "channel corr, pixel scale")):
+        if not any(f"match_{stat}_real" in r for r in used):  # older calibration tables lack pixel_corr
+            continue
         real = [r.get(f"match_{stat}_real", math.nan) for r in used]
         sim = [r.get(f"match_{stat}_sim", math.nan) for r in used]
-        ax.scatter(real, sim, s=6, color=colour, label=stat.replace("_", " "))
+        ax.scatter(real, sim, s=6, color=colour, label=label)
     ax.plot([-0.2, 1], [-0.2, 1], color="grey", lw=1)
     rms = [r.get("match_profile_rms_log", math.nan) for r in used]
     ax.set_xlabel("real dark image")
