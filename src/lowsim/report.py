@@ -44,6 +44,10 @@ def _histogram(ax: Any, name: str, used: Sequence[dict[str, Any]], dist: ParamDi
         ax.legend(fontsize=6)
         if log_axis:
             ax.set_xscale("log")
+            from matplotlib.ticker import NullFormatter  # matplotlib is imported lazily (see below)
+
+            # A log axis always spans > 1 decade here, so the decades label it; labelled minor ticks overlapped.
+            ax.xaxis.set_minor_formatter(NullFormatter())
     ax.axvline(dist.natural_mean()[name], color="#cc3311", lw=1.0, ls="--")
     ax.set_title(f"{name} (n={values.size})")
     ax.tick_params(labelsize=7)
