@@ -267,14 +267,17 @@ def test_a_row_or_file_from_before_the_white_balance_gains_reads_the_former_cons
 
 
 def test_the_shipped_v2_files_draw_their_white_balance():
-    """Files from before the gains draw the former constants; the default `lol` was calibrated with them."""
+    """Files from before the gains draw the former constants; the default `lol` and `lol-v2c` were calibrated
+    with them."""
     import lowsim
 
     folder = Path(lowsim.__file__).parent / "data" / "params"
     for name in ("lol-v2a.json", "lol-v2b.json"):
         draw = ParamDistribution.load(folder / name).sample(np.random.default_rng(0))
         assert (draw.wb_red, draw.wb_blue) == (2.0, 1.6), name
-    dist = ParamDistribution.load(folder / "lol.json")
-    assert {"wb_red", "wb_blue"} <= set(dist.names)
-    draws = [dist.sample(np.random.default_rng(k)) for k in range(20)]
-    assert 2.5 < np.median([d.wb_red for d in draws]) < 6.5 and 2.5 < np.median([d.wb_blue for d in draws]) < 6.5
+    for name in ("lol.json", "lol-v2c.json"):
+        dist = ParamDistribution.load(folder / name)
+        assert {"wb_red", "wb_blue"} <= set(dist.names), name
+        draws = [dist.sample(np.random.default_rng(k)) for k in range(20)]
+        assert 2.5 < np.median([d.wb_red for d in draws]) < 6.5, name
+        assert 2.5 < np.median([d.wb_blue for d in draws]) < 6.5, name

@@ -137,8 +137,9 @@ def newest_params(root: Path | None = None) -> Path | None:
 
 def shipped_params(name: str) -> Path:
     """A params file shipped inside the package (`lol`: model v2 calibrated on LOL's pool split with per-pair
-    white-balance gains; `lol-v2a` the same without them, the default before; `lol-v2b` that one with the output
-    black point; `lol-v1`)."""
+    white-balance gains and the pixel-scale noise matched; `lol-v2c` the same without the pixel-scale match, the
+    default before; `lol-v2a` without the gains either; `lol-v2b` that one with the output black point;
+    `lol-v1`)."""
     from importlib import resources
 
     path = Path(str(resources.files("lowsim").joinpath(SHIPPED_PARAMS, f"{name}.json")))

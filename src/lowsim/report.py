@@ -48,6 +48,8 @@ def _histogram(ax: Any, name: str, used: Sequence[dict[str, Any]], dist: ParamDi
 
             # A log axis always spans > 1 decade here, so the decades label it; labelled minor ticks overlapped.
             ax.xaxis.set_minor_formatter(NullFormatter())
+        else:
+            ax.locator_params(axis="x", nbins=4)  # small values in full ("0.0025") overlapped at the default count
     ax.axvline(dist.natural_mean()[name], color="#cc3311", lw=1.0, ls="--")
     ax.set_title(f"{name} (n={values.size})")
     ax.tick_params(labelsize=7)
