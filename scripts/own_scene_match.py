@@ -33,7 +33,7 @@ def used_names(tables: list[pd.DataFrame]) -> list[str]:
 
 def simulate(row: pd.Series, seed: int) -> np.ndarray:
     """One fast-sampler draw of the row's fit on its own bright image (8-bit codes)."""
-    p = IspParams(**{k: float(row[k]) for k in IspParams.__dataclass_fields__ if k in row})
+    p = IspParams.from_mapping(row.to_dict())
     return v2_fast.degrade_to_codes(read_image(row["bright_path"]), p, np.random.default_rng(seed),
                                     sampler=v2_fast.FAST_SAMPLER)
 

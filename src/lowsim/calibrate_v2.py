@@ -33,9 +33,10 @@ from scipy import optimize
 from lowsim.degradation import v2
 from lowsim.pair_checks import exclusion_reason, pair_checks, sample_pixels, valid_mask
 from lowsim.params import V2_MODEL, IspParams, from_unconstrained, to_unconstrained
-from lowsim.statistics import (FLAT_FRACTION, IMMERKAER_MASK, MIN_PIXELS, binned_sd, degradation_mask, flattest,
-                               highpass_gain, highpass_levels, laplacian_channel_sigmas, laplacian_levels,
-                               noise_colour_ratios, residual_statistics, structure_levels, to_levels)
+from lowsim.statistics import (FLAT_FRACTION, ROUNDING_RESPONSE_VARIANCE, binned_sd, channel_correlation_with_noise,
+                               degradation_mask, flattest, highpass_gain, highpass_levels, laplacian_channel_sigmas,
+                               laplacian_levels, noise_colour_ratios, residual_statistics, structure_levels,
+                               to_levels)
 
 MEAN_NAMES = ("exposure", "cast_r", "cast_b", "black_level", "tone_gamma", "illum_alpha", "illum_gamma")
 # Search ranges of the mean fit (natural units); a fit that ends on one is flagged and not used.
@@ -183,7 +184,6 @@ PIXEL_CORR_SCALE = 0.05
 # so the rounding model above misreads it: on a synthetic pair at 0.5 levels it missed by 8 % at the true
 # parameters and pulled the fit off them. A pixel-scale statistic counts only where the real sd reaches this.
 PIXEL_MIN_SD = 1.0
-ROUNDING_RESPONSE_VARIANCE = float((IMMERKAER_MASK.astype(np.float64) ** 2).sum()) / 12.0  # 8-bit rounding's
 
 
 @dataclass(frozen=True)
@@ -236,20 +236,9 @@ def pixel_noise(levels: np.ndarray, blurred: np.ndarray, rounded: bool
         ratios.append(noise_colour_ratios(sigmas))
         sds.append(float(np.sqrt(np.mean(sigmas ** 2))))
     red_green, blue_green = zip(*ratios)
-    corr = rounded_channel_correlation(response[degradation_mask(blurred) & flat],
-                                       0.0 if rounded else ROUNDING_RESPONSE_VARIANCE)
+    corr = channel_correlation_with_noise(response[degradation_mask(blurred) & flat],
+                                          0.0 if rounded else ROUNDING_RESPONSE_VARIANCE)
     return np.array(red_green), np.array(blue_green), np.array(sds), corr
-
-
-def rounded_channel_correlation(pixels: np.ndarray, added_variance: float) -> float:
-    """Mean pairwise channel correlation of (n, 3) filter responses after independent noise of `added_variance`
-    per channel is added (0: Pearson's, as `lowsim.statistics.channel_correlation`)."""
-    if len(pixels) < MIN_PIXELS:
-        return math.nan
-    cov = np.cov(pixels.astype(np.float64), rowvar=False)
-    var = np.diag(cov) + added_variance
-    pairs = [cov[i, j] / math.sqrt(var[i] * var[j]) for i, j in ((0, 1), (0, 2), (1, 2)) if var[i] * var[j] > 0]
-    return float(np.mean(pairs)) if pairs else math.nan
 
 
 def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -> np.ndarray:
@@ -267,11 +256,18 @@ def match_residuals(sim: ResidualStats, real: ResidualStats, bins: np.ndarray) -
         (sim.clipped_black - real.clipped_black) / CLIPPED_SCALE,
         *(_log_ratio(a, b) / NOISE_COLOUR_SCALE for a, b in zip(sim.red_green, real.red_green)),
         *(_log_ratio(a, b) / NOISE_COLOUR_SCALE for a, b in zip(sim.blue_green, real.blue_green)),
-        *(_log_ratio(a, b) / PIXEL_SD_SCALE if b >= PIXEL_MIN_SD else math.nan
-          for a, b in zip(sim.pixel_sd, real.pixel_sd)),
-        (sim.pixel_corr - real.pixel_corr) / PIXEL_CORR_SCALE if np.nanmax(real.pixel_sd, initial=0.0) >= PIXEL_MIN_SD
-        else math.nan]])
+        *_pixel_misses(sim, real)]])
     return np.nan_to_num(misses, nan=0.0, posinf=0.0, neginf=0.0)  # a statistic too few pixels define
+
+
+def _pixel_misses(sim: ResidualStats, real: ResidualStats) -> list[float]:
+    """Scaled misses of the pixel-scale sd per level range and of the channel correlation; NaN (no miss) where
+    the real noise is below PIXEL_MIN_SD (the correlation: in both ranges)."""
+    measurable = real.pixel_sd >= PIXEL_MIN_SD  # False for NaN
+    sd = [_log_ratio(a, b) / PIXEL_SD_SCALE if ok else math.nan
+          for a, b, ok in zip(sim.pixel_sd, real.pixel_sd, measurable)]
+    corr = (sim.pixel_corr - real.pixel_corr) / PIXEL_CORR_SCALE if measurable.any() else math.nan
+    return [*sd, corr]
 
 
 def _log_ratio(sim: float, real: float) -> float:

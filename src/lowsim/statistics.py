@@ -51,6 +51,8 @@ IMMERKAER_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 # mean |response| = sqrt(2 / pi) * 6 s: Immerkaer's estimator inverts that.
 IMMERKAER_SCALE = math.sqrt(math.pi / 2.0) / 6.0
 IMMERKAER_GAIN = 6.0
+# The mask's response variance from 8-bit rounding (uniform, variance 1/12 per pixel, independent): 36 / 12.
+ROUNDING_RESPONSE_VARIANCE = float((IMMERKAER_MASK.astype(np.float64) ** 2).sum()) / 12.0
 STRUCTURE_SIGMA = 2.0  # blur before the edge measure: it damps the noise ~7x, so edges, not noise, choose
 FLAT_FRACTION = 0.5  # the Laplacian statistics use the half of the pixels farthest from edges (`flattest`)
 
@@ -115,6 +117,17 @@ def channel_correlation(residual: np.ndarray, mask: np.ndarray) -> float:
     """Mean pairwise Pearson correlation of the residual's channels over masked pixels."""
     pixels = residual[mask]
     return _nanmean([pearson(pixels[:, i], pixels[:, j]) for i, j in _CHANNEL_PAIRS])
+
+
+def channel_correlation_with_noise(pixels: np.ndarray, added_variance: float) -> float:
+    """`channel_correlation` of (n, 3) values as it would read after independent noise of `added_variance` per
+    channel were added (how an unrounded simulation reads once rounded to 8 bits); from their covariance."""
+    if len(pixels) < MIN_PIXELS:
+        return math.nan
+    cov = np.cov(pixels.astype(np.float64), rowvar=False)
+    var = np.diag(cov) + added_variance
+    pairs = [cov[i, j] / math.sqrt(var[i] * var[j]) for i, j in _CHANNEL_PAIRS if var[i] * var[j] > 0]
+    return float(np.mean(pairs)) if pairs else math.nan
 
 
 def spatial_correlation(residual: np.ndarray, mask: np.ndarray) -> float:
