@@ -124,7 +124,7 @@ def degrade(image: np.ndarray, params: Any, seed: int = 0) -> np.ndarray:
 
     clean = _as_rgb(image)
     params_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    draw = _one_parameter_set(params, params_rng)
+    draw = _one_parameter_set(params, params_rng, clean)
     bit_depth = 8 if clean.dtype == np.uint8 else 16
     dark = get_model(draw.model).degrade_to_codes(clean, draw, noise_rng, bit_depth)
     if np.issubdtype(image.dtype, np.floating) and dark.ndim == clean.ndim and dark.shape[2] == 3:
@@ -147,8 +147,8 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(image, 0.0, 1.0), dtype=np.float32)
 
 
-def _one_parameter_set(params: Any, rng: np.random.Generator) -> Any:
-    """A parameter set as given, or drawn from a distribution (Params, file, shipped name)."""
+def _one_parameter_set(params: Any, rng: np.random.Generator, photo: np.ndarray) -> Any:
+    """A parameter set as given, or drawn for `photo` from a distribution (Params, file, shipped name)."""
     from lowsim.params import DegradationParams, IspParams, RawParams, params_from_mapping
 
     if isinstance(params, (DegradationParams, IspParams, RawParams)):
@@ -162,7 +162,7 @@ def _one_parameter_set(params: Any, rng: np.random.Generator) -> Any:
 
         return params_from_mapping(get_model(str(model)).name, values)
     dist = params if isinstance(params, Params) else load_params(params)
-    return dist.distribution.sample(rng)
+    return dist.distribution.sample_for_photo(rng, photo)[0]
 
 
 class _CallableModule(types.ModuleType):

@@ -36,6 +36,7 @@ import numpy as np
 from scipy import optimize, special
 
 from lowsim.degrade import expected_dark
+from lowsim.degradation.stages import metered_light
 from lowsim.errors import LowsimError, printable
 from lowsim.pair_checks import (LSB, MAX_SATURATED_FRACTION, MIN_BLOCK_SPEARMAN, MIN_DARK_P99,
                                 MIN_VALID_PIXELS, PairChecks, block_means, exclusion_reason, pair_checks,
@@ -43,7 +44,8 @@ from lowsim.pair_checks import (LSB, MAX_SATURATED_FRACTION, MIN_BLOCK_SPEARMAN,
 from lowsim.pairs import Pair, read_pair
 from lowsim.calibrate_v2 import (FIXED_V2, RANGES_V2, calibrate_arrays_v2, choose_downscale,
                                   run_jpeg_quality)
-from lowsim.params import ALL_PARAM_NAMES, PARAM_NAMES, V1_MODEL, V2_MODEL, V2_PARAM_NAMES, DegradationParams, ParamDistribution
+from lowsim.params import (ALL_PARAM_NAMES, PARAM_NAMES, V1_MODEL, V2_MODEL, V2_PARAM_NAMES, DegradationParams,
+                           ExposureAnchor, ParamDistribution)
 
 METHODS = ("isp", "joint", "paper")  # isp: model v2 (lowsim.calibrate_v2); joint, paper: v1
 
@@ -661,6 +663,8 @@ def _calibrate_arrays_isp(name: str, dark: np.ndarray, bright: np.ndarray, seed:
     row = calibrate_arrays_v2(name, dark, bright, pair_seed(seed, name), exclusion_reason(checks), downscale,
                               fit_jpeg)
     row.update({f"check_{k}": v for k, v in checks.__dict__.items()}, height=dark.shape[0], width=dark.shape[1])
+    # what an exposure meter reads in each: how far the dark's brightness follows its scene's (ExposureAnchor)
+    row.update(scene_light=metered_light(bright), dark_light=metered_light(dark))
     return row
 
 
@@ -759,8 +763,23 @@ def fit_distribution(rows: Iterable[dict[str, Any]], method: str, source: str) -
         # The empirical sampler is v2's default: on lol-dev it matched the real darks' spread better and
         # its pretrained U-Net scored 1.0 dB higher zero-shot than the normal's (docs/realism.md).
         extra["sampler"] = "empirical"
+        extra["exposure_anchor"] = exposure_anchor(used)
     return ParamDistribution.fit(samples, fixed=fixed, method=method, source=source, excluded=excluded,
                                  model=model_of(method), **extra)
+
+
+def exposure_anchor(used: Sequence[dict[str, Any]]) -> ExposureAnchor | None:
+    """The pairs' auto-exposure: the slope of log dark light on log scene light, and each pair's scene light.
+
+    None when a row lacks the meter readings (a table written before them) or the scenes do not vary.
+    """
+    keys = np.array([r.get("scene_light", math.nan) for r in used], dtype=np.float64)
+    darks = np.array([r.get("dark_light", math.nan) for r in used], dtype=np.float64)
+    if not (np.all(np.isfinite(keys)) and np.all(keys > 0) and np.all(np.isfinite(darks)) and np.all(darks > 0)):
+        return None
+    if len(used) < 3 or np.ptp(np.log(keys)) == 0.0:
+        return None
+    return ExposureAnchor.of(float(np.polyfit(np.log(keys), np.log(darks), 1)[0]), keys)
 
 
 # Within this distance of a bound in unconstrained units (2 % for a log-transformed value), a per-pair

@@ -47,6 +47,7 @@ def manifest_schema() -> "pa.Schema":
         ("flip_v", pa.bool_()), ("flip_h", pa.bool_()), ("transpose", pa.bool_()),
         *[(name, pa.float64()) for name in ALL_PARAM_NAMES],
         ("model", pa.string()), ("sampler", pa.string()), ("seed", pa.int64()),
+        ("metered_light", pa.float64()),  # the source's meter reading, when the exposure followed it
         # lowsim generate --recipe: its name, and the version of a library the recipe applies (albumentations)
         ("recipe", pa.string()), ("recipe_library_version", pa.string()),
         ("params_sha256", pa.string()), ("bit_depth", pa.int32()),

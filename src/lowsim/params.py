@@ -402,6 +402,58 @@ def from_unconstrained(name: str, value: np.ndarray | float) -> np.ndarray:
     return spec.low + (spec.high - spec.low) / (1.0 + np.exp(-z))
 
 
+@dataclass(frozen=True)
+class ExposureAnchor:
+    """How a draw's exposure follows the metered light of the photo it darkens (an auto-exposure camera).
+
+    A fixed exposure carries a photo's brightness into its dark image one to one; real dark images follow their
+    scene's brightness far less (lol-dev: log dark light against log bright light has slope 0.25). A draw made
+    for a scene of metered light k_draw, put on a photo of metered light k, gets its exposure multiplied by
+    (k_draw / k)^(1 − slope); k is first clamped to the calibration scenes' range (no extrapolation).
+    """
+
+    slope: float  # d log(dark light) / d log(scene light) over the calibration pairs, in [0, 1]
+    point_keys: tuple[float, ...]  # metered light of each per-pair fit's bright image, in `points` order
+    reference: float  # their geometric mean: the scene a draw of the normal sampler stands for
+    low: float  # the calibration scenes' least and greatest metered light
+    high: float
+
+    @classmethod
+    def of(cls, slope: float, point_keys: Sequence[float]) -> "ExposureAnchor":
+        """The anchor of per-pair scene lights (positive) and a measured slope (clipped to [0, 1])."""
+        keys = np.asarray(point_keys, dtype=np.float64)
+        return cls(slope=float(np.clip(slope, 0.0, 1.0)), point_keys=tuple(float(k) for k in keys),
+                   reference=float(np.exp(np.mean(np.log(keys)))), low=float(keys.min()), high=float(keys.max()))
+
+    def factor(self, drawn_for: float, photo_light: float) -> float:
+        """Exposure multiplier for a draw made for scene light `drawn_for`, put on a photo of `photo_light`."""
+        photo = min(max(photo_light, self.low), self.high)
+        return float((drawn_for / photo) ** (1.0 - self.slope))
+
+    def validate(self, n_points: int | None) -> None:
+        """LowsimError unless the slope, keys and range are usable and one key per point."""
+        keys = np.asarray(self.point_keys, dtype=np.float64)
+        if not 0.0 <= self.slope <= 1.0:
+            raise LowsimError(f"exposure_anchor slope must be in [0, 1], got {self.slope}")
+        if keys.size == 0 or not np.all(np.isfinite(keys)) or np.any(keys <= 0):
+            raise LowsimError("exposure_anchor point_keys must be positive and finite")
+        if n_points is not None and keys.size != n_points:
+            raise LowsimError(f"exposure_anchor has {keys.size} point_keys for {n_points} points")
+        if not 0.0 < self.low <= self.reference <= self.high:
+            raise LowsimError(f"exposure_anchor needs 0 < low <= reference <= high, got {self.low}, "
+                              f"{self.reference}, {self.high}")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"slope": self.slope, "reference": self.reference, "range": [self.low, self.high],
+                "point_keys": list(self.point_keys)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ExposureAnchor":
+        low, high = data["range"]
+        return cls(slope=float(data["slope"]), point_keys=tuple(float(k) for k in data["point_keys"]),
+                   reference=float(data["reference"]), low=float(low), high=float(high))
+
+
 @dataclass
 class ParamDistribution:
     """A distribution over one model's parameters (unconstrained space); the rest are fixed.
@@ -426,6 +478,7 @@ class ParamDistribution:
     sampler: str = "normal"
     points: np.ndarray | None = None  # (n, k) unconstrained per-pair fits, for the empirical sampler
     jitter: float = 0.25  # empirical sampler: sd of the jitter, as a fraction of the normal's sd
+    exposure_anchor: ExposureAnchor | None = None  # None: the exposure is drawn as for any photo
 
     def __post_init__(self) -> None:
         added = getattr(PARAMS_CLASSES.get(self.model), "_added", {})
@@ -485,6 +538,10 @@ class ParamDistribution:
                               "this file has none (re-calibrate, or use --sampler normal)", path)
         if self.points is not None and not np.all(np.isfinite(self.points)):
             raise LowsimError("per-pair points must be finite", path)
+        if self.exposure_anchor is not None:
+            if "exposure" not in specs_of(self.model):
+                raise LowsimError(f"model {self.model} has no exposure to anchor", path)
+            self.exposure_anchor.validate(None if self.points is None else len(self.points))
 
     def with_sampler(self, sampler: str | None) -> "ParamDistribution":
         """The same distribution drawn with another sampler (None keeps the file's)."""
@@ -493,21 +550,45 @@ class ParamDistribution:
         return dataclasses.replace(self, sampler=sampler)
 
     # -- sampling ---------------------------------------------------------------------------
-    def sample(self, rng: np.random.Generator) -> "DegradationParams | IspParams | RawParams":
-        """Draw one valid parameter set from `rng` (normal: exactly `len(names)` standard normals)."""
-        if self.sampler == "empirical":
-            centre = self.points[int(rng.integers(len(self.points)))] if self.names else self.mean
-            z = rng.standard_normal(len(self.names))
-            values = centre + self.jitter * (np.linalg.cholesky(self.cov) @ z) if self.names else z
-        else:
-            z = rng.standard_normal(len(self.names))
-            values = self.mean + np.linalg.cholesky(self.cov) @ z if self.names else z
+    def sample(self, rng: np.random.Generator,
+               scene_light: float | None = None) -> "DegradationParams | IspParams | RawParams":
+        """Draw one valid parameter set from `rng` (normal: exactly `len(names)` standard normals).
+
+        `scene_light` (`stages.metered_light` of the photo the draw will darken): with an exposure anchor, the
+        exposure follows it; without one, or with None, the draw is the file's as it stands (same draws).
+        """
+        values, point = self._draw(rng)
         out = dict(self.fixed)
         for name, v in zip(self.names, values):
             out[name] = float(from_unconstrained(name, v))
             if not math.isfinite(out[name]):  # exp overflowed: a broken file that load() did not see
                 check_plausible(name, out[name], "drawn from the distribution")
+        anchor = self.exposure_anchor
+        if anchor is not None and scene_light is not None:
+            drawn_for = anchor.reference if point is None else anchor.point_keys[point]
+            out["exposure"] *= anchor.factor(drawn_for, scene_light)
         return params_from_mapping(self.model, out)
+
+    def sample_for_photo(self, rng: np.random.Generator,
+                         photo: np.ndarray) -> tuple["DegradationParams | IspParams | RawParams", float | None]:
+        """(one draw for darkening `photo`, the photo's meter reading or None): with an exposure anchor the
+        exposure follows `stages.metered_light(photo)` (the whole frame, as the camera meters it)."""
+        if self.exposure_anchor is None:
+            return self.sample(rng), None
+        from lowsim.degradation.stages import metered_light
+
+        metered = metered_light(photo)
+        return self.sample(rng, metered), metered
+
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, int | None]:
+        """(unconstrained values, the per-pair point they were drawn around, None for the normal)."""
+        if self.sampler == "empirical":
+            point = int(rng.integers(len(self.points))) if self.names else None
+            centre = self.points[point] if point is not None else self.mean
+            z = rng.standard_normal(len(self.names))
+            return (centre + self.jitter * (np.linalg.cholesky(self.cov) @ z) if self.names else z), point
+        z = rng.standard_normal(len(self.names))
+        return (self.mean + np.linalg.cholesky(self.cov) @ z if self.names else z), None
 
     def natural_mean(self) -> dict[str, float]:
         """The mean in natural units (the back-transformed unconstrained mean; a median for log)."""
@@ -572,6 +653,8 @@ class ParamDistribution:
         if self.model != V1_MODEL:
             out.update(sampler=self.sampler, jitter=self.jitter,
                        points=None if self.points is None else self.points.tolist())
+        if self.exposure_anchor is not None:
+            out["exposure_anchor"] = self.exposure_anchor.to_json_dict()
         return out
 
     def save(self, path: str | Path) -> Path:
@@ -611,6 +694,7 @@ class ParamDistribution:
         _check_transforms(data, specs_of(model), path)
         points = None if data.get("points") is None else np.asarray(data["points"], dtype=np.float64)
         info = data.get("info", {})
+        anchor = data.get("exposure_anchor")
         return cls(names=list(data["names"]), mean=np.asarray(data["mean"], dtype=np.float64),
                    cov=np.asarray(data["cov"], dtype=np.float64), fixed=dict(data.get("fixed", {})),
                    n_pairs=int(data.get("n_pairs", 0)), excluded=list(data.get("excluded", [])),
@@ -618,7 +702,8 @@ class ParamDistribution:
                    shrinkage=float(data.get("shrinkage", 0.0)), info=dict(info) if isinstance(info, dict) else {},
                    lowsim_version=str(data.get("lowsim_version", "")), schema_version=version,
                    model=model, sampler=str(data.get("sampler", "normal")), points=points,
-                   jitter=float(data.get("jitter", 0.25)))
+                   jitter=float(data.get("jitter", 0.25)),
+                   exposure_anchor=None if anchor is None else ExposureAnchor.from_json(anchor))
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

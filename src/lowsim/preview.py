@@ -55,11 +55,6 @@ def preview_rows(clean: np.ndarray, p: DegradationParams | IspParams,
     return rows
 
 
-def draw_params(dist: ParamDistribution, seed: int) -> DegradationParams:
-    """The parameter draw shown: the same stream layout as a generated sample's params stream."""
-    return dist.sample(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)).spawn(3)[1]))
-
-
 def render_preview(rows: list[list[tuple[str, np.ndarray]]], p: DegradationParams, title: str,
                    out: Path, row_names: Sequence[str] | None = None) -> Path:
     """Lay the panels out with matplotlib (labels, parameter caption) and save a PNG atomically. `row_names`
@@ -114,7 +109,7 @@ def darkness_draws(dist: ParamDistribution, clean: np.ndarray, seed: int,
     draws, levels = [], []
     for i, stream in enumerate(np.random.SeedSequence(seed).spawn(n)):
         params_rng, noise_rng = (np.random.default_rng(s) for s in stream.spawn(2))
-        p = dist.sample(params_rng)
+        p = dist.sample_for_photo(params_rng, clean)[0]
         draws.append(p)
         levels.append(float(to_float(model.degrade_to_codes(small, p, noise_rng, 8)).mean()))
     order = np.argsort(levels, kind="stable")

@@ -283,3 +283,17 @@ def to_float(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint16:
         return img.astype(np.float32) / np.float32(65535)
     return img.astype(np.float32, copy=False)
+
+
+# ------------------------------------------------------------------------------------- exposure metering
+METER_PIXELS = 1 << 18  # a meter reads a thumbnail: larger images are read on a strided grid
+
+
+def metered_light(img: np.ndarray) -> float:
+    """Mean linear light of a photo over its pixels and channels: what an averaging exposure meter reads."""
+    step = max(1, int(np.sqrt(img.shape[0] * img.shape[1] / METER_PIXELS)))
+    view = img[::step, ::step]
+    if view.dtype == np.uint8:  # 256 levels: a histogram against the linearised levels
+        levels = srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0)
+        return float(np.bincount(view.ravel(), minlength=256) @ levels / view.size)
+    return float(srgb_to_linear(to_float(view).astype(np.float64)).mean())

@@ -15,7 +15,7 @@ from lowsim.generate.plan import (CLEAN_DIR, DARK_DIR, MIN_SOURCE_SIDE, Geometry
 from lowsim.imageio import read_image, write_png
 from lowsim.manifest import SRC_ROOT_KEY, dataset_dir, read_manifest
 from lowsim.safe_io import resolve_inside
-from lowsim.params import DegradationParams, IspParams, file_sha256, params_from_mapping
+from lowsim.params import DegradationParams, IspParams, ParamDistribution, file_sha256, params_from_mapping
 from lowsim.raw.synthesize import write_packed
 from lowsim.splits import assign_split
 
@@ -50,6 +50,7 @@ class Synthesized:
     params: Any  # DegradationParams | IspParams | RawParams | a recipe's draw
     sampler: str
     record: dict[str, Any]  # what a library-applying model drew (manifest columns); empty for the others
+    metered_light: float | None = None  # the source's meter reading, when the draw's exposure followed it
 
 
 def synthesize(source: np.ndarray, dist: Any, streams: Mapping[str, np.random.Generator], size: int | None,
@@ -58,9 +59,12 @@ def synthesize(source: np.ndarray, dist: Any, streams: Mapping[str, np.random.Ge
     its source and writing its PNGs (make_sample calls this). `streams`: sample_streams(seed, i) for generate's
     sample i, or streams_of(any SeedSequence); `size`: generate's --size (None: the whole source)."""
     geometry = draw_geometry(streams["geometry"], source.shape[0], source.shape[1], size)
-    params = dist.sample(streams["params"])
+    if isinstance(dist, ParamDistribution):  # the whole source is metered, the frame the camera exposed for
+        params, metered = dist.sample_for_photo(streams["params"], source)
+    else:  # the raw model's and the recipes' distributions: no meter
+        params, metered = dist.sample(streams["params"]), None
     clean, dark, sampler, record = render_recorded(source, geometry, params, streams["noise"], bit_depth)
-    return Synthesized(clean, dark, geometry, params, sampler, record)
+    return Synthesized(clean, dark, geometry, params, sampler, record, metered)
 
 
 def check_record(row: dict[str, Any], record: dict[str, Any], key: str) -> None:
@@ -149,6 +153,8 @@ def make_sample(spec: RunSpec, dist: Any, index: int) -> dict[str, Any]:
     row.update(geometry.fields())
     row.update(params.to_dict())
     row.update(record)
+    if made.metered_light is not None:
+        row["metered_light"] = made.metered_light
     if spec.recipe is not None:
         row["recipe"] = spec.recipe
     return row
