@@ -37,7 +37,8 @@ def main() -> None:
     for name in ("mean", "cov", "points"):
         if not np.array_equal(getattr(new, name), getattr(old, name)):
             raise SystemExit(f"refitted {name} differs from {args.params}'s: not the same per-pair fits")
-    new.info = {**old.info, "pairs_table": table_path_for(args.out).name}
+    new.info = {**old.info, "pairs_table": table_path_for(args.out).name,
+                "exposure_anchor_added_by": f"scripts/add_exposure_anchor.py {args.params} {args.out}"}
     new.jitter, new.sampler = old.jitter, old.sampler
     write_table(rows, table_path_for(args.out))
     new.save(args.out)

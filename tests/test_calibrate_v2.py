@@ -17,8 +17,9 @@ from skimage import data
 from lowsim.calibrate import fit_distribution, run_calibration
 from lowsim.calibrate_v2 import JPEG_GRID, ResidualStats, calibrate_arrays_v2, centre_crop, run_jpeg_quality
 from lowsim.degradation import v2
+from lowsim.degradation.stages import metered_light
 from lowsim.errors import LowsimError
-from lowsim.imageio import write_png
+from lowsim.imageio import read_image, write_png
 from lowsim.params import IspParams, ParamDistribution
 
 TRUE = IspParams(exposure=0.01, cast_r=0.9, cast_b=1.1, shot_gain=5e-5, read_sigma=6e-4, black_level=5e-4,
@@ -147,6 +148,10 @@ def test_fit_jpeg_picks_a_low_quality_for_jpeg_darks_and_off_without(tmp_path: P
         assert row["jpeg_cost"] == min(costs)
     assert result.distribution.fixed["jpeg_quality"] == run_jpeg_quality([r["jpeg_quality"] for r in rows.values()])
     assert sum(result.distribution.info["fit_jpeg"]["pairs_per_quality"].values()) == 2
+    for name, row in rows.items():  # the meter readings behind the exposure anchor (3 pairs at least make one)
+        assert row["scene_light"] == pytest.approx(metered_light(read_image(root / "high" / f"{name}.png")))
+        assert row["dark_light"] == pytest.approx(metered_light(read_image(root / "low" / f"{name}.png")))
+    assert result.distribution.exposure_anchor is None
 
 
 def test_one_jpeg_quality_per_run_and_the_flag_is_for_isp_only(tmp_path: Path):
