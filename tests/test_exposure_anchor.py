@@ -126,3 +126,22 @@ def test_generate_meters_each_source_records_it_and_regenerates_bit_exactly(tmp_
 def test_an_unanchored_file_leaves_the_meter_column_empty(tmp_path: Path, lit_sources: Path):
     result = run_generate(lit_sources, tmp_path / "out", write_v2_params(tmp_path / "plain.json"), 2)
     assert read_manifest(result.manifest)[0]["metered_light"].isna().all()
+
+
+def test_the_shipped_default_is_lol_v2d_with_an_anchor_fitted_on_its_pairs():
+    """`lol` = `lol-v2d` (the previous default: same fits, mean, covariance and points) plus the anchor, whose keys
+    are the used pairs' scene lights in the per-pair table's order."""
+    import pandas as pd
+
+    from lowsim.project import shipped_params
+
+    anchored, plain = (ParamDistribution.load(shipped_params(n)) for n in ("lol", "lol-v2d"))
+    assert plain.exposure_anchor is None and anchored.exposure_anchor is not None
+    for name in ("mean", "cov", "points"):
+        np.testing.assert_array_equal(getattr(anchored, name), getattr(plain, name))
+    table = pd.read_parquet(shipped_params("lol").with_name("lol.pairs.parquet"))
+    used = table[~table["excluded"]]
+    assert anchored.exposure_anchor.point_keys == tuple(used["scene_light"])
+    slope = np.polyfit(np.log(used["scene_light"]), np.log(used["dark_light"]), 1)[0]
+    assert anchored.exposure_anchor.slope == pytest.approx(slope)
+    assert 0.0 < anchored.exposure_anchor.slope < 0.5  # LOL's darks follow their scenes weakly

@@ -137,8 +137,9 @@ def newest_params(root: Path | None = None) -> Path | None:
 
 def shipped_params(name: str) -> Path:
     """A params file shipped inside the package (`lol`: model v2 calibrated on LOL's pool split with per-pair
-    white-balance gains and the pixel-scale noise matched; `lol-v2c` the same without the pixel-scale match, the
-    default before; `lol-v2a` without the gains either; `lol-v2b` that one with the output black point;
+    white-balance gains and the pixel-scale noise matched, its exposure following the scene's metered light;
+    `lol-v2d` the same fits without that exposure anchor, the default before; `lol-v2c` without the pixel-scale
+    match, the default before that; `lol-v2a` without the gains either; `lol-v2b` that one with the output black point;
     `lol-v1`)."""
     from importlib import resources
 

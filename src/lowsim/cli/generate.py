@@ -10,7 +10,7 @@ from lowsim.cli import app, interruptible
 from lowsim.errors import LowsimError
 
 FORMATS = ("imagefolder", "webdataset")
-PARAMS_HELP = ("Params JSON, or a shipped one by name (lol, lol-v2c, lol-v2a, lol-v2b, lol-v1) "
+PARAMS_HELP = ("Params JSON, or a shipped one by name (lol, lol-v2d, lol-v2c, lol-v2a, lol-v2b, lol-v1) "
                "[the newest params/*.json here, else lol].")
 
 
