@@ -8,7 +8,9 @@ Three models share this module: `lowsim.degrade/v1` (the founding paper's sRGB c
 
 `ParamDistribution` is the distribution over one model's parameters: a multivariate normal in an
 unconstrained space (log for positive, scaled logit for bounded quantities) so that every sample is valid,
-or (`sampler="empirical"`) the accepted per-pair fits resampled with a small Gaussian jitter. Files are
+or (`sampler="empirical"`) the accepted per-pair fits resampled with a small Gaussian jitter. A v2 file may
+carry an `ExposureAnchor`: a draw's exposure then follows the metered light of the photo it darkens
+(`ParamDistribution.sample_for_photo`), as an auto-exposure camera's would. Files are
 versioned (`SCHEMA_VERSIONS`: 1 is v1, 2 is v2, 3 the raw model); a file of an unknown version is refused, not guessed at.
 """
 from __future__ import annotations
