@@ -16,6 +16,7 @@ versioned (`SCHEMA_VERSIONS`: 1 is v1, 2 is v2, 3 the raw model); a file of an u
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -416,16 +417,26 @@ class ExposureAnchor:
 
     slope: float  # d log(dark light) / d log(scene light) over the calibration pairs, in [0, 1]
     point_keys: tuple[float, ...]  # metered light of each per-pair fit's bright image, in `points` order
-    reference: float  # their geometric mean: the scene a draw of the normal sampler stands for
-    low: float  # the calibration scenes' least and greatest metered light
-    high: float
 
     @classmethod
     def of(cls, slope: float, point_keys: Sequence[float]) -> "ExposureAnchor":
         """The anchor of per-pair scene lights (positive) and a measured slope (clipped to [0, 1])."""
-        keys = np.asarray(point_keys, dtype=np.float64)
-        return cls(slope=float(np.clip(slope, 0.0, 1.0)), point_keys=tuple(float(k) for k in keys),
-                   reference=float(np.exp(np.mean(np.log(keys)))), low=float(keys.min()), high=float(keys.max()))
+        return cls(slope=float(np.clip(slope, 0.0, 1.0)), point_keys=tuple(float(k) for k in point_keys))
+
+    @functools.cached_property
+    def reference(self) -> float:
+        """The keys' geometric mean: the scene a draw of the normal sampler stands for."""
+        return float(np.exp(np.mean(np.log(self.point_keys))))
+
+    @property
+    def low(self) -> float:
+        """The calibration scenes' least metered light."""
+        return min(self.point_keys)
+
+    @property
+    def high(self) -> float:
+        """The calibration scenes' greatest metered light."""
+        return max(self.point_keys)
 
     def factor(self, drawn_for: float, photo_light: float) -> float:
         """Exposure multiplier for a draw made for scene light `drawn_for`, put on a photo of `photo_light`."""
@@ -433,7 +444,7 @@ class ExposureAnchor:
         return float((drawn_for / photo) ** (1.0 - self.slope))
 
     def validate(self, n_points: int | None) -> None:
-        """LowsimError unless the slope, keys and range are usable and one key per point."""
+        """LowsimError unless the slope and keys are usable and one key per point."""
         keys = np.asarray(self.point_keys, dtype=np.float64)
         if not 0.0 <= self.slope <= 1.0:
             raise LowsimError(f"exposure_anchor slope must be in [0, 1], got {self.slope}")
@@ -441,19 +452,15 @@ class ExposureAnchor:
             raise LowsimError("exposure_anchor point_keys must be positive and finite")
         if n_points is not None and keys.size != n_points:
             raise LowsimError(f"exposure_anchor has {keys.size} point_keys for {n_points} points")
-        if not 0.0 < self.low <= self.reference <= self.high:
-            raise LowsimError(f"exposure_anchor needs 0 < low <= reference <= high, got {self.low}, "
-                              f"{self.reference}, {self.high}")
 
     def to_json_dict(self) -> dict[str, Any]:
+        """The anchor as a params file stores it; reference and range are written for reading, derived on load."""
         return {"slope": self.slope, "reference": self.reference, "range": [self.low, self.high],
                 "point_keys": list(self.point_keys)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "ExposureAnchor":
-        low, high = data["range"]
-        return cls(slope=float(data["slope"]), point_keys=tuple(float(k) for k in data["point_keys"]),
-                   reference=float(data["reference"]), low=float(low), high=float(high))
+        return cls(slope=float(data["slope"]), point_keys=tuple(float(k) for k in data["point_keys"]))
 
 
 @dataclass

@@ -287,6 +287,7 @@ def to_float(img: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- exposure metering
 METER_PIXELS = 1 << 18  # a meter reads a thumbnail: larger images are read on a strided grid
+_LINEAR_LEVELS = srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0)  # the 8-bit levels, linearised once
 
 
 def metered_light(img: np.ndarray) -> float:
@@ -294,6 +295,5 @@ def metered_light(img: np.ndarray) -> float:
     step = max(1, int(np.sqrt(img.shape[0] * img.shape[1] / METER_PIXELS)))
     view = img[::step, ::step]
     if view.dtype == np.uint8:  # 256 levels: a histogram against the linearised levels
-        levels = srgb_to_linear(np.arange(256, dtype=np.float64) / 255.0)
-        return float(np.bincount(view.ravel(), minlength=256) @ levels / view.size)
+        return float(np.bincount(view.ravel(), minlength=256) @ _LINEAR_LEVELS / view.size)
     return float(srgb_to_linear(to_float(view).astype(np.float64)).mean())
