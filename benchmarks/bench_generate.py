@@ -17,6 +17,9 @@ on the same samples (same sources and crops):
            isp-fast/v2 existed record).
 - v2-fast: the same with v2's default sampler isp-fast/v2 (lowsim.degradation.v2_fast).
 - v2-fast-jpeg: v2-fast with the camera's JPEG stage on (the v2 file's draws with jpeg_quality JPEG_QUALITY).
+- maths only, beside them: v2-fast-one-pass (the fast chain without its strips, one pass over the whole
+           sensor: what the strips save) and v2-fast-downscale-1 (the same draws at downscale 1, sensor =
+           output: the chain's cost per pixel, without the resolution a downscale > 1 adds).
 - floor:   read the source, crop, write two PNGs (the clean crop and a dark-looking noisy image of the
            same size), nothing else: the I/O every generator of this dataset must do.
 
@@ -164,7 +167,10 @@ def degrade_timings(sources: list[Path], dists: dict[str, ParamDistribution], si
              ("v1-ref", v1_params, lambda c, p, r: v1.degrade_to_codes(c, p, r, 8, REFERENCE_SAMPLER)),
              ("v2-ref", v2_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.SAMPLER)),
              ("v2-fast", v2_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.FAST_SAMPLER)),
-             ("v2-fast-jpeg", jpeg_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.FAST_SAMPLER)))
+             ("v2-fast-jpeg", jpeg_params, lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.FAST_SAMPLER)),
+             ("v2-fast-one-pass", v2_params, lambda c, p, r: one_pass(v2.degrade_to_codes, c, p, r)),
+             ("v2-fast-downscale-1", [dataclasses.replace(p, downscale=1.0) for p in v2_params],
+              lambda c, p, r: v2.degrade_to_codes(c, p, r, 8, V2.FAST_SAMPLER)))
     timings: dict[str, float] = {}
     for name, params, fn in cases:
         fn(crops[0], params[0], np.random.default_rng(0))
@@ -174,6 +180,15 @@ def degrade_timings(sources: list[Path], dists: dict[str, ParamDistribution], si
         timings[name] = (time.perf_counter() - start) / len(crops) * 1e3
     timings["table_share"] = sum(choose_sampler(np.uint8, p) == TABLE_SAMPLER for p in v1_params) / len(crops)
     return timings
+
+
+def one_pass(degrade_to_codes, clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.ndarray:
+    """The fast sampler with its strips off (one strip larger than any sensor): the same bytes, one pass."""
+    strip_pixels, V2F.STRIP_PIXELS = V2F.STRIP_PIXELS, 1 << 62
+    try:
+        return degrade_to_codes(clean, p, rng, 8, V2.FAST_SAMPLER)
+    finally:
+        V2F.STRIP_PIXELS = strip_pixels
 
 
 def sample_rates(root: str, names: tuple[str, ...], dists: dict[str, ParamDistribution],
@@ -197,11 +212,12 @@ def summary_table(maths: dict[str, float], rates: dict[tuple[str, int], float]) 
     workers = sorted({w for _, w in rates})
     head = "| pipeline | maths ms | x v1 | " + " | ".join(f"{w} worker(s): img/s | x floor" for w in workers) + " |"
     lines = [head, "|---" * (3 + 2 * len(workers)) + "|"]
-    for name in PIPELINES:
+    maths_only = [name for name in maths if name != "table_share" and name not in PIPELINES]
+    for name in (*PIPELINES, *maths_only):
         cells = [f"{maths[name]:.1f}", f"{maths[name] / maths['v1']:.2f}"] if name in maths else ["-", "-"]
         for w in workers:
-            rate = rates[name, w] / w
-            cells += [f"{rate:.1f}", f"{rates['floor', w] / rates[name, w]:.2f}"]
+            cells += ([f"{rates[name, w] / w:.1f}", f"{rates['floor', w] / rates[name, w]:.2f}"]
+                      if (name, w) in rates else ["-", "-"])
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

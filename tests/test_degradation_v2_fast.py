@@ -123,3 +123,56 @@ def test_reference_sampler_bytes_are_unchanged(bit_depth: int):
     for sampler in (None, v2.SAMPLER):
         codes = v2.degrade_to_codes(photo, p, np.random.default_rng(11), bit_depth=bit_depth, sampler=sampler)
         assert hashlib.sha256(codes.tobytes()).hexdigest() == REFERENCE_DIGESTS[bit_depth]
+
+
+def _degrade_in(strip_pixels: int, monkeypatch, clean: np.ndarray, p: IspParams, seed: int, bit_depth: int = 8):
+    monkeypatch.setattr(v2_fast, "STRIP_PIXELS", strip_pixels)
+    return v2_fast.degrade_to_codes(clean, p, np.random.default_rng(seed), bit_depth, sampler=v2.FAST_SAMPLER)
+
+
+@pytest.mark.parametrize("downscale, chroma_nr, sharpen", [(3.0, 0.8, 4.0), (2.0, 0.0, 1.0), (1.0, 0.5, 0.0)])
+def test_strips_give_the_bytes_of_one_pass(monkeypatch, downscale: float, chroma_nr: float, sharpen: float):
+    p = dataclasses.replace(NOISY, downscale=downscale, chroma_nr=chroma_nr, sharpen=sharpen, out_black=0.01)
+    clean = stages.resize_to(BANDS, 66, 90)  # a sensor of exactly `downscale` times its rows and columns
+    sensor = v2.sensor_shape(clean.shape, downscale)
+    # strips of the smallest height, and ~2/5 of the sensor (two strips and a short last one)
+    for strip_pixels in (1 << 9, int(sensor[0] * sensor[1] / 2.5)):
+        monkeypatch.setattr(v2_fast, "STRIP_PIXELS", strip_pixels)
+        rows = v2_fast.strip_rows(sensor, clean.shape)
+        assert rows is not None and rows % (2 * int(downscale)) == 0 and rows < sensor[0]
+        for bit_depth in (8, 16):
+            stripped = _degrade_in(strip_pixels, monkeypatch, clean, p, 4, bit_depth)
+            np.testing.assert_array_equal(stripped, _degrade_in(1 << 62, monkeypatch, clean, p, 4, bit_depth))
+
+
+def test_strips_only_where_the_sensor_is_an_exact_multiple_and_large():
+    assert v2_fast.strip_rows((1536, 1536), (512, 512)) % 6 == 0
+    assert v2_fast.strip_rows((1444, 962), (481, 321)) is None  # rounded to even: not 3x, one pass
+    assert v2_fast.strip_rows((96, 128), (32, 128 // 3)) is None
+    assert v2_fast.strip_rows((600, 600), (200, 200)) is None  # below two strips' worth of pixels
+
+
+def test_a_mosaic_too_wide_for_16_bits_takes_one_pass_with_the_same_bytes(monkeypatch):
+    p = dataclasses.replace(NOISY, exposure=40.0, black_level=0.0, downscale=3.0)  # white beside black bands
+    one = _degrade_in(1 << 62, monkeypatch, BANDS, p, 2)
+    assert v2_fast.scaled_codes(np.array([[0, 16895]])) is None
+    np.testing.assert_array_equal(_degrade_in(1 << 9, monkeypatch, BANDS, p, 2), one)
+
+
+# sha256 of the fast sampler's codes, as lowsim wrote them before `finish` worked in strips (numpy 2.4.6, OpenCV
+# 5.0.0): rows recorded with isp-fast/v2 must keep regenerating these bytes, in strips or in one pass.
+FAST_DIGESTS = {8: "edf10786188527fa9dfab5f6c0e4a140425cec58552095fba6bf1299ec8f23a9",
+                16: "df3b6235bb685456afa7cf5b9777f864a4def26bf6322487dafccd5156c0f7ec"}
+
+
+@pytest.mark.skipif((np.__version__, cv2.__version__) != ("2.4.6", "5.0.0"),
+                    reason="digests recorded with numpy 2.4.6 and OpenCV 5.0.0")
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_fast_sampler_bytes_are_unchanged(monkeypatch, bit_depth: int):
+    y, x = np.mgrid[0:120, 0:150]
+    photo = np.stack([x * 1.7, y * 2, (x + y)], -1).astype(np.uint8)
+    p = IspParams(exposure=0.05, shot_gain=2e-3, read_sigma=1e-3, black_level=1e-3, chroma_nr=0.6, sharpen=2.0,
+                  tone_gamma=1.8, downscale=3.0, row_sigma=2e-4, out_black=0.01)
+    for strip_pixels in (1 << 13, 1 << 62):
+        codes = _degrade_in(strip_pixels, monkeypatch, photo, p, 11, bit_depth)
+        assert hashlib.sha256(codes.tobytes()).hexdigest() == FAST_DIGESTS[bit_depth]

@@ -12,6 +12,9 @@ the same mean and variance per pixel:
 - the Gaussians are read from a 16-bit inverse-CDF table of the standard normal (`normal_table`): one
   16-bit slice of the bit generator's raw output per pixel (tails cut at ±4.3 sd; unit variance).
 
+After the noise, `finish` processes a large sensor in strips of rows (each with a halo as wide as the filters
+reach), which keeps its float images in the cache and gives the bytes of one pass over the whole sensor.
+
 Draw order, fixed: the table normals of every sensor pixel, Poisson counts of the dark pixels (raster order),
 then row noise. The same rng state therefore gives the same bytes (for the same numpy and OpenCV).
 """
@@ -33,6 +36,16 @@ POISSON_TABLE_BITS = 10  # buckets per row: few draws need the exact search
 POISSON_GRID = 64  # table means per photon: the remainder (< 1/64) is almost always 0 or 1 photons
 _WHITE = (1 << v2.SENSOR_BITS) - 1
 _DEMOSAIC_SCALE = 4  # codes × 4 make OpenCV's integer bilinear averages exact (sums of 2 or 4 neighbours)
+STRIP_PIXELS = 1 << 19  # sensor pixels per strip of `finish` (~6 MB of float RGB)
+
+
+def _blur_reach(sigma: float) -> int:
+    """Pixels a float GaussianBlur of this sigma reaches (OpenCV's kernel size for float: round(8σ + 1) | 1)."""
+    return (int(np.round(8 * sigma + 1)) | 1) // 2
+
+
+# rows a strip needs beyond its own: the demosaic's 1 and both blurs' reach, even (keeps the Bayer phase)
+STRIP_HALO = 2 * -(-(1 + _blur_reach(v2.CHROMA_SIGMA) + _blur_reach(v2.SHARPEN_SIGMA)) // 2)
 
 
 @functools.lru_cache(maxsize=1)
@@ -160,16 +173,30 @@ def demosaic_codes(codes: np.ndarray) -> tuple[np.ndarray, int]:
     our RGGB) runs on a 2-pixel reflect-101 border (the reference's border; it keeps the Bayer phase). A
     range too wide for 16 bits (saturated highlights next to clipped blacks) takes the float stage.
     """
+    scaled = scaled_codes(codes)
+    if scaled is None:
+        return stages.demosaic(codes.astype(np.float32)) * np.float32(_DEMOSAIC_SCALE), 0
+    padded, low = scaled
+    return demosaic_rows(padded, 0, codes.shape[0]), low
+
+
+def scaled_codes(codes: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """(codes − low) × 4 as uint16 with a 2-pixel reflect-101 border, and low; None if too wide for 16 bits."""
     import cv2
 
     low = int(codes.min())
     if (int(codes.max()) - low) * _DEMOSAIC_SCALE > np.iinfo(np.uint16).max:
-        return stages.demosaic(codes.astype(np.float32)) * np.float32(_DEMOSAIC_SCALE), 0
+        return None
     scaled = np.subtract(codes, low, dtype=np.float32)
     scaled *= np.float32(_DEMOSAIC_SCALE)
-    scaled = scaled.astype(np.uint16)
-    padded = cv2.copyMakeBorder(scaled, 2, 2, 2, 2, cv2.BORDER_REFLECT_101)
-    return cv2.cvtColor(padded, cv2.COLOR_BayerBG2RGB)[2:-2, 2:-2], low
+    return cv2.copyMakeBorder(scaled.astype(np.uint16), 2, 2, 2, 2, cv2.BORDER_REFLECT_101), low
+
+
+def demosaic_rows(padded: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Sensor rows [lo, hi) (lo even: the Bayer phase) of the demosaic of `scaled_codes`' bordered image."""
+    import cv2
+
+    return cv2.cvtColor(padded[lo:hi + 4], cv2.COLOR_BayerBG2RGB)[2:-2, 2:-2]
 
 
 def to_toned(demosaiced: np.ndarray, low: int, p: IspParams) -> np.ndarray:
@@ -226,10 +253,45 @@ def degrade(clean: np.ndarray, p: IspParams, rng: np.random.Generator) -> np.nda
     """`v2.degrade` by the fast sampler: float32 in [0, 1] at the clean image's size."""
     scene = stages.resize_to(clean, *v2.sensor_shape(clean.shape, p.downscale))
     raw = stages.add_row_noise(shot_read_noise(raw_mosaic(scene, p), p, rng), p.row_sigma, rng)
-    demosaiced, low = demosaic_codes(adc(raw))
+    return finish(adc(raw), p, clean.shape)
+
+
+def processed(demosaiced: np.ndarray, low: int, p: IspParams) -> np.ndarray:
+    """`v2.process` from `demosaic_codes`' output: tone, chroma noise reduction, sharpening and clip."""
     out = chroma_denoise(to_toned(demosaiced, low, p), p.chroma_nr, v2.CHROMA_SIGMA)
-    out = sharpen_clip(out, p.sharpen, v2.SHARPEN_SIGMA)
-    return v2.output(out, clean.shape, p)
+    return sharpen_clip(out, p.sharpen, v2.SHARPEN_SIGMA)
+
+
+def finish(codes: np.ndarray, p: IspParams, shape: tuple[int, ...]) -> np.ndarray:
+    """ADC codes → the camera's output at `shape` (`processed`, then `v2.output`), in strips where possible.
+
+    A strip is processed with `STRIP_HALO` extra sensor rows on each side (every filter's reach), so its rows
+    are the bytes of the whole-image pass; its float images stay in the cache (1.3x faster at 1536²).
+    """
+    rows = strip_rows(codes.shape, shape)
+    scaled = scaled_codes(codes) if rows else None
+    if scaled is None:
+        demosaiced, low = demosaic_codes(codes)
+        return v2.output(processed(demosaiced, low, p), shape, p)
+    (padded, low), height, factor = scaled, codes.shape[0], codes.shape[0] // shape[0]
+    out = np.empty((*shape[:2], 3), dtype=np.float32)
+    for top in range(0, height, rows):
+        bottom = min(top + rows, height)
+        lo, hi = max(top - STRIP_HALO, 0), min(bottom + STRIP_HALO, height)
+        strip = processed(demosaic_rows(padded, lo, hi), low, p)[top - lo:bottom - lo]
+        out[top // factor:bottom // factor] = stages.resize_to(strip, (bottom - top) // factor, shape[1])
+    return stages.apply_black_point(np.clip(out, 0.0, 1.0, out=out), p.out_black)
+
+
+def strip_rows(sensor: tuple[int, ...], shape: tuple[int, ...]) -> int | None:
+    """Sensor rows per strip of `finish`, or None for one pass: strips need a sensor an exact multiple of the
+    output (each strip resizes to whole output rows) and pay only on one larger than two strips."""
+    factor = sensor[0] // shape[0]
+    if factor < 1 or tuple(sensor[:2]) != (factor * shape[0], factor * shape[1]) \
+            or sensor[0] * sensor[1] <= 2 * STRIP_PIXELS:
+        return None
+    step = 2 * factor  # whole Bayer cells and whole output rows
+    return max(step, STRIP_PIXELS // sensor[1] // step * step)
 
 
 def degrade_to_codes(clean: np.ndarray, p: IspParams, rng: np.random.Generator, bit_depth: int = 8,
