@@ -283,8 +283,8 @@ def finish(codes: np.ndarray, p: IspParams, shape: tuple[int, ...]) -> np.ndarra
         bottom = min(top + rows, height)
         lo, hi = max(top - STRIP_HALO, 0), min(bottom + STRIP_HALO, height)
         strip = processed(demosaic_rows(padded, lo, hi), low, p)[top - lo:bottom - lo]
-        out[top // factor:bottom // factor] = stages.resize_to(strip, (bottom - top) // factor, shape[1])
-    return stages.apply_black_point(np.clip(out, 0.0, 1.0, out=out), p.out_black)
+        out[top // factor:bottom // factor] = v2.output(strip, ((bottom - top) // factor, shape[1]), p)
+    return out
 
 
 def strip_rows(sensor: tuple[int, ...], shape: tuple[int, ...]) -> int | None:
