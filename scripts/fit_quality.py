@@ -21,7 +21,7 @@ STATISTICS = {"spatial_corr": "spatial corr.", "pixel_corr": "pixel-scale corr."
 def fit_quality_row(name: str, pairs: pd.DataFrame) -> str:
     """One markdown row for a pairs table (medians over the pairs that were fitted)."""
     fitted = pairs[pairs["match_profile_rms_log"].notna()]
-    at_bound = int(pairs["reason"].fillna("").str.startswith("fit at a bound").sum())
+    at_bound = int((pairs["at_bound"].fillna("") != "").sum())  # the parameters a fit ended at, comma-separated
     cells = [name, str(int((~pairs["excluded"]).sum())), str(at_bound),
              f"{np.median(fitted['match_profile_rms_log']):.3f}"]
     cells += [f"{np.nanmedian(fitted[f'match_{s}_real']):.2f} / {np.nanmedian(fitted[f'match_{s}_sim']):.2f}"
